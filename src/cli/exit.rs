@@ -1,0 +1,33 @@
+//! The exit-code contract of the `shepherd` command (not of the wrapper, whose
+//! codes are reported to the daemon). Documented in `docs/exit-codes.md`;
+//! changing a value is a breaking change.
+
+use crate::slurm::SlurmError;
+
+/// The command did what was asked.
+pub const SUCCESS: u8 = 0;
+/// A failure not covered below.
+pub const FAILURE: u8 = 1;
+/// The command line was invalid (clap's own code).
+pub const USAGE: u8 = 2;
+/// Slurm could not be asked: not installed, controller unreachable, timed out.
+pub const SLURM_UNAVAILABLE: u8 = 3;
+/// Slurm refused the request (invalid partition, unknown node, limits).
+pub const REJECTED: u8 = 4;
+/// The job (or run) named does not exist.
+pub const NOT_FOUND: u8 = 5;
+
+/// The one place errors become exit codes.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<SlurmError>() {
+        Some(
+            SlurmError::NotFound { .. }
+            | SlurmError::TimedOut { .. }
+            | SlurmError::Unreachable { .. }
+            | SlurmError::AccountingUnavailable { .. },
+        ) => SLURM_UNAVAILABLE,
+        Some(SlurmError::Rejected { .. }) => REJECTED,
+        Some(SlurmError::UnknownJob { .. }) => NOT_FOUND,
+        Some(SlurmError::Failed { .. } | SlurmError::Parse { .. }) | None => FAILURE,
+    }
+}

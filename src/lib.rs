@@ -1,0 +1,24 @@
+//! Shepherd keeps Slurm GPU jobs alive overnight.
+//!
+//! The crate is laid out by responsibility, from the outside in:
+//!
+//! - [`slurm`]: the adapter. One trait for everything Shepherd asks of Slurm, the
+//!   real implementation that runs Slurm's commands with timeouts, and pure
+//!   parsers of their output.
+//! - [`store`]: the state directory on the shared filesystem (runs, attempts,
+//!   heartbeats, the blacklist), written atomically and versioned.
+//! - [`policy`]: pure decisions. Given what was observed and the time now, what to
+//!   do with a run. No processes, files or clocks.
+//! - [`daemon`]: the loop on the login node that observes, asks the policy and
+//!   carries out its decisions.
+//! - [`wrapper`]: the compute-side half, run inside the job around the workload.
+//! - [`cli`] and [`tui`]: the user's interfaces.
+
+pub mod cli;
+pub mod daemon;
+pub mod duration;
+pub mod policy;
+pub mod slurm;
+pub mod store;
+pub mod tui;
+pub mod wrapper;

@@ -1,0 +1,11 @@
+//! Integration tests against real Slurm clusters started by
+//! `scripts/testcluster`. Each test that needs a cluster starts its own, in
+//! its own directory and ports, so tests run in parallel and fault injection in
+//! one never disturbs another.
+
+mod support;
+
+mod adapter_faults;
+mod adapter_inventory;
+mod adapter_jobs;
+mod parsers_on_fixtures;
