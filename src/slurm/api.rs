@@ -36,9 +36,11 @@ pub trait Slurm: Send + Sync {
     /// knows are absent from the answer; that is not an error.
     fn jobs(&self, ids: &[JobId]) -> Result<Vec<JobInfo>, SlurmError>;
 
-    /// Final records of finished jobs from accounting: slurmdbd when the cluster
-    /// has it, the job completion file otherwise, the controller as a last
-    /// resort. A requeued job id may have several records, oldest first.
+    /// Records of ended runs from accounting: slurmdbd when the cluster has it,
+    /// the job completion file otherwise, the controller as a last resort. A
+    /// requeued job id has a `REQUEUED` record per requeue, oldest first. A job
+    /// cancelled while Slurm was requeueing it gets no final record at all: its
+    /// last record stays `REQUEUED`.
     /// slurmdbd lags the controller by a fraction of a second and may fill
     /// some fields (the partition) of a fresh record a moment later.
     fn accounting(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, SlurmError>;

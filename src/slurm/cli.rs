@@ -218,10 +218,11 @@ impl Slurm for SlurmCli {
             AccountingSource::Controller => self.controller_records(ids)?,
             source => self.sacct(ids, source)?,
         };
-        // slurmdbd also holds pending and running jobs; only ends are records.
+        // slurmdbd also holds pending and running jobs; only ended runs
+        // (including requeued ones) are records.
         Ok(records
             .into_iter()
-            .filter(|r| r.state.is_terminal())
+            .filter(|r| r.end_time.is_some())
             .collect())
     }
 

@@ -91,6 +91,11 @@ fn job_outcomes(mode: Mode) {
         .cancel(&[unknown])
         .expect("cancelling an unknown id is not an error");
 
+    // A requeue keeps the job id and raises the restart count.
+    slurm.requeue(holder).unwrap();
+    let requeued = wait_job(&slurm, holder, END, "requeue", |j| j.restarts == 1);
+    assert!(!requeued.state.is_terminal(), "{requeued:?}");
+
     slurm.cancel(&[holder]).unwrap();
     let cancelled = wait_job(&slurm, holder, END, "cancel", done);
     assert_eq!(cancelled.state, JobState::Cancelled);
@@ -105,8 +110,11 @@ fn job_outcomes(mode: Mode) {
         let r = slurm.accounting(&ids).map_err(|e| e.to_string())?;
         // slurmdbd writes a record first and fills its partition a moment later.
         let complete = |id: &JobId| {
-            r.iter()
-                .any(|rec| rec.id == *id && rec.state.is_terminal() && !rec.partition.is_empty())
+            r.iter().any(|rec| {
+                rec.id == *id
+                    && (rec.state.is_terminal() || rec.state == JobState::Requeued)
+                    && !rec.partition.is_empty()
+            })
         };
         if ids.iter().all(complete) {
             Ok(r)
@@ -125,6 +133,13 @@ fn job_outcomes(mode: Mode) {
     assert_eq!(rec(killed).state, JobState::Failed);
     assert_eq!(&rec(gpu).nodes, std::slice::from_ref(node));
     assert_eq!(rec(gpu).partition, "a100");
-    assert_eq!(rec(holder).state, JobState::Cancelled);
+    // Cancelled during its requeue: Slurm writes no final record (in either
+    // mode), so accounting's last word on it is the requeue.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.id == holder && r.state == JobState::Requeued),
+        "{records:?}"
+    );
     assert!(slurm.accounting(&[unknown]).unwrap().is_empty());
 }

@@ -33,14 +33,20 @@ pub fn parse(
         } else {
             hostlist::expand(f[3])?
         };
+        let end_time = values::time(f[6], tz)?;
+        let mut state = JobState::parse(f[1]);
+        // The job completion file logs the end of a requeued run as PENDING.
+        if source == AccountingSource::JobComp && state == JobState::Pending && end_time.is_some() {
+            state = JobState::Requeued;
+        }
         out.push(JobRecord {
             id,
-            state: JobState::parse(f[1]),
+            state,
             exit: f[2].parse().ok(),
             nodes,
             partition: f[4].to_string(),
             start_time: values::time(f[5], tz)?,
-            end_time: values::time(f[6], tz)?,
+            end_time,
             source,
         });
     }
