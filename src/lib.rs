@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod duration;
+pub mod model;
 pub mod policy;
 pub mod slurm;
 pub mod store;

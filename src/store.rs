@@ -1,6 +1,14 @@
-//! The state directory: runs, their attempts and events, heartbeats and the node
-//! blacklist, kept on the shared filesystem so that the login-node daemon and the
-//! compute-side wrapper can both reach it.
+//! The state directory: runs, their attempts and events, heartbeats and (later)
+//! the node blacklist, kept on the shared filesystem so that the login-node
+//! daemon and the compute-side wrapper can both reach it.
 //!
-//! Not built yet: the recovery-loop issue fills this in (atomic writes, a format
-//! version in every file, locks with timeouts).
+//! Every file has one writer: the CLI writes a run's spec and its control
+//! requests, the daemon its state and journal, the wrapper its heartbeats and
+//! outcomes. Files are replaced atomically and carry a format version, so a
+//! reader never sees half a file and an older binary refuses newer data.
+
+pub mod atomic;
+pub mod layout;
+pub mod records;
+
+pub use layout::{AttemptDir, RunDir, StateDir};

@@ -1,0 +1,141 @@
+//! Where things live in the state directory.
+//!
+//! ```text
+//! STATE/
+//!   daemon/                 lock, lease.json, daemon.log
+//!   runs/RUN/
+//!     spec.json             RunSpec (CLI, once)
+//!     state.json            the daemon's view of the run (daemon)
+//!     events.jsonl          the decision journal (daemon, append-only)
+//!     script                snapshot of the user's script (CLI, once)
+//!     env.json              environment captured at submission (CLI, once)
+//!     control/             requests: stop, pause, restart… (CLI; daemon consumes)
+//!     attempts/N/
+//!       job.sh              the batch script submitted for attempt N (daemon)
+//!       heartbeat-J-R.json  wrapper of job J, Slurm restart R
+//!       progress-J-R.json   the workload's progress reports
+//!       outcome-J-R.json    the wrapper's final record
+//!       slurm-J.out/.err    output, unless the script sets --output/--error
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::model::RunId;
+use crate::slurm::JobId;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn run(&self, id: &RunId) -> RunDir {
+        RunDir {
+            path: self.runs().join(id.as_str()),
+        }
+    }
+
+    pub fn daemon(&self) -> PathBuf {
+        self.root.join("daemon")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.path.join("spec.json")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+
+    pub fn events(&self) -> PathBuf {
+        self.path.join("events.jsonl")
+    }
+
+    pub fn script(&self) -> PathBuf {
+        self.path.join("script")
+    }
+
+    pub fn env(&self) -> PathBuf {
+        self.path.join("env.json")
+    }
+
+    pub fn control(&self) -> PathBuf {
+        self.path.join("control")
+    }
+
+    pub fn attempt(&self, attempt: u32) -> AttemptDir {
+        AttemptDir {
+            path: self.path.join("attempts").join(attempt.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptDir {
+    path: PathBuf,
+}
+
+impl AttemptDir {
+    pub fn at(path: impl Into<PathBuf>) -> AttemptDir {
+        AttemptDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn job_script(&self) -> PathBuf {
+        self.path.join("job.sh")
+    }
+
+    /// Keyed by job id *and* Slurm's restart count: after Slurm requeues a job
+    /// whose node only lost its slurmd, the orphaned first instance may still
+    /// run and write; it must never pass for the live one.
+    pub fn heartbeat(&self, job: JobId, restarts: u32) -> PathBuf {
+        self.path.join(format!("heartbeat-{job}-{restarts}.json"))
+    }
+
+    pub fn progress(&self, job: JobId, restarts: u32) -> PathBuf {
+        self.path.join(format!("progress-{job}-{restarts}.json"))
+    }
+
+    pub fn outcome(&self, job: JobId, restarts: u32) -> PathBuf {
+        self.path.join(format!("outcome-{job}-{restarts}.json"))
+    }
+
+    /// Slurm file patterns for the attempt's output when the user set none.
+    pub fn stdout_pattern(&self) -> PathBuf {
+        self.path.join("slurm-%j.out")
+    }
+
+    pub fn stderr_pattern(&self) -> PathBuf {
+        self.path.join("slurm-%j.err")
+    }
+}

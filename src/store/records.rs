@@ -1,0 +1,118 @@
+//! Records exchanged through the state directory between the wrapper (inside
+//! the job) and the daemon (on the login node).
+//!
+//! Each carries `version`; readers accept versions up to their own
+//! `*_VERSION` constant and refuse newer ones with a clear error.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::model::RunId;
+use crate::slurm::JobId;
+
+pub const HEARTBEAT_VERSION: u32 = 1;
+pub const PROGRESS_VERSION: u32 = 1;
+pub const OUTCOME_VERSION: u32 = 1;
+
+/// Where the wrapper is in its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Checking the GPUs before the workload starts.
+    Probing,
+    /// The workload runs.
+    Running,
+    /// The workload got SIGTERM (or the warning signal) and may be checkpointing.
+    Stopping,
+}
+
+/// Written atomically by the wrapper every heartbeat interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub version: u32,
+    pub run_id: RunId,
+    pub attempt: u32,
+    pub job_id: JobId,
+    /// Slurm's restart count of this job id (`SLURM_RESTART_COUNT`, 0 if unset).
+    pub restarts: u32,
+    pub node: String,
+    /// The wrapper's pid on the node.
+    pub pid: u32,
+    pub phase: Phase,
+    /// When the wrapper started (compute node clock).
+    pub started_at: Timestamp,
+    /// When this heartbeat was written (compute node clock).
+    pub time: Timestamp,
+    /// Increments with every heartbeat, so a reader can tell a fresh write from
+    /// a stale file even when the two clocks disagree.
+    pub seq: u64,
+    /// Bytes written so far to the attempt's stdout and stderr files, when known.
+    pub output_bytes: Option<u64>,
+}
+
+/// Written atomically by `shepherd progress` (or the workload itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub version: u32,
+    pub step: Option<u64>,
+    pub message: Option<String>,
+    pub time: Timestamp,
+}
+
+/// The result of one GPU probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// `visibility`, …
+    pub name: String,
+    pub ok: bool,
+    /// What was seen, for the journal and `status`.
+    pub detail: String,
+    pub millis: u64,
+}
+
+/// How the attempt ended, as the wrapper saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The workload exited by itself with this code.
+    Exited { code: i32 },
+    /// The workload was killed by a signal.
+    Signaled { signal: i32 },
+    /// A GPU probe failed: the node is to blame, the workload never ran.
+    ProbeFailed { probe: String, detail: String },
+    /// The wrapper could not start the workload (run directory, script).
+    SetupFailed { detail: String },
+}
+
+/// Written once by the wrapper when the attempt ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub version: u32,
+    pub run_id: RunId,
+    pub attempt: u32,
+    pub job_id: JobId,
+    pub restarts: u32,
+    pub node: String,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    pub verdict: Verdict,
+    pub probes: Vec<ProbeResult>,
+    /// The wrapper received SIGTERM (cancel, preemption, time limit) before the
+    /// workload ended.
+    pub terminated: bool,
+    /// The workload received the warning signal (`--signal-before`).
+    pub warned: bool,
+    /// The last lines of the workload's stderr (bounded).
+    pub stderr_tail: String,
+    /// The exit code the wrapper itself ended with (see docs/wrapper.md).
+    pub exit_code: i32,
+}
+
+pub const SPEC_VERSION: u32 = 1;
+
+/// `spec.json`: the run's [`RunSpec`](crate::model::RunSpec) with its format version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecFile {
+    pub version: u32,
+    pub spec: crate::model::RunSpec,
+}
