@@ -1,7 +1,18 @@
 //! Pure decisions: given a run, what Slurm and the wrapper reported, and the time
-//! now, what to do next (wait, resubmit, fail over, ban a node, give up).
+//! now, what to do next (wait, submit, cancel, give up).
 //!
-//! Not built yet: the recovery-loop, node-health and placement issues fill this in.
-//! Everything here stays free of processes, files and clocks so it can be tested
-//! exhaustively. The Slurm-side classification it will build on already exists:
-//! [`crate::slurm::Rejection`] and [`crate::slurm::reasons`].
+//! Everything here is free of processes, files and clocks, so it is tested
+//! exhaustively with plain data. The daemon is the shell that observes, calls
+//! [`decide::step`], carries out the actions and records the result.
+
+pub mod classify;
+pub mod decide;
+pub mod state;
+
+pub use decide::{
+    Action, Control, Event, JobView, Observation, Step, SubmitResult, step, submitted,
+};
+pub use state::{RunState, RunStatus};
+
+#[cfg(test)]
+mod tests;

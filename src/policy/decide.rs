@@ -1,0 +1,688 @@
+//! The policy: one pure function from (spec, state, observation, now) to the
+//! next state, the actions to carry out and the events to journal.
+//!
+//! The daemon calls [`step`] once per run per tick. It holds no clock, reads no
+//! file and runs no command; everything it knows comes in [`Observation`].
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use super::classify::{EndEvidence, classify};
+use super::state::{
+    Attempt, AttemptEnd, AttemptPhase, Blame, CancelReason, FailureClass, RunState, RunStatus,
+};
+use crate::model::{Mode, RunSpec};
+use crate::slurm::{JobId, JobInfo, JobRecord, JobState, Rejection};
+use crate::store::records::{Heartbeat, Outcome, Progress};
+
+/// How long after an unconfirmed submission the daemon trusts that a job it
+/// cannot find by name was never created, and submits the attempt again.
+pub const RECONCILE_AFTER: Duration = Duration::from_secs(30);
+
+/// What Slurm said about the live attempt's job this tick.
+#[derive(Debug, Clone)]
+pub enum JobView {
+    /// Slurm could not be asked. Nothing may be concluded.
+    Unknown,
+    /// The controller holds the job.
+    Seen(JobInfo),
+    /// The controller no longer holds the job; these are accounting's records
+    /// of it (`None` when accounting could not be asked).
+    Gone(Option<Vec<JobRecord>>),
+}
+
+/// A request from the user, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    Stop,
+    Pause,
+    Unpause,
+    Restart,
+}
+
+/// Everything observed about one run this tick.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The live attempt's job, when it has a job id.
+    pub job: JobView,
+    /// For an attempt whose submission is unconfirmed: Slurm's jobs carrying
+    /// the attempt's job name (`None` when not asked or Slurm was unreachable).
+    pub found: Option<Vec<JobInfo>>,
+    pub heartbeat: Option<Heartbeat>,
+    pub progress: Option<Progress>,
+    pub outcome: Option<Outcome>,
+    pub controls: Vec<Control>,
+}
+
+impl Observation {
+    pub fn nothing() -> Observation {
+        Observation {
+            job: JobView::Unknown,
+            found: None,
+            heartbeat: None,
+            progress: None,
+            outcome: None,
+            controls: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Submit the run's attempt `attempt` (already recorded as intent).
+    Submit {
+        attempt: u32,
+    },
+    Cancel {
+        job: JobId,
+    },
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub kind: &'static str,
+    pub attempt: Option<u32>,
+    pub job_id: Option<JobId>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub state: RunState,
+    pub actions: Vec<Action>,
+    pub events: Vec<Event>,
+}
+
+/// The answer to a `Submit` action, fed back through [`submitted`].
+#[derive(Debug, Clone)]
+pub enum SubmitResult {
+    Accepted(JobId),
+    Rejected {
+        kind: Rejection,
+        message: String,
+    },
+    /// sbatch may or may not have created the job (timeout, controller down).
+    Unknown {
+        message: String,
+    },
+}
+
+/// The job name of an attempt: how a job is found again after a crash.
+pub fn job_name(spec: &RunSpec, attempt: u32) -> String {
+    format!("shepherd.{}.{attempt}", spec.run_id)
+}
+
+struct Ctx<'a> {
+    spec: &'a RunSpec,
+    now: Timestamp,
+    st: RunState,
+    actions: Vec<Action>,
+    events: Vec<Event>,
+}
+
+impl Ctx<'_> {
+    fn event(&mut self, kind: &'static str, message: String) {
+        let (attempt, job_id) = self
+            .st
+            .attempts
+            .last()
+            .map_or((None, None), |a| (Some(a.attempt), a.job_id));
+        self.events.push(Event {
+            kind,
+            attempt,
+            job_id,
+            message,
+        });
+    }
+
+    fn set_status(&mut self, status: RunStatus, reason: String) {
+        if self.st.status != status || self.st.reason != reason {
+            self.st.status = status;
+            self.st.reason = reason;
+        }
+    }
+}
+
+fn since(now: Timestamp, then: Timestamp) -> Duration {
+    let d: SignedDuration = now.duration_since(then);
+    d.try_into().unwrap_or(Duration::ZERO)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The backoff before the next attempt after `failures` workload failures.
+pub fn backoff(spec: &RunSpec, failures: u32) -> Duration {
+    let base = spec.policy.backoff_base;
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+    base.saturating_mul(factor).min(spec.policy.backoff_max)
+}
+
+/// When an `indefinite` run must end.
+fn keep_alive_deadline(spec: &RunSpec) -> Option<Timestamp> {
+    match spec.mode {
+        Mode::Indefinite => spec.policy.keep_alive.map(|k| add(spec.created_at, k)),
+        Mode::RunOnce => None,
+    }
+}
+
+pub fn step(spec: &RunSpec, state: &RunState, obs: &Observation, now: Timestamp) -> Step {
+    let mut cx = Ctx {
+        spec,
+        now,
+        st: state.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+    };
+    for control in &obs.controls {
+        apply_control(&mut cx, *control);
+    }
+    observe_live_attempt(&mut cx, obs);
+    plan_next(&mut cx);
+    // A control and an observation may both ask to cancel the same job.
+    let mut seen = Vec::new();
+    cx.actions.retain(|a| {
+        let new = !seen.contains(a);
+        seen.push(a.clone());
+        new
+    });
+    if cx.st != *state {
+        cx.st.updated_at = now;
+    }
+    Step {
+        state: cx.st,
+        actions: cx.actions,
+        events: cx.events,
+    }
+}
+
+fn cancel_live(cx: &mut Ctx<'_>, reason: CancelReason) {
+    let Some(a) = cx.st.live_attempt_mut() else {
+        return;
+    };
+    a.cancel = Some(reason);
+    if let Some(job) = a.job_id {
+        cx.actions.push(Action::Cancel { job });
+    }
+}
+
+fn apply_control(cx: &mut Ctx<'_>, control: Control) {
+    let terminal = cx.st.status.is_terminal();
+    match control {
+        Control::Pause => {
+            cx.st.paused = true;
+            cx.event("paused", "paused: no new attempt will be submitted".into());
+        }
+        Control::Unpause => {
+            cx.st.paused = false;
+            cx.event("unpaused", "unpaused".into());
+        }
+        Control::Stop if terminal => {
+            cx.event(
+                "control_ignored",
+                format!("stop ignored: the run is already {}", cx.st.status.as_str()),
+            );
+        }
+        Control::Stop => {
+            cx.event("stop_requested", "stop requested".into());
+            if cx.st.live_attempt().is_some() {
+                cancel_live(cx, CancelReason::Stop);
+                cx.set_status(
+                    RunStatus::Stopping,
+                    "stopping: waiting for Slurm to end the job".into(),
+                );
+            } else {
+                cx.set_status(RunStatus::Stopped, "stopped by the user".into());
+            }
+        }
+        Control::Restart => {
+            cx.event("restart_requested", "restart requested".into());
+            cx.st.workload_failures = 0;
+            cx.st.not_before = None;
+            if cx.st.live_attempt().is_some() {
+                cancel_live(cx, CancelReason::Restart);
+            } else {
+                cx.set_status(RunStatus::Queued, "restart requested".into());
+            }
+        }
+    }
+}
+
+fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
+    let Some(attempt) = cx.st.live_attempt().cloned() else {
+        return;
+    };
+    match (attempt.job_id, &obs.job) {
+        (None, _) => reconcile_submission(cx, &attempt, obs),
+        (Some(_), JobView::Unknown) => {}
+        (Some(_), JobView::Seen(info)) => observe_job(cx, &attempt, info, obs),
+        (Some(job), JobView::Gone(Some(records))) => {
+            // The last record of the job decides; a REQUEUED record means
+            // Slurm requeued it and then lost track (e.g. cancelled mid-requeue).
+            let last = records.iter().filter(|r| r.id == job).next_back();
+            let state = last.map(|r| &r.state).filter(|s| s.is_terminal());
+            let exit = last.and_then(|r| r.exit);
+            end_attempt(cx, state, exit, obs.outcome.as_ref());
+        }
+        (Some(_), JobView::Gone(None)) => {}
+    }
+}
+
+/// An attempt whose sbatch answer was never recorded: find its job by name, or
+/// conclude that it was never created.
+fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
+    let Some(found) = &obs.found else {
+        return;
+    };
+    let name = job_name(cx.spec, attempt.attempt);
+    let mine: Vec<&JobInfo> = found.iter().filter(|j| j.name == name).collect();
+    if let Some(job) = mine.iter().find(|j| !j.state.is_terminal()).or(mine.last()) {
+        let id = job.id;
+        if let Some(a) = cx.st.live_attempt_mut() {
+            a.job_id = Some(id);
+            a.phase = AttemptPhase::Pending;
+        }
+        cx.event(
+            "reconciled",
+            format!("found job {id} ({name}) submitted before the daemon lost track of it"),
+        );
+        // Any further copies would be duplicates: cancel them.
+        for extra in mine.iter().filter(|j| j.id != id && !j.state.is_terminal()) {
+            cx.actions.push(Action::Cancel { job: extra.id });
+            cx.event(
+                "duplicate_cancelled",
+                format!("cancelled duplicate job {}", extra.id),
+            );
+        }
+        if let Some(reason) = attempt.cancel {
+            cancel_live(cx, reason);
+        }
+        return;
+    }
+    if since(cx.now, attempt.submitted_at) < RECONCILE_AFTER {
+        return;
+    }
+    if attempt.cancel.is_some() {
+        // Stop or restart was asked before the job ever appeared.
+        if let Some(a) = cx.st.live_attempt_mut() {
+            a.phase = AttemptPhase::Ended;
+            a.ended_at = Some(cx.now);
+        }
+        finish_cancelled(cx, attempt.cancel);
+        return;
+    }
+    cx.event(
+        "resubmit_unconfirmed",
+        format!(
+            "no job named {name} in Slurm; submitting attempt {} again",
+            attempt.attempt
+        ),
+    );
+    if let Some(a) = cx.st.live_attempt_mut() {
+        a.submitted_at = cx.now;
+    }
+    cx.actions.push(Action::Submit {
+        attempt: attempt.attempt,
+    });
+}
+
+fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observation) {
+    if info.state.is_terminal() {
+        end_attempt(cx, Some(&info.state), info.exit, obs.outcome.as_ref());
+        return;
+    }
+    let now = cx.now;
+    let requeued = info.restarts > attempt.restarts;
+    if requeued {
+        cx.event(
+            "requeued_by_slurm",
+            format!(
+                "Slurm requeued job {} (restart {}); waiting for it to run again",
+                info.id, info.restarts
+            ),
+        );
+    }
+    let a = cx.st.live_attempt_mut().expect("live attempt");
+    a.restarts = info.restarts;
+    if !info.partition.is_empty() {
+        a.partition = Some(info.partition.clone());
+    }
+    if requeued {
+        // A new instance of the job: its heartbeats start afresh.
+        a.running_since = None;
+        a.heartbeat_seq = None;
+        a.heartbeat_changed_at = None;
+        a.progress_mark = None;
+        a.progress_changed_at = None;
+    }
+    if info.state.is_pending() {
+        a.phase = AttemptPhase::Pending;
+        a.pending_reason = Some(info.reason.clone()).filter(|r| !r.is_empty());
+        let reason = a.pending_reason.clone().unwrap_or_else(|| "waiting".into());
+        if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
+            cx.set_status(
+                RunStatus::Pending,
+                format!("job {} pending: {reason}", info.id),
+            );
+        }
+        return;
+    }
+    a.phase = AttemptPhase::Running;
+    a.pending_reason = None;
+    a.node = info.nodes.first().cloned().or(a.node.take());
+    let running_since = *a.running_since.get_or_insert(now);
+    // Heartbeats of this exact instance (job id and restart count) only.
+    if let Some(hb) = obs
+        .heartbeat
+        .as_ref()
+        .filter(|h| h.job_id == info.id && h.restarts == info.restarts)
+        && a.heartbeat_seq != Some(hb.seq)
+    {
+        a.heartbeat_seq = Some(hb.seq);
+        a.heartbeat_changed_at = Some(now);
+    }
+    let mark = progress_mark(obs, info);
+    if mark.is_some() && a.progress_mark != mark {
+        a.progress_mark = mark;
+        a.progress_changed_at = Some(now);
+    }
+    let node = a.node.clone().unwrap_or_default();
+    let heartbeat_age = since(now, a.heartbeat_changed_at.unwrap_or(running_since));
+    let progress_age = since(now, a.progress_changed_at.unwrap_or(running_since));
+    let cancel_pending = a.cancel.is_some();
+    if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
+        cx.set_status(
+            RunStatus::Running,
+            format!("job {} running on {node}", info.id),
+        );
+    }
+    if cancel_pending {
+        // Cancelled earlier; Slurm has not ended it yet. Ask again.
+        cx.actions.push(Action::Cancel { job: info.id });
+        return;
+    }
+    let policy = &cx.spec.policy;
+    // The first heartbeat may only come after the wrapper's probes: the grace
+    // period counts from when the job was first seen running.
+    if heartbeat_age > policy.heartbeat_grace {
+        cx.event(
+            "hang_detected",
+            format!(
+                "no heartbeat from job {} for {}; cancelling it",
+                info.id,
+                crate::duration::format(heartbeat_age)
+            ),
+        );
+        cancel_live(cx, CancelReason::Hang);
+    } else if let Some(stall) = policy.progress_stall
+        && progress_age > stall
+    {
+        cx.event(
+            "hang_detected",
+            format!(
+                "no progress and no output from job {} for {}; cancelling it",
+                info.id,
+                crate::duration::format(progress_age)
+            ),
+        );
+        cancel_live(cx, CancelReason::Hang);
+    } else if let Some(deadline) = keep_alive_deadline(cx.spec)
+        && now >= deadline
+    {
+        cx.event(
+            "keep_alive_elapsed",
+            "keep-alive elapsed; stopping the run gracefully".into(),
+        );
+        cancel_live(cx, CancelReason::KeepAlive);
+        cx.set_status(
+            RunStatus::Expiring,
+            "keep-alive elapsed: waiting for Slurm to end the job".into(),
+        );
+    }
+}
+
+/// Progress is a report from the workload or growth of its output.
+fn progress_mark(obs: &Observation, info: &JobInfo) -> Option<String> {
+    let reported = obs
+        .progress
+        .as_ref()
+        .map(|p| format!("{:?}/{:?}/{}", p.step, p.message, p.time));
+    let output = obs
+        .heartbeat
+        .as_ref()
+        .filter(|h| h.job_id == info.id && h.restarts == info.restarts)
+        .and_then(|h| h.output_bytes);
+    match (reported, output) {
+        (None, None) => None,
+        (r, o) => Some(format!("{r:?}+{o:?}")),
+    }
+}
+
+fn end_attempt(
+    cx: &mut Ctx<'_>,
+    state: Option<&JobState>,
+    exit: Option<crate::slurm::ExitStatus>,
+    outcome: Option<&Outcome>,
+) {
+    let Some(a) = cx.st.live_attempt() else {
+        return;
+    };
+    // The wrapper's outcome counts only if it belongs to this job instance.
+    let outcome = outcome.filter(|o| Some(o.job_id) == a.job_id && o.restarts == a.restarts);
+    let cancel = a.cancel;
+    let end = classify(&EndEvidence {
+        state,
+        exit,
+        outcome,
+        cancel,
+    });
+    let warned = outcome.is_some_and(|o| o.warned);
+    let now = cx.now;
+    let a = cx.st.live_attempt_mut().expect("live attempt");
+    a.phase = AttemptPhase::Ended;
+    a.ended_at = Some(now);
+    if let Some(node) = outcome.map(|o| o.node.clone()) {
+        a.node.get_or_insert(node);
+    }
+    a.end = Some(end.clone());
+    let blame = match end.blame {
+        Blame::Node => format!(" (blame: node {})", a.node.clone().unwrap_or_default()),
+        Blame::Workload => " (blame: workload)".to_string(),
+        Blame::None => String::new(),
+    };
+    cx.event("attempt_ended", format!("{}{blame}", end.detail));
+    after_end(cx, &end, warned);
+}
+
+fn finish_cancelled(cx: &mut Ctx<'_>, cancel: Option<CancelReason>) {
+    match cancel {
+        Some(CancelReason::Stop) => cx.set_status(RunStatus::Stopped, "stopped by the user".into()),
+        Some(CancelReason::KeepAlive) => {
+            cx.set_status(RunStatus::Expired, "keep-alive elapsed".into())
+        }
+        _ => cx.set_status(RunStatus::Queued, "restarting".into()),
+    }
+}
+
+/// Decides what the run does after an attempt ended.
+fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
+    let spec = cx.spec;
+    // The user's stop wins over however the job happened to end.
+    if matches!(cx.st.status, RunStatus::Stopping) {
+        cx.set_status(RunStatus::Stopped, "stopped by the user".into());
+        return;
+    }
+    if matches!(cx.st.status, RunStatus::Expiring) {
+        cx.set_status(RunStatus::Expired, "keep-alive elapsed".into());
+        return;
+    }
+    let resubmit_now = |cx: &mut Ctx<'_>, why: String| {
+        cx.st.not_before = None;
+        cx.set_status(RunStatus::Queued, why);
+    };
+    match end.class {
+        FailureClass::Success => match spec.mode {
+            Mode::RunOnce => cx.set_status(RunStatus::Completed, "the workload exited with code 0".into()),
+            Mode::Indefinite => resubmit_now(cx, "the workload exited 0; indefinite run continues".into()),
+        },
+        FailureClass::NodeFault => resubmit_now(cx, format!("node fault: {}; resubmitting", end.detail)),
+        FailureClass::Preempted => resubmit_now(cx, "preempted; resubmitting".into()),
+        FailureClass::TimeLimit if spec.mode == Mode::Indefinite || warned => {
+            resubmit_now(cx, "time limit reached; resubmitting to continue".into())
+        }
+        FailureClass::TimeLimit => cx.set_status(
+            RunStatus::Failed,
+            "the job reached its time limit without checkpointing (use --signal-before, or a longer --time)".into(),
+        ),
+        FailureClass::CancelledExternally => cx.set_status(
+            RunStatus::Stopped,
+            "the job was cancelled outside Shepherd (scancel); the run is stopped".into(),
+        ),
+        FailureClass::CancelledByShepherd => {
+            let cancel = cx.st.attempts.last().and_then(|a| a.cancel);
+            finish_cancelled(cx, cancel);
+        }
+        FailureClass::Rejected => {
+            cx.set_status(RunStatus::Failed, format!("Slurm refused the submission: {}", end.detail));
+        }
+        FailureClass::WorkloadFailure
+        | FailureClass::OutOfMemory
+        | FailureClass::Hang
+        | FailureClass::Unknown => {
+            cx.st.workload_failures += 1;
+            let failures = cx.st.workload_failures;
+            if failures > spec.policy.max_retries {
+                let verdict = format!(
+                    "{} failures, more than --max-retries {}; last: {}",
+                    failures, spec.policy.max_retries, end.detail
+                );
+                cx.event("run_failed", verdict.clone());
+                cx.set_status(RunStatus::Failed, verdict);
+            } else {
+                let wait = backoff(spec, failures);
+                cx.st.not_before = Some(add(cx.now, wait));
+                cx.set_status(
+                    RunStatus::Queued,
+                    format!(
+                        "{}; retry {failures} of {} in {}",
+                        end.detail,
+                        spec.policy.max_retries,
+                        crate::duration::format(wait)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// With no live attempt: submit the next one, or wait.
+fn plan_next(cx: &mut Ctx<'_>) {
+    if cx.st.live_attempt().is_some() || cx.st.status.is_terminal() {
+        return;
+    }
+    if matches!(cx.st.status, RunStatus::Stopping) {
+        cx.set_status(RunStatus::Stopped, "stopped by the user".into());
+        return;
+    }
+    if let Some(deadline) = keep_alive_deadline(cx.spec)
+        && cx.now >= deadline
+    {
+        cx.set_status(RunStatus::Expired, "keep-alive elapsed".into());
+        return;
+    }
+    if cx.st.paused {
+        cx.set_status(
+            RunStatus::Paused,
+            "paused: unpause to submit the next attempt".into(),
+        );
+        return;
+    }
+    if let Some(t) = cx.st.not_before
+        && cx.now < t
+    {
+        if cx.st.status == RunStatus::Paused {
+            cx.set_status(RunStatus::Queued, format!("backing off until {t}"));
+        }
+        return;
+    }
+    let n = cx.st.attempts.last().map_or(1, |a| a.attempt + 1);
+    cx.st.attempts.push(Attempt::new(n, cx.now));
+    cx.st.not_before = None;
+    cx.set_status(RunStatus::Submitting, format!("submitting attempt {n}"));
+    cx.event(
+        "submit",
+        format!("submitting attempt {n} as {}", job_name(cx.spec, n)),
+    );
+    cx.actions.push(Action::Submit { attempt: n });
+}
+
+/// Records sbatch's answer to a `Submit` action.
+pub fn submitted(
+    spec: &RunSpec,
+    state: &RunState,
+    attempt: u32,
+    result: &SubmitResult,
+    now: Timestamp,
+) -> Step {
+    let mut cx = Ctx {
+        spec,
+        now,
+        st: state.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+    };
+    let live = cx
+        .st
+        .live_attempt()
+        .is_some_and(|a| a.attempt == attempt && a.job_id.is_none());
+    if live {
+        match result {
+            SubmitResult::Accepted(id) => {
+                let a = cx.st.live_attempt_mut().expect("live attempt");
+                a.job_id = Some(*id);
+                a.phase = AttemptPhase::Pending;
+                let cancel = a.cancel;
+                cx.set_status(RunStatus::Pending, format!("job {id} submitted"));
+                cx.event("submitted", format!("attempt {attempt} is job {id}"));
+                if let Some(reason) = cancel {
+                    cancel_live(&mut cx, reason);
+                }
+            }
+            SubmitResult::Rejected { kind, message } => {
+                let a = cx.st.live_attempt_mut().expect("live attempt");
+                a.phase = AttemptPhase::Ended;
+                a.ended_at = Some(now);
+                let end = AttemptEnd {
+                    class: FailureClass::Rejected,
+                    blame: Blame::None,
+                    slurm_state: None,
+                    exit: None,
+                    detail: format!("{kind:?}: {message}"),
+                };
+                a.end = Some(end.clone());
+                cx.event("submit_rejected", end.detail.clone());
+                after_end(&mut cx, &end, false);
+            }
+            SubmitResult::Unknown { message } => {
+                cx.event(
+                    "submit_unknown",
+                    format!("sbatch gave no answer ({message}); will look for the job before submitting again"),
+                );
+            }
+        }
+    }
+    if cx.st != *state {
+        cx.st.updated_at = now;
+    }
+    Step {
+        state: cx.st,
+        actions: cx.actions,
+        events: cx.events,
+    }
+}

@@ -1,0 +1,227 @@
+//! A run's state as the daemon keeps it (`state.json`), and the vocabulary of
+//! outcomes. Only the daemon writes it; everyone else reads.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::slurm::{ExitStatus, JobId};
+
+pub const STATE_VERSION: u32 = 1;
+
+/// Where a run stands, as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting to submit its next attempt (first submission, or backoff).
+    Queued,
+    /// An attempt was handed to sbatch; its job id is not confirmed yet.
+    Submitting,
+    /// The attempt's job waits in Slurm's queue.
+    Pending,
+    /// The attempt's job runs.
+    Running,
+    /// Paused by the user: the current job (if any) goes on, nothing new is
+    /// submitted.
+    Paused,
+    /// Stop requested; waiting for Slurm to end the job.
+    Stopping,
+    /// Keep-alive elapsed; waiting for Slurm to end the job.
+    Expiring,
+    /// The workload succeeded (run_once).
+    Completed,
+    /// Retries exhausted or unrecoverable.
+    Failed,
+    /// Stopped by the user.
+    Stopped,
+    /// An `indefinite` run reached its keep-alive.
+    Expired,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Stopped | RunStatus::Expired
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Submitting => "submitting",
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Stopping => "stopping",
+            RunStatus::Expiring => "expiring",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Expired => "expired",
+        }
+    }
+}
+
+/// Why an attempt ended. Each class has its own handling (docs/failures.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The workload exited 0.
+    Success,
+    /// The node failed the job: NODE_FAIL, a failed GPU probe, boot failure.
+    NodeFault,
+    /// The workload exited non-zero (or was killed) on a healthy node.
+    WorkloadFailure,
+    /// The workload ran out of memory.
+    OutOfMemory,
+    /// Preempted by a higher-priority partition.
+    Preempted,
+    /// The job reached its time limit.
+    TimeLimit,
+    /// The heartbeat or the progress stopped; Shepherd cancelled the job.
+    Hang,
+    /// Cancelled by someone outside Shepherd (`scancel`).
+    CancelledExternally,
+    /// Cancelled by Shepherd on the user's request (stop, restart, keep-alive).
+    CancelledByShepherd,
+    /// sbatch refused the submission.
+    Rejected,
+    /// The job ended and Slurm kept no record of how.
+    Unknown,
+}
+
+/// Who is to blame for an attempt's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    Node,
+    Workload,
+    None,
+}
+
+/// How an attempt ended, with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptEnd {
+    pub class: FailureClass,
+    pub blame: Blame,
+    /// Slurm's final state (`FAILED`, `NODE_FAIL`, …) when known.
+    pub slurm_state: Option<String>,
+    pub exit: Option<ExitStatus>,
+    /// One sentence for people: what happened.
+    pub detail: String,
+}
+
+/// Why Shepherd cancelled a job, so its end is classified correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    Stop,
+    Restart,
+    Hang,
+    KeepAlive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptPhase {
+    /// The intent to submit is recorded; sbatch's answer is not.
+    Submitting,
+    Pending,
+    Running,
+    Ended,
+}
+
+/// One submission of the run: one Slurm job id (which Slurm itself may requeue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub phase: AttemptPhase,
+    pub job_id: Option<JobId>,
+    /// When the intent to submit was recorded (login-node clock).
+    pub submitted_at: Timestamp,
+    /// When the daemon first saw the job running.
+    pub running_since: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub partition: Option<String>,
+    pub node: Option<String>,
+    /// Slurm's restart count of the job id, as last seen.
+    pub restarts: u32,
+    /// Slurm's pending reason, as last seen.
+    pub pending_reason: Option<String>,
+    /// Last heartbeat sequence number seen, and when (login-node clock) it
+    /// last changed: staleness is judged on one clock only.
+    pub heartbeat_seq: Option<u64>,
+    pub heartbeat_changed_at: Option<Timestamp>,
+    /// Last progress/output signature seen, and when it last changed.
+    pub progress_mark: Option<String>,
+    pub progress_changed_at: Option<Timestamp>,
+    pub cancel: Option<CancelReason>,
+    pub end: Option<AttemptEnd>,
+}
+
+impl Attempt {
+    pub fn new(attempt: u32, now: Timestamp) -> Attempt {
+        Attempt {
+            attempt,
+            phase: AttemptPhase::Submitting,
+            job_id: None,
+            submitted_at: now,
+            running_since: None,
+            ended_at: None,
+            partition: None,
+            node: None,
+            restarts: 0,
+            pending_reason: None,
+            heartbeat_seq: None,
+            heartbeat_changed_at: None,
+            progress_mark: None,
+            progress_changed_at: None,
+            cancel: None,
+            end: None,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.phase != AttemptPhase::Ended
+    }
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub version: u32,
+    pub status: RunStatus,
+    /// Why the run is where it is, for people (`status`, `list`).
+    pub reason: String,
+    pub attempts: Vec<Attempt>,
+    /// Failures charged to the workload (against `max_retries`).
+    pub workload_failures: u32,
+    pub paused: bool,
+    /// No submission before this time (backoff).
+    pub not_before: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl RunState {
+    pub fn new(now: Timestamp) -> RunState {
+        RunState {
+            version: STATE_VERSION,
+            status: RunStatus::Queued,
+            reason: "waiting for the daemon to submit the first attempt".to_string(),
+            attempts: Vec::new(),
+            workload_failures: 0,
+            paused: false,
+            not_before: None,
+            updated_at: now,
+        }
+    }
+
+    /// The newest attempt while it is live.
+    pub fn live_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| a.is_live())
+    }
+
+    pub fn live_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut().filter(|a| a.is_live())
+    }
+}

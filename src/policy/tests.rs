@@ -1,0 +1,608 @@
+//! The policy, driven tick by tick with plain data.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::decide::*;
+use super::state::*;
+use crate::model::{Mode, Policy, Resources, RunSpec};
+use crate::slurm::{AccountingSource, ExitStatus, JobId, JobInfo, JobRecord, JobState, Rejection};
+use crate::store::records::{Heartbeat, Outcome, Phase, Verdict};
+
+fn spec(mode: Mode) -> RunSpec {
+    RunSpec {
+        run_id: "train".parse().unwrap(),
+        script_path: "/home/u/train.sh".into(),
+        workdir: "/home/u".into(),
+        created_at: t(0),
+        mode,
+        resources: Resources::default(),
+        policy: Policy {
+            max_retries: 2,
+            heartbeat_grace: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+            keep_alive: Some(Duration::from_secs(3600)),
+            ..Policy::default()
+        },
+        sbatch_lines: vec![],
+        user_output: false,
+        user_error: false,
+    }
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::UNIX_EPOCH + SignedDuration::from_secs(1_800_000_000 + secs)
+}
+
+fn job(id: u64, state: JobState, restarts: u32) -> JobInfo {
+    JobInfo {
+        id: JobId(id),
+        name: format!("shepherd.train.{id}"),
+        state: state.clone(),
+        reason: if state.is_pending() {
+            "Resources".into()
+        } else {
+            String::new()
+        },
+        partition: "a100".into(),
+        nodes: if state.is_pending() {
+            vec![]
+        } else {
+            vec!["a100-1".into()]
+        },
+        restarts,
+        exit: None,
+        submit_time: None,
+        start_time: None,
+        end_time: None,
+    }
+}
+
+fn ended(id: u64, state: JobState, code: i32) -> JobInfo {
+    JobInfo {
+        exit: Some(ExitStatus { code, signal: 0 }),
+        ..job(id, state, 0)
+    }
+}
+
+fn outcome(id: u64, restarts: u32, verdict: Verdict) -> Outcome {
+    Outcome {
+        version: 1,
+        run_id: "train".parse().unwrap(),
+        attempt: 1,
+        job_id: JobId(id),
+        restarts,
+        node: "a100-1".into(),
+        started_at: t(0),
+        ended_at: t(0),
+        verdict,
+        probes: vec![],
+        terminated: false,
+        warned: false,
+        stderr_tail: String::new(),
+        exit_code: 0,
+    }
+}
+
+fn heartbeat(id: u64, restarts: u32, seq: u64) -> Heartbeat {
+    Heartbeat {
+        version: 1,
+        run_id: "train".parse().unwrap(),
+        attempt: 1,
+        job_id: JobId(id),
+        restarts,
+        node: "a100-1".into(),
+        pid: 1,
+        phase: Phase::Running,
+        started_at: t(0),
+        time: t(0),
+        seq,
+        output_bytes: None,
+    }
+}
+
+fn seen(info: JobInfo) -> Observation {
+    Observation {
+        job: JobView::Seen(info),
+        ..Observation::nothing()
+    }
+}
+
+/// Drives a run: keeps the state, feeds observations, checks invariants.
+struct Sim {
+    spec: RunSpec,
+    state: RunState,
+    actions: Vec<Action>,
+    events: Vec<Event>,
+}
+
+impl Sim {
+    fn new(mode: Mode) -> Sim {
+        Sim {
+            spec: spec(mode),
+            state: RunState::new(t(0)),
+            actions: vec![],
+            events: vec![],
+        }
+    }
+
+    fn tick(&mut self, at: i64, obs: Observation) -> &mut Self {
+        let s = step(&self.spec, &self.state, &obs, t(at));
+        self.apply(s);
+        self
+    }
+
+    fn submit_result(&mut self, at: i64, result: SubmitResult) -> &mut Self {
+        let attempt = self.state.attempts.last().unwrap().attempt;
+        let s = submitted(&self.spec, &self.state, attempt, &result, t(at));
+        self.apply(s);
+        self
+    }
+
+    fn apply(&mut self, s: Step) {
+        let live = s.state.attempts.iter().filter(|a| a.is_live()).count();
+        assert!(live <= 1, "two live attempts: {:?}", s.state.attempts);
+        self.state = s.state;
+        self.actions = s.actions;
+        self.events.extend(s.events);
+    }
+
+    /// Runs attempt submission: expects a Submit action and accepts it as `id`.
+    fn accept(&mut self, at: i64, id: u64) -> &mut Self {
+        assert!(
+            matches!(self.actions.as_slice(), [Action::Submit { .. }]),
+            "expected a submit, got {:?} ({:?})",
+            self.actions,
+            self.state
+        );
+        self.submit_result(at, SubmitResult::Accepted(JobId(id)))
+    }
+
+    fn status(&self) -> RunStatus {
+        self.state.status
+    }
+}
+
+#[test]
+fn success_first_time() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    assert_eq!(s.status(), RunStatus::Submitting);
+    s.accept(0, 7);
+    assert_eq!(s.status(), RunStatus::Pending);
+    s.tick(10, seen(job(7, JobState::Pending, 0)));
+    assert_eq!(s.status(), RunStatus::Pending);
+    s.tick(20, seen(job(7, JobState::Running, 0)));
+    assert_eq!(s.status(), RunStatus::Running);
+    assert!(s.actions.is_empty());
+    let mut obs = seen(ended(7, JobState::Completed, 0));
+    obs.outcome = Some(outcome(7, 0, Verdict::Exited { code: 0 }));
+    s.tick(30, obs);
+    assert_eq!(s.status(), RunStatus::Completed);
+    assert!(s.actions.is_empty());
+    let a = &s.state.attempts[0];
+    assert_eq!(a.end.as_ref().unwrap().class, FailureClass::Success);
+    // Nothing more happens to a completed run.
+    s.tick(40, Observation::nothing());
+    assert!(s.actions.is_empty());
+    assert_eq!(s.state.attempts.len(), 1);
+}
+
+#[test]
+fn workload_failures_back_off_then_fail_for_good() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let failed = |id| {
+        let mut o = seen(ended(id, JobState::Failed, 3));
+        o.outcome = Some(outcome(id, 0, Verdict::Exited { code: 3 }));
+        o
+    };
+    s.tick(10, failed(1));
+    assert_eq!(s.status(), RunStatus::Queued);
+    assert_eq!(s.state.workload_failures, 1);
+    assert!(s.actions.is_empty(), "backoff: no submit yet");
+    s.tick(15, Observation::nothing());
+    assert!(s.actions.is_empty());
+    s.tick(20, Observation::nothing()).accept(20, 2);
+    s.tick(30, failed(2));
+    // Second failure: backoff doubles to 20 s.
+    s.tick(45, Observation::nothing());
+    assert!(s.actions.is_empty());
+    s.tick(50, Observation::nothing()).accept(50, 3);
+    s.tick(60, failed(3));
+    assert_eq!(s.status(), RunStatus::Failed);
+    assert!(
+        s.state.reason.contains("--max-retries 2"),
+        "{}",
+        s.state.reason
+    );
+    assert!(s.state.reason.contains("code 3"));
+    assert_eq!(s.state.attempts.len(), 3);
+}
+
+#[test]
+fn fails_twice_then_succeeds() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(1, seen(ended(1, JobState::Failed, 1)));
+    s.tick(11, Observation::nothing()).accept(11, 2);
+    s.tick(12, seen(ended(2, JobState::Failed, 1)));
+    s.tick(32, Observation::nothing()).accept(32, 3);
+    s.tick(33, seen(ended(3, JobState::Completed, 0)));
+    assert_eq!(s.status(), RunStatus::Completed);
+    assert_eq!(s.state.workload_failures, 2);
+}
+
+#[test]
+fn node_faults_and_preemption_resubmit_at_once_without_charge() {
+    for state in [JobState::NodeFail, JobState::Preempted] {
+        let mut s = Sim::new(Mode::RunOnce);
+        s.tick(0, Observation::nothing()).accept(0, 1);
+        s.tick(5, seen(job(1, JobState::Running, 0)));
+        s.tick(6, seen(ended(1, state.clone(), 0)));
+        assert_eq!(s.state.workload_failures, 0);
+        assert!(
+            matches!(s.actions.as_slice(), [Action::Submit { attempt: 2 }]),
+            "{state}: {:?}",
+            s.actions
+        );
+    }
+}
+
+#[test]
+fn probe_failure_is_a_node_fault() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let mut obs = seen(ended(1, JobState::Failed, 97));
+    obs.outcome = Some(outcome(
+        1,
+        0,
+        Verdict::ProbeFailed {
+            probe: "visibility".into(),
+            detail: "3 of 4 GPUs".into(),
+        },
+    ));
+    s.tick(5, obs);
+    let end = s.state.attempts[0].end.clone().unwrap();
+    assert_eq!(
+        (end.class, end.blame),
+        (FailureClass::NodeFault, Blame::Node)
+    );
+    assert_eq!(s.state.workload_failures, 0);
+    assert!(matches!(
+        s.actions.as_slice(),
+        [Action::Submit { attempt: 2 }]
+    ));
+}
+
+#[test]
+fn slurm_requeue_is_not_answered_with_a_duplicate() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(job(1, JobState::Running, 0)));
+    s.tick(30, seen(job(1, JobState::Pending, 1)));
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    assert_eq!(s.state.attempts.len(), 1);
+    assert_eq!(s.state.attempts[0].restarts, 1);
+    assert!(s.events.iter().any(|e| e.kind == "requeued_by_slurm"));
+    s.tick(40, seen(job(1, JobState::Running, 1)));
+    assert_eq!(s.status(), RunStatus::Running);
+}
+
+#[test]
+fn stale_heartbeat_cancels_after_the_grace_period() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    // First seen running at 10; no heartbeat verdict before 10 + 120.
+    s.tick(10, seen(job(1, JobState::Running, 0)));
+    let mut beating = seen(job(1, JobState::Running, 0));
+    beating.heartbeat = Some(heartbeat(1, 0, 1));
+    s.tick(100, beating.clone());
+    s.tick(200, beating.clone());
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    // seq stays 1 from t=100: stale after t=220.
+    s.tick(221, beating);
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
+    s.tick(230, seen(ended(1, JobState::Cancelled, 0)));
+    let end = s.state.attempts[0].end.clone().unwrap();
+    assert_eq!(end.class, FailureClass::Hang);
+    assert_eq!(s.state.workload_failures, 1);
+}
+
+#[test]
+fn a_heartbeat_of_another_instance_does_not_count() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(10, seen(job(1, JobState::Running, 1)));
+    for (i, at) in [50, 100, 131].into_iter().enumerate() {
+        // The orphaned first instance (restarts 0) keeps beating.
+        let mut o = seen(job(1, JobState::Running, 1));
+        o.heartbeat = Some(heartbeat(1, 0, i as u64));
+        s.tick(at, o);
+    }
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
+}
+
+#[test]
+fn unknown_observations_change_nothing() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(10, seen(job(1, JobState::Running, 0)));
+    let before = s.state.clone();
+    for at in [20, 500, 5000] {
+        s.tick(at, Observation::nothing());
+        assert!(s.actions.is_empty());
+        assert_eq!(s.state, before, "an unreachable Slurm is not a failure");
+        let gone_unknown = Observation {
+            job: JobView::Gone(None),
+            ..Observation::nothing()
+        };
+        s.tick(at, gone_unknown);
+        assert!(s.actions.is_empty());
+    }
+}
+
+#[test]
+fn a_job_gone_from_the_queue_is_judged_by_accounting() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let record = |state| JobRecord {
+        id: JobId(1),
+        state,
+        exit: Some(ExitStatus { code: 0, signal: 0 }),
+        nodes: vec!["a100-1".into()],
+        partition: "a100".into(),
+        start_time: None,
+        end_time: Some(t(5)),
+        source: AccountingSource::JobComp,
+    };
+    let gone = Observation {
+        job: JobView::Gone(Some(vec![
+            record(JobState::Requeued),
+            record(JobState::Completed),
+        ])),
+        ..Observation::nothing()
+    };
+    s.tick(400, gone);
+    assert_eq!(s.status(), RunStatus::Completed);
+
+    // Only a REQUEUED record: Slurm lost the job mid-requeue. Unknown end.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let gone = Observation {
+        job: JobView::Gone(Some(vec![record(JobState::Requeued)])),
+        ..Observation::nothing()
+    };
+    s.tick(400, gone);
+    assert_eq!(
+        s.state.attempts[0].end.as_ref().unwrap().class,
+        FailureClass::Unknown
+    );
+    assert_eq!(s.status(), RunStatus::Queued);
+}
+
+#[test]
+fn unconfirmed_submission_is_reconciled_by_name() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(
+        0,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    assert_eq!(s.status(), RunStatus::Submitting);
+    // The job turns up under the attempt's name: adopted, not resubmitted.
+    let mut found = job(5, JobState::Pending, 0);
+    found.name = "shepherd.train.1".into();
+    let obs = Observation {
+        found: Some(vec![found]),
+        ..Observation::nothing()
+    };
+    s.tick(10, obs);
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    assert_eq!(s.state.attempts[0].job_id, Some(JobId(5)));
+}
+
+#[test]
+fn unconfirmed_submission_not_found_is_submitted_again_after_a_while() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(
+        0,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    let nothing_found = || Observation {
+        found: Some(vec![]),
+        ..Observation::nothing()
+    };
+    s.tick(10, nothing_found());
+    assert!(s.actions.is_empty(), "too early to conclude");
+    s.tick(40, nothing_found());
+    assert_eq!(
+        s.actions,
+        [Action::Submit { attempt: 1 }],
+        "same attempt, same name"
+    );
+    // Slurm unreachable during reconciliation: wait.
+    s.submit_result(
+        40,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    s.tick(100, Observation::nothing());
+    assert!(s.actions.is_empty());
+}
+
+#[test]
+fn duplicates_found_by_name_are_cancelled() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(
+        0,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    let mut a = job(5, JobState::Running, 0);
+    a.name = "shepherd.train.1".into();
+    let mut b = job(6, JobState::Pending, 0);
+    b.name = "shepherd.train.1".into();
+    s.tick(
+        10,
+        Observation {
+            found: Some(vec![a, b]),
+            ..Observation::nothing()
+        },
+    );
+    assert_eq!(s.state.attempts[0].job_id, Some(JobId(5)));
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(6) }]);
+}
+
+#[test]
+fn stop_pause_unpause_restart() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(job(1, JobState::Running, 0)));
+    let mut o = seen(job(1, JobState::Running, 0));
+    o.controls = vec![Control::Stop];
+    s.tick(6, o);
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
+    assert_eq!(s.status(), RunStatus::Stopping);
+    s.tick(7, seen(job(1, JobState::Running, 0)));
+    assert_eq!(
+        s.actions,
+        [Action::Cancel { job: JobId(1) }],
+        "asks again until gone"
+    );
+    s.tick(8, seen(ended(1, JobState::Cancelled, 0)));
+    assert_eq!(s.status(), RunStatus::Stopped);
+
+    // Restart an ended run: a new attempt at once.
+    s.tick(
+        9,
+        Observation {
+            controls: vec![Control::Restart],
+            ..Observation::nothing()
+        },
+    );
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+    s.accept(9, 2);
+    // Pause: the job goes on, but the next attempt waits.
+    s.tick(
+        10,
+        Observation {
+            controls: vec![Control::Pause],
+            ..seen(job(2, JobState::Running, 0))
+        },
+    );
+    assert!(s.actions.is_empty());
+    s.tick(11, seen(ended(2, JobState::NodeFail, 0)));
+    assert_eq!(s.status(), RunStatus::Paused);
+    assert!(s.actions.is_empty());
+    s.tick(
+        12,
+        Observation {
+            controls: vec![Control::Unpause],
+            ..Observation::nothing()
+        },
+    );
+    assert_eq!(s.actions, [Action::Submit { attempt: 3 }]);
+    s.accept(12, 3);
+    // Restart of a live run: cancel, then a new attempt.
+    s.tick(
+        13,
+        Observation {
+            controls: vec![Control::Restart],
+            ..seen(job(3, JobState::Running, 0))
+        },
+    );
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(3) }]);
+    s.tick(14, seen(ended(3, JobState::Cancelled, 0)));
+    assert_eq!(s.actions, [Action::Submit { attempt: 4 }]);
+}
+
+#[test]
+fn a_cancel_outside_shepherd_stops_the_run() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(ended(1, JobState::Cancelled, 0)));
+    assert_eq!(s.status(), RunStatus::Stopped);
+    assert!(s.state.reason.contains("outside Shepherd"));
+}
+
+#[test]
+fn time_limit_continues_only_when_checkpointed_or_indefinite() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(ended(1, JobState::Timeout, 0)));
+    assert_eq!(s.status(), RunStatus::Failed);
+
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let mut o = seen(ended(1, JobState::Timeout, 0));
+    let mut out = outcome(1, 0, Verdict::Signaled { signal: 15 });
+    out.warned = true;
+    o.outcome = Some(out);
+    s.tick(5, o);
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+
+    let mut s = Sim::new(Mode::Indefinite);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(ended(1, JobState::Timeout, 0)));
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+}
+
+#[test]
+fn indefinite_runs_expire_gracefully() {
+    let mut s = Sim::new(Mode::Indefinite);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(ended(1, JobState::Completed, 0)));
+    assert_eq!(
+        s.actions,
+        [Action::Submit { attempt: 2 }],
+        "success does not end it"
+    );
+    s.accept(5, 2);
+    let mut beating = seen(job(2, JobState::Running, 0));
+    beating.heartbeat = Some(heartbeat(2, 0, 1));
+    s.tick(3599, beating.clone());
+    assert!(s.actions.is_empty());
+    beating.heartbeat = Some(heartbeat(2, 0, 2));
+    s.tick(3600, beating);
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(2) }]);
+    assert_eq!(s.status(), RunStatus::Expiring);
+    s.tick(3610, seen(ended(2, JobState::Cancelled, 0)));
+    assert_eq!(s.status(), RunStatus::Expired);
+}
+
+#[test]
+fn rejected_submission_fails_the_run_with_slurms_words() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(
+        0,
+        SubmitResult::Rejected {
+            kind: Rejection::InvalidPartition,
+            message: "Invalid partition name specified".into(),
+        },
+    );
+    assert_eq!(s.status(), RunStatus::Failed);
+    assert!(
+        s.state.reason.contains("Invalid partition name"),
+        "{}",
+        s.state.reason
+    );
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    let sp = spec(Mode::RunOnce);
+    let secs: Vec<u64> = (1..=5).map(|f| backoff(&sp, f).as_secs()).collect();
+    assert_eq!(secs, [10, 20, 40, 60, 60]);
+}
