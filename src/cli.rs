@@ -4,6 +4,7 @@
 mod args;
 pub mod exit;
 mod output;
+mod runs_cmd;
 mod slurm_cmd;
 
 use std::process::ExitCode;
@@ -11,13 +12,38 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{Cli, Command};
+pub use runs_cmd::{RunDoc, UnknownRun};
+
+use crate::policy::decide::Control;
 
 /// Entry point of the `shepherd` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
     let result = match cli.command {
-        Command::Slurm(cmd) => slurm_cmd::run(&cli.global, cmd),
+        // Without a subcommand: the run list (the TUI takes this over later).
+        None => runs_cmd::list(&cli.global),
+        Some(Command::External(words)) => {
+            // `shepherd SCRIPT …` is `shepherd run SCRIPT …`.
+            let argv = std::iter::once("shepherd".into()).chain(words);
+            let ext = args::ExternalRun::parse_from(argv);
+            runs_cmd::run(&ext.global, ext.run)
+        }
+        Some(Command::Run(args)) => runs_cmd::run(&cli.global, args),
+        Some(Command::List) => runs_cmd::list(&cli.global),
+        Some(Command::Status { run }) => runs_cmd::status(&cli.global, &run),
+        Some(Command::Events { run }) => runs_cmd::events(&cli.global, &run),
+        Some(Command::Stop { run }) => runs_cmd::control(&cli.global, &run, Control::Stop),
+        Some(Command::Pause { run }) => runs_cmd::control(&cli.global, &run, Control::Pause),
+        Some(Command::Unpause { run }) => runs_cmd::control(&cli.global, &run, Control::Unpause),
+        Some(Command::Restart { run }) => runs_cmd::control(&cli.global, &run, Control::Restart),
+        Some(Command::Daemon(cmd)) => runs_cmd::daemon(&cli.global, cmd),
+        Some(Command::Progress { step, message }) => runs_cmd::progress(step, message),
+        Some(Command::Wrap { run_dir, attempt }) => {
+            let code = crate::wrapper::wrap(&crate::wrapper::WrapArgs { run_dir, attempt });
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        Some(Command::Slurm(cmd)) => slurm_cmd::run(&cli.global, cmd),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -21,5 +21,6 @@ pub mod model;
 pub mod policy;
 pub mod slurm;
 pub mod store;
+pub mod submit;
 pub mod tui;
 pub mod wrapper;

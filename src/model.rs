@@ -247,15 +247,30 @@ mod tests {
     fn run_ids_are_validated() {
         assert!("train".parse::<RunId>().is_ok());
         assert!("exp-1.2_b".parse::<RunId>().is_ok());
-        for bad in ["", ".hidden", "-x", "a/b", "a b", "../x", "x;y", &"a".repeat(65)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "../x",
+            "x;y",
+            &"a".repeat(65),
+        ] {
             assert!(bad.parse::<RunId>().is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn run_id_from_script_name() {
-        assert_eq!(RunId::from_script_name("train.sh").unwrap().as_str(), "train");
-        assert_eq!(RunId::from_script_name("my job.sbatch").unwrap().as_str(), "my-job");
+        assert_eq!(
+            RunId::from_script_name("train.sh").unwrap().as_str(),
+            "train"
+        );
+        assert_eq!(
+            RunId::from_script_name("my job.sbatch").unwrap().as_str(),
+            "my-job"
+        );
         assert_eq!(RunId::from_script_name(".env.sh").unwrap().as_str(), "env");
         assert_eq!(RunId::from_script_name("run").unwrap().as_str(), "run");
         assert!(RunId::from_script_name("...").is_err());

@@ -10,5 +10,6 @@
 pub mod atomic;
 pub mod layout;
 pub mod records;
+pub mod runs;
 
 pub use layout::{AttemptDir, RunDir, StateDir};

@@ -1,4 +1,461 @@
 //! The compute-side wrapper: GPU probes before the workload, heartbeats during it,
 //! signal forwarding, and a structured outcome with a documented exit code.
 //!
-//! Not built yet: the recovery-loop and node-health issues fill this in.
+//! `shepherd wrap --run-dir RUNDIR --attempt N` is the last line of the batch
+//! script the daemon submits, so the wrapper *is* the job's batch shell. It
+//! runs the user's script (the run's snapshot) as its child and reports on it
+//! through the attempt directory. See docs/wrapper.md for the contract.
+//!
+//! [`wrap`] reads the environment and installs signal handlers, then hands
+//! everything to [`run_attempt`], which takes its inputs explicitly (a
+//! [`Context`] and a [`Signals`]) so that tests can drive it.
+
+mod heartbeat;
+pub mod probe;
+mod signals;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+
+use crate::model::RunId;
+use crate::slurm::JobId;
+use crate::store::atomic;
+use crate::store::records::{
+    HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Phase, ProbeResult,
+    Progress, SPEC_VERSION, SpecFile, Verdict,
+};
+use crate::store::{AttemptDir, RunDir};
+
+use heartbeat::Heartbeats;
+pub use signals::Signals;
+use workload::Event;
+
+/// A GPU probe failed: the node is to blame; the workload did not run.
+pub const EXIT_PROBE_FAILED: i32 = 97;
+/// The run directory, its spec or its script is unusable, or the wrapper runs
+/// outside a Slurm job; the workload did not run.
+pub const EXIT_SETUP_FAILED: i32 = 98;
+/// A bug in the wrapper.
+pub const EXIT_INTERNAL: i32 = 99;
+
+/// How long the workload may take to stop after SIGTERM before its process
+/// group gets SIGKILL. Slurm's own KillWait (30 s by default) ends everything
+/// anyway; this leaves the wrapper time to write the outcome first.
+pub const KILL_GRACE: Duration = Duration::from_secs(25);
+
+/// `SHEPHERD_PROGRESS_FILE`: where `shepherd progress` writes.
+pub const PROGRESS_FILE_VAR: &str = "SHEPHERD_PROGRESS_FILE";
+
+/// Progress messages longer than this are cut.
+const MAX_PROGRESS_MESSAGE: usize = 4096;
+
+/// `shepherd wrap` arguments.
+#[derive(Debug, Clone)]
+pub struct WrapArgs {
+    pub run_dir: PathBuf,
+    pub attempt: u32,
+}
+
+/// Runs the attempt; returns the process exit code (see docs/wrapper.md).
+pub fn wrap(args: &WrapArgs) -> i32 {
+    let ident = match Identity::from_lookup(|k| std::env::var(k).ok()) {
+        Ok(ident) => ident,
+        Err(msg) => {
+            eprintln!("shepherd wrap: {msg}");
+            return EXIT_SETUP_FAILED;
+        }
+    };
+    // Before anything else: from here on SIGTERM no longer kills the wrapper
+    // without an outcome.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shepherd wrap: internal error: cannot install signal handlers: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let run_dir = std::path::absolute(&args.run_dir).unwrap_or_else(|_| args.run_dir.clone());
+    let ctx = Context {
+        run_dir: RunDir::at(run_dir),
+        attempt: args.attempt,
+        job: ident.job,
+        restarts: ident.restarts,
+        node: ident.node,
+        cuda_visible_devices: std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+        nvidia_smi: "nvidia-smi".to_string(),
+        probe_timeout: probe::NVIDIA_SMI_TIMEOUT,
+        kill_grace: KILL_GRACE,
+        output_paths: heartbeat::OUTPUT_FDS.iter().map(PathBuf::from).collect(),
+        stderr_copy: Box::new(std::io::stderr()),
+    };
+    match catch_unwind(AssertUnwindSafe(|| run_attempt(ctx, &signals))) {
+        Ok(finished) => finished.exit_code,
+        Err(_) => {
+            eprintln!("shepherd wrap: internal error (a bug in Shepherd); see the message above");
+            EXIT_INTERNAL
+        }
+    }
+}
+
+/// Who this attempt is, from Slurm's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub job: JobId,
+    pub restarts: u32,
+    pub node: String,
+}
+
+impl Identity {
+    /// `SLURM_JOB_ID` (required), `SLURM_RESTART_COUNT` (0 if unset),
+    /// `SLURMD_NODENAME` (else the host name).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Identity, String> {
+        let job = match get("SLURM_JOB_ID") {
+            None => {
+                return Err(
+                    "not inside a Slurm job (SLURM_JOB_ID is not set); `shepherd wrap` \
+                            runs as the batch script of a job that Shepherd submitted"
+                        .to_string(),
+                );
+            }
+            Some(v) => v
+                .parse::<JobId>()
+                .map_err(|_| format!("SLURM_JOB_ID={v:?} is not a Slurm job id"))?,
+        };
+        let restarts = match get("SLURM_RESTART_COUNT") {
+            None => 0,
+            Some(v) if v.trim().is_empty() => 0,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("SLURM_RESTART_COUNT={v:?} is not a number"))?,
+        };
+        let node = get("SLURMD_NODENAME")
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok(Identity {
+            job,
+            restarts,
+            node,
+        })
+    }
+}
+
+/// Everything [`run_attempt`] needs, explicitly.
+pub struct Context {
+    pub run_dir: RunDir,
+    pub attempt: u32,
+    pub job: JobId,
+    pub restarts: u32,
+    pub node: String,
+    pub cuda_visible_devices: Option<String>,
+    /// The `nvidia-smi` to run (found on `PATH` unless a path).
+    pub nvidia_smi: String,
+    pub probe_timeout: Duration,
+    /// SIGTERM → SIGKILL grace for the workload's group.
+    pub kill_grace: Duration,
+    /// Files whose sizes make the heartbeat's `output_bytes`.
+    pub output_paths: Vec<PathBuf>,
+    /// Where the workload's stderr is copied (the wrapper's stderr).
+    pub stderr_copy: Box<dyn Write + Send>,
+}
+
+/// How [`run_attempt`] ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub exit_code: i32,
+    /// The outcome recorded (also when writing it failed); `None` when the
+    /// run could not even be named.
+    pub outcome: Option<Outcome>,
+}
+
+/// Runs one attempt: spec, heartbeats, probes, workload, outcome.
+pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
+    let stderr_copy = std::mem::replace(&mut ctx.stderr_copy, Box::new(std::io::sink()));
+    let report = Report {
+        ctx: &ctx,
+        attempt_dir: ctx.run_dir.attempt(ctx.attempt),
+        started_at: Timestamp::now(),
+    };
+
+    let spec = match atomic::read_json::<SpecFile>(&ctx.run_dir.spec(), SPEC_VERSION) {
+        Ok(f) => f.spec,
+        Err(e) => {
+            let detail = format!("cannot read the run's spec: {e}");
+            return report.setup_failed(run_id_of_dir(ctx.run_dir.path()), detail, vec![]);
+        }
+    };
+    let run_id = spec.run_id.clone();
+
+    let base = Heartbeat {
+        version: HEARTBEAT_VERSION,
+        run_id: run_id.clone(),
+        attempt: ctx.attempt,
+        job_id: ctx.job,
+        restarts: ctx.restarts,
+        node: ctx.node.clone(),
+        pid: std::process::id(),
+        phase: Phase::Probing,
+        started_at: report.started_at,
+        time: report.started_at,
+        seq: 0,
+        output_bytes: None,
+    };
+    let heartbeats = match Heartbeats::start(
+        report.attempt_dir.heartbeat(ctx.job, ctx.restarts),
+        base,
+        spec.policy.heartbeat_interval,
+        ctx.output_paths.clone(),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            let detail = format!("cannot start the heartbeat thread: {e}");
+            return report.setup_failed(Some(run_id), detail, vec![]);
+        }
+    };
+
+    // Probes. A CPU job has none.
+    let mut probes = Vec::new();
+    if let Some(gpus) = spec.resources.gpus {
+        let result = probe::visibility(
+            &ctx.nvidia_smi,
+            ctx.cuda_visible_devices.as_deref(),
+            gpus,
+            ctx.probe_timeout,
+        );
+        let ok = result.ok;
+        probes.push(result);
+        if !ok {
+            heartbeats.stop();
+            let failed = &probes[probes.len() - 1];
+            eprintln!(
+                "shepherd wrap: GPU probe '{}' failed on {}: {}; the workload does not run on this node",
+                failed.name, ctx.node, failed.detail
+            );
+            let verdict = Verdict::ProbeFailed {
+                probe: failed.name.clone(),
+                detail: failed.detail.clone(),
+            };
+            return report.finish(run_id, Ending::new(verdict, EXIT_PROBE_FAILED, probes));
+        }
+    }
+
+    // A stop request while probing: the workload is not started at all.
+    let early = signals.take();
+    if let Some(signal) = early.terminate {
+        eprintln!(
+            "shepherd wrap: got {} before the workload started; not starting it",
+            workload::signal_name(signal)
+        );
+        heartbeats.stop();
+        let mut end = Ending::new(Verdict::Signaled { signal }, 128 + signal, probes);
+        end.terminated = true;
+        end.warned = early.warn;
+        return report.finish(run_id, end);
+    }
+
+    let script = ctx.run_dir.script();
+    let env = workload_env(&ctx, &run_id, &report.attempt_dir);
+    let workload = match workload::spawn(&script, &env, stderr_copy) {
+        Ok(w) => w,
+        Err(e) => {
+            heartbeats.stop();
+            let detail = format!("cannot start the workload {}: {e}", script.display());
+            return report.setup_failed(Some(run_id), detail, probes);
+        }
+    };
+    heartbeats.set_phase(Phase::Running);
+
+    let result = workload.supervise(signals, ctx.kill_grace, early.warn, |event| match event {
+        Event::Terminating | Event::Warned => heartbeats.set_phase(Phase::Stopping),
+    });
+    heartbeats.stop();
+    match result {
+        Ok(ended) => {
+            let exit_code = workload::exit_code(&ended.status);
+            let verdict = match (ended.status.code(), ended.status.signal()) {
+                (Some(code), _) => Verdict::Exited { code },
+                (None, Some(signal)) => Verdict::Signaled { signal },
+                _ => Verdict::Exited { code: exit_code },
+            };
+            let mut end = Ending::new(verdict, exit_code, probes);
+            end.terminated = ended.terminated_by.is_some();
+            end.warned = ended.warned;
+            end.stderr_tail = ended.stderr_tail;
+            report.finish(run_id, end)
+        }
+        Err(e) => {
+            eprintln!("shepherd wrap: internal error: lost track of the workload: {e}");
+            Finished {
+                exit_code: EXIT_INTERNAL,
+                outcome: None,
+            }
+        }
+    }
+}
+
+/// The environment the workload gets on top of the wrapper's.
+fn workload_env(
+    ctx: &Context,
+    run_id: &RunId,
+    attempt_dir: &AttemptDir,
+) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("SHEPHERD_RUN_ID", run_id.as_str().into()),
+        ("SHEPHERD_RUN_DIR", ctx.run_dir.path().into()),
+        ("SHEPHERD_ATTEMPT", ctx.attempt.to_string().into()),
+        ("SHEPHERD_RESTARTS", ctx.restarts.to_string().into()),
+        ("SHEPHERD_JOB_ID", ctx.job.to_string().into()),
+        (
+            PROGRESS_FILE_VAR,
+            attempt_dir.progress(ctx.job, ctx.restarts).into(),
+        ),
+    ]
+}
+
+/// A run directory is named after its run id.
+fn run_id_of_dir(dir: &Path) -> Option<RunId> {
+    dir.file_name()?.to_str()?.parse().ok()
+}
+
+/// How the attempt ended, before it is written down.
+struct Ending {
+    verdict: Verdict,
+    exit_code: i32,
+    probes: Vec<ProbeResult>,
+    terminated: bool,
+    warned: bool,
+    stderr_tail: String,
+}
+
+impl Ending {
+    fn new(verdict: Verdict, exit_code: i32, probes: Vec<ProbeResult>) -> Ending {
+        Ending {
+            verdict,
+            exit_code,
+            probes,
+            terminated: false,
+            warned: false,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+/// Writes the outcome.
+struct Report<'a> {
+    ctx: &'a Context,
+    attempt_dir: AttemptDir,
+    started_at: Timestamp,
+}
+
+impl Report<'_> {
+    fn setup_failed(
+        &self,
+        run_id: Option<RunId>,
+        detail: String,
+        probes: Vec<ProbeResult>,
+    ) -> Finished {
+        eprintln!("shepherd wrap: {detail}");
+        match run_id {
+            Some(run_id) => self.finish(
+                run_id,
+                Ending::new(Verdict::SetupFailed { detail }, EXIT_SETUP_FAILED, probes),
+            ),
+            None => {
+                eprintln!(
+                    "shepherd wrap: no outcome recorded: {} is not named like a run",
+                    self.ctx.run_dir.path().display()
+                );
+                Finished {
+                    exit_code: EXIT_SETUP_FAILED,
+                    outcome: None,
+                }
+            }
+        }
+    }
+
+    fn finish(&self, run_id: RunId, end: Ending) -> Finished {
+        let ctx = self.ctx;
+        let outcome = Outcome {
+            version: OUTCOME_VERSION,
+            run_id,
+            attempt: ctx.attempt,
+            job_id: ctx.job,
+            restarts: ctx.restarts,
+            node: ctx.node.clone(),
+            started_at: self.started_at,
+            ended_at: Timestamp::now(),
+            verdict: end.verdict,
+            probes: end.probes,
+            terminated: end.terminated,
+            warned: end.warned,
+            stderr_tail: end.stderr_tail,
+            exit_code: end.exit_code,
+        };
+        let path = self.attempt_dir.outcome(ctx.job, ctx.restarts);
+        if let Err(e) = atomic::write_json(&path, &outcome) {
+            eprintln!("shepherd wrap: cannot record the outcome: {e}");
+        }
+        Finished {
+            exit_code: end.exit_code,
+            outcome: Some(outcome),
+        }
+    }
+}
+
+/// `shepherd progress [--step N] [MESSAGE]`: writes the progress record at
+/// `$SHEPHERD_PROGRESS_FILE`. Err with a clear message when not inside a
+/// Shepherd job.
+pub fn report_progress(step: Option<u64>, message: Option<String>) -> anyhow::Result<()> {
+    let path = std::env::var_os(PROGRESS_FILE_VAR);
+    write_progress(path.as_deref().map(Path::new), step, message)
+}
+
+/// [`report_progress`] with the progress file given.
+pub fn write_progress(
+    path: Option<&Path>,
+    step: Option<u64>,
+    message: Option<String>,
+) -> anyhow::Result<()> {
+    let path = path.filter(|p| !p.as_os_str().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "not inside a Shepherd job: {PROGRESS_FILE_VAR} is not set (`shepherd progress` \
+             works in the script of a run started by Shepherd)"
+        )
+    })?;
+    let message = message.map(|mut m| {
+        if m.len() > MAX_PROGRESS_MESSAGE {
+            let mut cut = MAX_PROGRESS_MESSAGE;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+        }
+        m
+    });
+    let record = Progress {
+        version: PROGRESS_VERSION,
+        step,
+        message,
+        time: Timestamp::now(),
+    };
+    atomic::write_json(path, &record)
+        .with_context(|| format!("cannot report progress to {}", path.display()))
+}

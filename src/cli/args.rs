@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Args)]
@@ -30,6 +31,19 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
           value_parser = parse_duration, env = "SHEPHERD_SLURM_TIMEOUT")]
     pub slurm_timeout: Duration,
+
+    /// Where Shepherd keeps its runs [default: ~/.slurm_shepherd]
+    #[arg(long, global = true, value_name = "DIR", env = "SHEPHERD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How often the daemon looks at Slurm.
+#[derive(Debug, Clone, Args)]
+pub struct PollArgs {
+    /// Time between two daemon ticks
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+          env = "SHEPHERD_POLL_INTERVAL")]
+    pub poll_interval: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -38,9 +52,97 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Submit a batch script as a run that Shepherd keeps alive (also: `shepherd SCRIPT`)
+    Run(RunArgs),
+    /// List runs
+    List,
+    /// Show a run: status, current job, attempts
+    Status {
+        /// The run id
+        run: String,
+    },
+    /// Show a run's decision journal
+    Events {
+        /// The run id
+        run: String,
+    },
+    /// Stop a run: cancel its job and end it as stopped
+    Stop {
+        /// The run id
+        run: String,
+    },
+    /// Pause a run: its job goes on, but no new attempt is submitted
+    Pause {
+        /// The run id
+        run: String,
+    },
+    /// Let a paused run submit again
+    Unpause {
+        /// The run id
+        run: String,
+    },
+    /// Cancel a run's job and submit a new attempt now (also revives an ended run)
+    Restart {
+        /// The run id
+        run: String,
+    },
+    /// Start, stop or inspect the daemon
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Report progress from inside a job: `shepherd progress --step 1200 "epoch 3"`
+    Progress {
+        /// Step number (e.g. training step)
+        #[arg(long)]
+        step: Option<u64>,
+        /// Free-text message
+        message: Option<String>,
+    },
+    /// Run an attempt inside a Slurm job (used by the batch scripts Shepherd submits)
+    #[command(hide = true)]
+    Wrap {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        attempt: u32,
+    },
     /// Ask Slurm directly through Shepherd's adapter (what Shepherd sees)
     #[command(subcommand)]
     Slurm(SlurmCommand),
+    /// `shepherd SCRIPT [OPTIONS]`: the same as `shepherd run SCRIPT [OPTIONS]`
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The batch script (#SHEPHERD lines give options, #SBATCH lines go to Slurm)
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub options: crate::submit::RunOptions,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+/// `shepherd SCRIPT …` re-read as `shepherd run SCRIPT …`.
+#[derive(Debug, Parser)]
+#[command(name = "shepherd")]
+pub struct ExternalRun {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start the daemon in the background (no-op if one runs)
+    Start(PollArgs),
+    /// Stop the daemon
+    Stop,
+    /// Show whether a daemon runs, where, and since when
+    Status,
+    /// Run the daemon in the foreground (for debugging or your own supervisor)
+    Run(PollArgs),
 }
 
 #[derive(Debug, Subcommand)]

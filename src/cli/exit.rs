@@ -19,6 +19,9 @@ pub const NOT_FOUND: u8 = 5;
 
 /// The one place errors become exit codes.
 pub fn code_for(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<super::UnknownRun>().is_some() {
+        return NOT_FOUND;
+    }
     match err.downcast_ref::<SlurmError>() {
         Some(
             SlurmError::NotFound { .. }

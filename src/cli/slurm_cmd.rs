@@ -110,6 +110,7 @@ fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
     Ok(SubmitRequest {
         script: ScriptSource::File(script),
         args: args.sbatch_args.clone(),
+        env: None,
     })
 }
 

@@ -265,12 +265,28 @@ fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
         (Some(job), JobView::Gone(Some(records))) => {
             // The last record of the job decides; a REQUEUED record means
             // Slurm requeued it and then lost track (e.g. cancelled mid-requeue).
-            let last = records.iter().filter(|r| r.id == job).next_back();
+            let last = records.iter().rfind(|r| r.id == job);
             let state = last.map(|r| &r.state).filter(|s| s.is_terminal());
             let exit = last.and_then(|r| r.exit);
+            if let Some(r) = last {
+                note_placement(cx, &r.partition, &r.nodes);
+            }
             end_attempt(cx, state, exit, obs.outcome.as_ref());
         }
         (Some(_), JobView::Gone(None)) => {}
+    }
+}
+
+/// Where the live attempt ran, when Slurm says so (a job may end before the
+/// daemon ever saw it running).
+fn note_placement(cx: &mut Ctx<'_>, partition: &str, nodes: &[String]) {
+    if let Some(a) = cx.st.live_attempt_mut() {
+        if !partition.is_empty() {
+            a.partition = Some(partition.to_string());
+        }
+        if let Some(n) = nodes.first() {
+            a.node = Some(n.clone());
+        }
     }
 }
 
@@ -334,6 +350,7 @@ fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) 
 
 fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observation) {
     if info.state.is_terminal() {
+        note_placement(cx, &info.partition, &info.nodes);
         end_attempt(cx, Some(&info.state), info.exit, obs.outcome.as_ref());
         return;
     }

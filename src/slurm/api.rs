@@ -36,6 +36,11 @@ pub trait Slurm: Send + Sync {
     /// knows are absent from the answer; that is not an error.
     fn jobs(&self, ids: &[JobId]) -> Result<Vec<JobInfo>, SlurmError>;
 
+    /// The user's own jobs with any of these names, pending, running or
+    /// recently ended, in one call: how a job whose submission was never
+    /// confirmed is found again.
+    fn jobs_by_name(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError>;
+
     /// Records of ended runs from accounting: slurmdbd when the cluster has it,
     /// the job completion file otherwise, the controller as a last resort. A
     /// requeued job id has a `REQUEUED` record per requeue, oldest first. A job

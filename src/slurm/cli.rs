@@ -93,7 +93,16 @@ impl SlurmCli {
     }
 
     fn submit_invocation(&self, request: &SubmitRequest, mode: &str) -> Invocation {
-        let inv = self.invocation("sbatch").arg(mode).args(&request.args);
+        let mut inv = self.invocation("sbatch").arg(mode).args(&request.args);
+        if let Some(env) = &request.env {
+            // The submitter's environment, then our own settings (SLURM_CONF)
+            // on top so the command reaches the same cluster as the others.
+            let mut vars: Vec<(OsString, OsString)> =
+                env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+            vars.append(&mut inv.env);
+            inv.env = vars;
+            inv.env_clear = true;
+        }
         match &request.script {
             ScriptSource::File(path) => inv.arg(path.as_os_str()),
             ScriptSource::Text(text) => inv.stdin(text.as_bytes()),
@@ -207,6 +216,14 @@ impl Slurm for SlurmCli {
             }
             return Err(classify_failure(&out));
         }
+        squeue::parse(&out.stdout, &self.tz).map_err(|e| Self::parse_error(&out, e))
+    }
+
+    fn jobs_by_name(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.run_checked(self.argv(commands::squeue_by_name(names)))?;
         squeue::parse(&out.stdout, &self.tz).map_err(|e| Self::parse_error(&out, e))
     }
 

@@ -44,6 +44,17 @@ pub fn squeue(ids: &[JobId]) -> Argv {
     Argv::new("squeue", &["-h", "-t", "all", "-j", &ids, "-O", &format])
 }
 
+/// The caller's own jobs with these names (`--me`: never adopt another user's
+/// job that happens to share a name).
+pub fn squeue_by_name(names: &[String]) -> Argv {
+    let names = names.join(",");
+    let format = squeue::format_arg();
+    Argv::new(
+        "squeue",
+        &["-h", "-t", "all", "--me", "-n", &names, "-O", &format],
+    )
+}
+
 pub fn sacct(source: AccountingSource, ids: &[JobId]) -> Argv {
     let ids = join_ids(ids);
     let tail = ["-n", "--parsable2", "-o", sacct::FORMAT, "-j", &ids];

@@ -65,6 +65,8 @@ pub struct Invocation {
     pub program: String,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment instead of inheriting ours.
+    pub env_clear: bool,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
 }
@@ -75,6 +77,7 @@ impl Invocation {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            env_clear: false,
             stdin: None,
             timeout,
         }
@@ -127,6 +130,9 @@ impl Invocation {
         let started = Instant::now();
         let command = self.display();
         let mut cmd = Command::new(&self.program);
+        if self.env_clear {
+            cmd.env_clear();
+        }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin.is_some() {

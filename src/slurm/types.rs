@@ -430,6 +430,9 @@ pub struct SubmitRequest {
     pub script: ScriptSource,
     /// Arguments for `sbatch` before the script, e.g. `--partition=a100`.
     pub args: Vec<String>,
+    /// The environment sbatch runs in (and so the job's, with sbatch's default
+    /// `--export=ALL`); `None` inherits Shepherd's own.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -164,6 +164,7 @@ fn controller_outage(mode: Mode) {
                 down.submit(&shepherd::slurm::SubmitRequest {
                     script: shepherd::slurm::ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
                     args: vec!["-p".into(), "cpu".into()],
+                    env: None,
                 })
                 .err()
             }),

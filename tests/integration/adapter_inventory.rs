@@ -70,6 +70,7 @@ fn inventory(mode: Mode) {
         .estimate_start(&SubmitRequest {
             script: ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
             args: vec!["-p".into(), "a6000".into(), "--gres=gpu:a6000:2".into()],
+            env: None,
         })
         .unwrap();
     assert_eq!(estimate.partition, "a6000");
@@ -111,6 +112,7 @@ fn rejections_and_pending_jobs(mode: Mode) {
             .submit(&SubmitRequest {
                 script: ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
                 args: args.iter().map(|s| s.to_string()).collect(),
+                env: None,
             })
             .expect_err("submission should be rejected");
         assert!(!err.is_observation_failure(), "{err}");

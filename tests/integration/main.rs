@@ -9,3 +9,5 @@ mod adapter_faults;
 mod adapter_inventory;
 mod adapter_jobs;
 mod parsers_on_fixtures;
+mod recovery;
+mod recovery_support;

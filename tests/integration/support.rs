@@ -135,6 +135,7 @@ impl TestCluster {
             .submit(&SubmitRequest {
                 script: ScriptSource::Text(format!("#!/bin/bash\n{body}\n")),
                 args: all,
+                env: None,
             })
             .unwrap_or_else(|e| panic!("submit {args:?} failed: {e}"))
     }

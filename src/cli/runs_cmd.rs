@@ -1,0 +1,430 @@
+//! Commands about runs: run, list, status, events, stop/pause/unpause/restart,
+//! and the daemon's start/stop/status/run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::args::{DaemonCommand, GlobalArgs, PollArgs, RunArgs};
+use super::output::{Table, emit, print};
+use crate::daemon::service;
+use crate::model::{Mode, RunId, RunSpec};
+use crate::policy::decide::Control;
+use crate::policy::state::{Attempt, RunState};
+use crate::slurm::{SlurmCli, SlurmCliConfig};
+use crate::store::StateDir;
+
+/// The run named on the command line does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("no run named {id:?}{}", suggest(.suggestions))]
+pub struct UnknownRun {
+    pub id: String,
+    pub suggestions: Vec<String>,
+}
+
+fn suggest(s: &[String]) -> String {
+    if s.is_empty() {
+        "; `shepherd list` shows the runs".to_string()
+    } else {
+        format!("; did you mean {}?", s.join(", "))
+    }
+}
+
+pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
+    let root = match &global.state_dir {
+        Some(d) => d.clone(),
+        None => {
+            let home = std::env::var_os("HOME")
+                .context("HOME is not set; pass --state-dir or set SHEPHERD_STATE_DIR")?;
+            PathBuf::from(home).join(".slurm_shepherd")
+        }
+    };
+    Ok(StateDir::new(root))
+}
+
+fn slurm(global: &GlobalArgs) -> SlurmCli {
+    SlurmCli::new(SlurmCliConfig {
+        timeout: global.slurm_timeout,
+        ..SlurmCliConfig::default()
+    })
+}
+
+/// `shepherd run SCRIPT`: create the run and make sure a daemon watches it.
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let prepared = crate::submit::prepare(&args.script, args.options, &cwd, Timestamp::now())?;
+    let run = crate::submit::create(&sd, &prepared)?;
+    let (lease, started) = service::start(&sd, args.poll.poll_interval, global.slurm_timeout)
+        .context(
+            "the run was created, but the daemon could not be started; try `shepherd daemon start`",
+        )?;
+    let id = prepared.spec.run_id.to_string();
+    #[derive(Serialize)]
+    struct Created {
+        run_id: String,
+        run_dir: PathBuf,
+        daemon_pid: u32,
+        daemon_started: bool,
+    }
+    let created = Created {
+        run_id: id.clone(),
+        run_dir: run.path().to_path_buf(),
+        daemon_pid: lease.pid,
+        daemon_started: started,
+    };
+    emit(global.json, "run", &created, |c| {
+        let daemon = if c.daemon_started {
+            format!("started the daemon (pid {})", c.daemon_pid)
+        } else {
+            format!("daemon running (pid {})", c.daemon_pid)
+        };
+        format!(
+            "created run {}\n  {daemon}; follow it with `shepherd status {}`\n",
+            c.run_id, c.run_id
+        )
+    });
+    Ok(())
+}
+
+/// `status --json` and `list --json`: the documented per-run document.
+#[derive(Debug, Serialize)]
+pub struct RunDoc {
+    pub run_id: String,
+    pub status: String,
+    pub reason: String,
+    pub mode: Mode,
+    pub paused: bool,
+    pub slurm_job_id: Option<u64>,
+    pub node: Option<String>,
+    pub partition: Option<String>,
+    pub workload_failures: u32,
+    pub max_retries: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub run_dir: PathBuf,
+    pub attempts: Vec<AttemptDoc>,
+    /// Set when the run's files cannot be read: the run is quarantined.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptDoc {
+    pub attempt: u32,
+    pub job_id: Option<u64>,
+    pub phase: String,
+    pub partition: Option<String>,
+    pub node: Option<String>,
+    pub restarts: u32,
+    pub submitted_at: Timestamp,
+    pub running_since: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    /// The failure class (`success`, `node_fault`, `workload_failure`, …).
+    pub outcome: Option<String>,
+    /// `node`, `workload` or `none`.
+    pub blame: Option<String>,
+    pub slurm_state: Option<String>,
+    pub exit_code: Option<i32>,
+    pub detail: Option<String>,
+}
+
+fn snake<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn attempt_doc(a: &Attempt) -> AttemptDoc {
+    AttemptDoc {
+        attempt: a.attempt,
+        job_id: a.job_id.map(|j| j.0),
+        phase: snake(&a.phase),
+        partition: a.partition.clone(),
+        node: a.node.clone(),
+        restarts: a.restarts,
+        submitted_at: a.submitted_at,
+        running_since: a.running_since,
+        ended_at: a.ended_at,
+        outcome: a.end.as_ref().map(|e| snake(&e.class)),
+        blame: a.end.as_ref().map(|e| snake(&e.blame)),
+        slurm_state: a.end.as_ref().and_then(|e| e.slurm_state.clone()),
+        exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
+        detail: a.end.as_ref().map(|e| e.detail.clone()),
+    }
+}
+
+fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
+    let dir = sd.run(id);
+    let loaded = dir
+        .load_spec()
+        .and_then(|spec| Ok((dir.load_state()?, spec)));
+    match loaded {
+        Ok((state, spec)) => {
+            let state = state.unwrap_or_else(|| RunState::new(spec.created_at));
+            doc_of(&spec, &state, dir.path().to_path_buf())
+        }
+        Err(e) => RunDoc {
+            run_id: id.to_string(),
+            status: "error".into(),
+            reason: e.to_string(),
+            mode: Mode::RunOnce,
+            paused: false,
+            slurm_job_id: None,
+            node: None,
+            partition: None,
+            workload_failures: 0,
+            max_retries: 0,
+            created_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+            run_dir: dir.path().to_path_buf(),
+            attempts: vec![],
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
+    let last = state.attempts.last();
+    RunDoc {
+        run_id: spec.run_id.to_string(),
+        status: state.status.as_str().to_string(),
+        reason: state.reason.clone(),
+        mode: spec.mode,
+        paused: state.paused,
+        slurm_job_id: last.and_then(|a| a.job_id).map(|j| j.0),
+        node: last.and_then(|a| a.node.clone()),
+        partition: last.and_then(|a| a.partition.clone()),
+        workload_failures: state.workload_failures,
+        max_retries: spec.policy.max_retries,
+        created_at: spec.created_at,
+        updated_at: state.updated_at,
+        run_dir,
+        attempts: state.attempts.iter().map(attempt_doc).collect(),
+        error: None,
+    }
+}
+
+/// Resolves a run id given on the command line, suggesting close ids.
+fn find_run(sd: &StateDir, id: &str) -> anyhow::Result<RunId> {
+    let ids = sd.run_ids()?;
+    if let Some(found) = ids.iter().find(|r| r.as_str() == id) {
+        return Ok(found.clone());
+    }
+    let mut close: Vec<(usize, String)> = ids
+        .iter()
+        .map(|r| (edit_distance(r.as_str(), id), r.to_string()))
+        .filter(|(d, r)| *d <= 2.max(id.len() / 3) || r.contains(id))
+        .collect();
+    close.sort();
+    Err(UnknownRun {
+        id: id.to_string(),
+        suggestions: close.into_iter().take(3).map(|(_, r)| r).collect(),
+    }
+    .into())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn age(t: Timestamp, now: Timestamp) -> String {
+    let d = now.duration_since(t);
+    crate::duration::format(d.unsigned_abs())
+}
+
+pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let docs: Vec<RunDoc> = sd.run_ids()?.iter().map(|id| run_doc(&sd, id)).collect();
+    emit(global.json, "runs", &docs, |docs| {
+        if docs.is_empty() {
+            return "no runs yet; submit one with `shepherd SCRIPT`\n".to_string();
+        }
+        let now = Timestamp::now();
+        let mut t = Table::new(&[
+            "RUN", "STATUS", "MODE", "JOB", "NODE", "ATTEMPTS", "AGE", "REASON",
+        ]);
+        for d in docs {
+            t.row(vec![
+                d.run_id.clone(),
+                d.status.clone(),
+                snake(&d.mode),
+                d.slurm_job_id.map_or("-".into(), |j| j.to_string()),
+                d.node.clone().unwrap_or_else(|| "-".into()),
+                d.attempts.len().to_string(),
+                if d.error.is_some() {
+                    "-".into()
+                } else {
+                    age(d.created_at, now)
+                },
+                d.reason.clone(),
+            ]);
+        }
+        t.render()
+    });
+    Ok(())
+}
+
+pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let id = find_run(&sd, run)?;
+    let doc = run_doc(&sd, &id);
+    let quarantined = doc.error.clone();
+    emit(global.json, "run", &doc, |d| {
+        let mut s = format!(
+            "run       {}\nstatus    {}{}\nreason    {}\nmode      {}\njob       {}\nnode      {}\npartition {}\nfailures  {} of {} allowed\ndir       {}\n",
+            d.run_id,
+            d.status,
+            if d.paused { " (paused)" } else { "" },
+            d.reason,
+            snake(&d.mode),
+            d.slurm_job_id.map_or("-".into(), |j| j.to_string()),
+            d.node.as_deref().unwrap_or("-"),
+            d.partition.as_deref().unwrap_or("-"),
+            d.workload_failures,
+            d.max_retries,
+            d.run_dir.display(),
+        );
+        if !d.attempts.is_empty() {
+            let mut t = Table::new(&[
+                "ATTEMPT",
+                "JOB",
+                "PARTITION",
+                "NODE",
+                "OUTCOME",
+                "BLAME",
+                "DETAIL",
+            ]);
+            for a in &d.attempts {
+                t.row(vec![
+                    a.attempt.to_string(),
+                    a.job_id.map_or("-".into(), |j| j.to_string()),
+                    a.partition.clone().unwrap_or_else(|| "-".into()),
+                    a.node.clone().unwrap_or_else(|| "-".into()),
+                    a.outcome.clone().unwrap_or_else(|| a.phase.clone()),
+                    a.blame.clone().unwrap_or_else(|| "-".into()),
+                    a.detail.clone().unwrap_or_default(),
+                ]);
+            }
+            s.push('\n');
+            s.push_str(&t.render());
+        }
+        s
+    });
+    if let Some(e) = quarantined {
+        bail!("run {id} cannot be read: {e}");
+    }
+    Ok(())
+}
+
+pub fn events(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let id = find_run(&sd, run)?;
+    let events = sd.run(&id).read_events()?;
+    emit(global.json, "events", &events, |evs| {
+        let mut t = Table::new(&["TIME", "ATTEMPT", "JOB", "EVENT", "STATUS", "MESSAGE"]);
+        for e in evs {
+            t.row(vec![
+                e.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                e.attempt.map_or("-".into(), |a| a.to_string()),
+                e.job_id.map_or("-".into(), |j| j.to_string()),
+                e.kind.clone(),
+                e.status.clone(),
+                e.message.clone(),
+            ]);
+        }
+        t.render()
+    });
+    Ok(())
+}
+
+/// stop, pause, unpause, restart: file the request; the daemon applies it.
+pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let id = find_run(&sd, run)?;
+    let dir = sd.run(&id);
+    dir.request_control(control, Timestamp::now())?;
+    let poll = PollArgs {
+        poll_interval: std::time::Duration::from_secs(10),
+    };
+    let (lease, _) = service::start(&sd, poll.poll_interval, global.slurm_timeout)?;
+    #[derive(Serialize)]
+    struct Requested {
+        run_id: String,
+        control: Control,
+        daemon_pid: u32,
+    }
+    let r = Requested {
+        run_id: id.to_string(),
+        control,
+        daemon_pid: lease.pid,
+    };
+    emit(global.json, "requested", &r, |r| {
+        format!(
+            "{} requested for run {}; the daemon applies it within one tick\n",
+            snake(&r.control),
+            r.run_id
+        )
+    });
+    Ok(())
+}
+
+pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    match cmd {
+        DaemonCommand::Run(poll) => service::run(&slurm(global), &sd, poll.poll_interval),
+        DaemonCommand::Start(poll) => {
+            let (lease, started) = service::start(&sd, poll.poll_interval, global.slurm_timeout)?;
+            emit(global.json, "daemon", &lease, |l| {
+                if started {
+                    format!("daemon started ({})\n", l.describe())
+                } else {
+                    format!("daemon already running ({})\n", l.describe())
+                }
+            });
+            Ok(())
+        }
+        DaemonCommand::Stop => {
+            let stopped = service::stop(&sd)?;
+            emit(global.json, "stopped", &stopped, |s| match s {
+                Some(l) => format!("daemon stopped (was {})\n", l.describe()),
+                None => "no daemon was running\n".to_string(),
+            });
+            Ok(())
+        }
+        DaemonCommand::Status => {
+            let lease = service::status(&sd);
+            emit(global.json, "daemon", &lease, |l| {
+                match l {
+                Some(l) => format!(
+                    "daemon running ({}), last tick {}\nlog: {}\n",
+                    l.describe(),
+                    l.heartbeat_at.strftime("%H:%M:%S UTC"),
+                    service::log_path(&sd).display()
+                ),
+                None => "no daemon running; runs are not watched (start one with `shepherd daemon start`)\n"
+                    .to_string(),
+            }
+            });
+            Ok(())
+        }
+    }
+}
+
+pub fn progress(step: Option<u64>, message: Option<String>) -> anyhow::Result<()> {
+    crate::wrapper::report_progress(step, message)?;
+    print("");
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The daemon as a process: the loop (`shepherd daemon run`), and starting,
+//! stopping and inspecting it from the CLI.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+
+use super::lease::{self, Held, Lease};
+use super::tick::{TickReport, Ticker};
+use crate::slurm::Slurm;
+use crate::store::StateDir;
+
+/// Appends timestamped lines to `daemon/daemon.log`.
+pub struct Log {
+    path: PathBuf,
+}
+
+impl Log {
+    pub fn new(state_dir: &StateDir) -> Log {
+        Log {
+            path: state_dir.daemon().join("daemon.log"),
+        }
+    }
+
+    pub fn line(&self, msg: &str) {
+        let line = format!(
+            "{} {msg}\n",
+            Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        );
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Runs the daemon in the foreground until SIGTERM/SIGINT.
+pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::Result<()> {
+    let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now())?;
+    let log = Log::new(state_dir);
+    log.line(&format!(
+        "daemon started ({}), polling every {}",
+        held.lease().describe(),
+        crate::duration::format(poll)
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
+    let ticker = Ticker {
+        slurm,
+        state_dir,
+        exe,
+    };
+    let mut unavailable = false;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        if let Err(e) = held.renew(now) {
+            log.line(&format!("cannot renew the lease: {e}"));
+        }
+        let report = ticker.tick(now);
+        log_report(&log, &report, &mut unavailable, started.elapsed());
+        // Sleep in short slices so a stop request is honoured promptly.
+        let deadline = started + poll;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(
+                Duration::from_millis(100).min(deadline - Instant::now().min(deadline)),
+            );
+        }
+    }
+    log.line("daemon stopping on signal");
+    Ok(())
+}
+
+fn log_report(log: &Log, r: &TickReport, unavailable: &mut bool, took: Duration) {
+    match (&r.slurm_unavailable, *unavailable) {
+        (Some(e), false) => log.line(&format!("Slurm unavailable, keeping last known state: {e}")),
+        (None, true) => log.line("Slurm reachable again"),
+        _ => {}
+    }
+    *unavailable = r.slurm_unavailable.is_some();
+    for p in &r.problems {
+        log.line(&format!("problem: {p}"));
+    }
+    if r.submitted + r.cancelled > 0 {
+        log.line(&format!(
+            "tick: {} runs, {} active, {} submitted, {} cancelled, {} ms",
+            r.runs,
+            r.active,
+            r.submitted,
+            r.cancelled,
+            took.as_millis()
+        ));
+    }
+}
+
+/// The live daemon's lease, if one is running.
+pub fn status(state_dir: &StateDir) -> Option<Lease> {
+    let l = lease::read_lease(&state_dir.daemon())?;
+    let alive = l.is_fresh(Timestamp::now())
+        && (l.host != lease::hostname() || lease::process_alive(l.pid));
+    alive.then_some(l)
+}
+
+/// Starts `shepherd daemon run` in the background unless one runs already.
+/// Returns the lease of the running daemon and whether this call started it.
+pub fn start(
+    state_dir: &StateDir,
+    poll: Duration,
+    slurm_timeout: Duration,
+) -> anyhow::Result<(Lease, bool)> {
+    if let Some(l) = status(state_dir) {
+        return Ok((l, false));
+    }
+    let daemon_dir = state_dir.daemon();
+    std::fs::create_dir_all(&daemon_dir)
+        .with_context(|| format!("cannot create {}", daemon_dir.display()))?;
+    let out_path = daemon_dir.join("daemon.out");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .with_context(|| format!("cannot open {}", out_path.display()))?;
+    let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--state-dir")
+        .arg(state_dir.root())
+        .arg("--slurm-timeout")
+        .arg(format!("{}s", slurm_timeout.as_secs().max(1)))
+        .args(["daemon", "run", "--poll-interval"])
+        .arg(format!("{}s", poll.as_secs().max(1)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // Its own session: no terminal, no signals from the user's shell.
+    unsafe_setsid(&mut cmd);
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(l) = status(state_dir) {
+            return Ok((l, true));
+        }
+        if let Ok(Some(code)) = child.try_wait() {
+            let tail = std::fs::read_to_string(&out_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            // Lost a race with another daemon starting at the same time: fine.
+            if let Some(l) = status(state_dir) {
+                return Ok((l, false));
+            }
+            bail!(
+                "the daemon exited at once ({code}); its last words:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not come up within 15 s; see {}",
+                out_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn unsafe_setsid(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// Stops the daemon of this state directory (it must run on this host).
+pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
+    let Some(l) = status(state_dir) else {
+        return Ok(None);
+    };
+    if l.host != lease::hostname() {
+        bail!(
+            "the daemon runs on {} (pid {}); run `shepherd daemon stop` there",
+            l.host,
+            l.pid
+        );
+    }
+    let pid = rustix::process::Pid::from_raw(l.pid as i32).context("invalid pid in the lease")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .with_context(|| format!("cannot signal the daemon (pid {})", l.pid))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lease::process_alive(l.pid) {
+        if Instant::now() > deadline {
+            bail!("the daemon (pid {}) did not stop within 30 s", l.pid);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Some(l))
+}
+
+pub fn log_path(state_dir: &StateDir) -> PathBuf {
+    state_dir.daemon().join("daemon.log")
+}

@@ -1,0 +1,266 @@
+//! One pass of the daemon over every run: observe (batched), decide (pure),
+//! act, record.
+//!
+//! Slurm load per tick is constant in the number of runs: one `squeue` for all
+//! live jobs, at most one `sacct` for jobs that just left the queue, and (rarely)
+//! one `squeue --name` for submissions whose answer was lost. Submissions and
+//! cancellations are the only per-run commands, and only when a run needs one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use super::attempt;
+use crate::model::{RunId, RunSpec};
+use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
+use crate::policy::state::RunState;
+use crate::slurm::{JobId, JobInfo, JobRecord, Slurm, SlurmError};
+use crate::store::atomic::{self, StoreError};
+use crate::store::records::{
+    HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
+};
+use crate::store::{RunDir, StateDir};
+
+/// What one tick did, for the log and the benchmark.
+#[derive(Debug, Default, Clone)]
+pub struct TickReport {
+    pub runs: usize,
+    pub active: usize,
+    pub submitted: usize,
+    pub cancelled: usize,
+    /// Runs that could not be read or written (quarantined for this tick).
+    pub problems: Vec<String>,
+    /// Slurm could not be asked this tick.
+    pub slurm_unavailable: Option<String>,
+}
+
+struct Loaded {
+    id: RunId,
+    dir: RunDir,
+    spec: RunSpec,
+    state: RunState,
+}
+
+pub struct Ticker<'a, S: Slurm + ?Sized> {
+    pub slurm: &'a S,
+    pub state_dir: &'a StateDir,
+    /// The shepherd binary the jobs run as their wrapper.
+    pub exe: PathBuf,
+}
+
+impl<S: Slurm + ?Sized> Ticker<'_, S> {
+    pub fn tick(&self, now: Timestamp) -> TickReport {
+        let mut report = TickReport::default();
+        let ids = match self.state_dir.run_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                return report;
+            }
+        };
+        report.runs = ids.len();
+        let mut runs = Vec::new();
+        for id in ids {
+            match self.load(&id, now) {
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => {}
+                Err(e) => report.problems.push(format!("run {id}: {e}")),
+            }
+        }
+        report.active = runs.len();
+
+        // Observe: one query for every live job id, one for the ones gone.
+        let ids: Vec<JobId> = runs
+            .iter()
+            .filter_map(|r| r.state.live_attempt().and_then(|a| a.job_id))
+            .collect();
+        let jobs: Result<HashMap<JobId, JobInfo>, SlurmError> = if ids.is_empty() {
+            Ok(HashMap::new())
+        } else {
+            self.slurm
+                .jobs(&ids)
+                .map(|js| js.into_iter().map(|j| (j.id, j)).collect())
+        };
+        let gone: Vec<JobId> = match &jobs {
+            Ok(map) => ids
+                .iter()
+                .filter(|id| !map.contains_key(id))
+                .copied()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let records: Option<Vec<JobRecord>> = if gone.is_empty() {
+            Some(Vec::new())
+        } else {
+            self.slurm.accounting(&gone).ok()
+        };
+        let names: Vec<String> = runs
+            .iter()
+            .filter_map(|r| {
+                let a = r.state.live_attempt()?;
+                a.job_id.is_none().then(|| job_name(&r.spec, a.attempt))
+            })
+            .collect();
+        let found: Option<Vec<JobInfo>> = if names.is_empty() {
+            None
+        } else {
+            self.slurm.jobs_by_name(&names).ok()
+        };
+        if let Err(e) = &jobs {
+            report.slurm_unavailable = Some(e.to_string());
+        }
+
+        let mut cancels: Vec<(usize, JobId)> = Vec::new();
+        let mut steps = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref());
+            let step = decide::step(&run.spec, &run.state, &obs.0, now);
+            steps.push((i, step, obs.1));
+        }
+        for (i, step, control_files) in steps {
+            let run = &mut runs[i];
+            // Record first: the intent to submit must be on disk before sbatch.
+            if let Err(e) = self.record(run, &step.state, &step.events, now) {
+                report.problems.push(format!("run {}: {e}", run.id));
+                continue;
+            }
+            run.state = step.state;
+            for f in control_files {
+                let _ = std::fs::remove_file(f);
+            }
+            for action in step.actions {
+                match action {
+                    Action::Cancel { job } => cancels.push((i, job)),
+                    Action::Submit { attempt } => {
+                        report.submitted += 1;
+                        if let Err(e) = self.submit(run, attempt, now) {
+                            report.problems.push(format!("run {}: {e}", run.id));
+                        }
+                    }
+                }
+            }
+        }
+        if !cancels.is_empty() {
+            let ids: Vec<JobId> = cancels.iter().map(|(_, j)| *j).collect();
+            report.cancelled = ids.len();
+            // A failed cancel is retried by the policy on the next tick: the
+            // attempt keeps its cancel reason until Slurm ends the job.
+            if let Err(e) = self.slurm.cancel(&ids) {
+                report.problems.push(format!("scancel {ids:?}: {e}"));
+            }
+        }
+        report
+    }
+
+    /// Loads a run that may need attention. Ended runs without pending
+    /// controls are skipped cheaply.
+    fn load(&self, id: &RunId, now: Timestamp) -> Result<Option<Loaded>, StoreError> {
+        let dir = self.state_dir.run(id);
+        let state = dir.load_state()?;
+        if let Some(s) = &state
+            && s.status.is_terminal()
+            && dir.pending_controls().is_empty()
+        {
+            return Ok(None);
+        }
+        let spec = dir.load_spec()?;
+        let state = state.unwrap_or_else(|| RunState::new(now));
+        Ok(Some(Loaded {
+            id: id.clone(),
+            dir,
+            spec,
+            state,
+        }))
+    }
+
+    fn observe(
+        &self,
+        run: &Loaded,
+        jobs: &Result<HashMap<JobId, JobInfo>, SlurmError>,
+        records: Option<&[JobRecord]>,
+        found: Option<&[JobInfo]>,
+    ) -> (Observation, Vec<PathBuf>) {
+        let mut obs = Observation::nothing();
+        let mut files = Vec::new();
+        for (path, control) in run.dir.pending_controls() {
+            if let Ok(c) = control {
+                obs.controls.push(c);
+            }
+            // Unreadable requests are dropped rather than retried forever.
+            files.push(path);
+        }
+        let Some(a) = run.state.live_attempt() else {
+            return (obs, files);
+        };
+        let Some(job) = a.job_id else {
+            obs.found = found.map(|f| f.to_vec());
+            return (obs, files);
+        };
+        let mut restarts = a.restarts;
+        obs.job = match jobs {
+            Err(_) => JobView::Unknown,
+            Ok(map) => match map.get(&job) {
+                Some(info) => {
+                    restarts = info.restarts;
+                    JobView::Seen(info.clone())
+                }
+                None => JobView::Gone(
+                    records.map(|r| r.iter().filter(|r| r.id == job).cloned().collect()),
+                ),
+            },
+        };
+        let dir = run.dir.attempt(a.attempt);
+        obs.heartbeat =
+            atomic::read_json::<Heartbeat>(&dir.heartbeat(job, restarts), HEARTBEAT_VERSION).ok();
+        obs.progress =
+            atomic::read_json::<Progress>(&dir.progress(job, restarts), PROGRESS_VERSION).ok();
+        obs.outcome =
+            atomic::read_json::<Outcome>(&dir.outcome(job, restarts), OUTCOME_VERSION).ok();
+        (obs, files)
+    }
+
+    fn record(
+        &self,
+        run: &Loaded,
+        state: &RunState,
+        events: &[decide::Event],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if *state != run.state || !run.dir.state().exists() {
+            run.dir.save_state(state)?;
+        }
+        run.dir.append_events(events, state.status.as_str(), now)
+    }
+
+    fn submit(&self, run: &mut Loaded, attempt: u32, now: Timestamp) -> Result<(), StoreError> {
+        let dir = run.dir.attempt(attempt);
+        std::fs::create_dir_all(dir.path()).map_err(|source| StoreError::Write {
+            path: dir.path().to_path_buf(),
+            source,
+        })?;
+        atomic::write_bytes(
+            &dir.job_script(),
+            attempt::job_script(&run.spec, &run.dir, attempt, &self.exe).as_bytes(),
+        )?;
+        let env = run.dir.load_env()?;
+        let request = attempt::submit_request(&run.spec, &run.dir, attempt, env);
+        let result = match self.slurm.submit(&request) {
+            Ok(id) => SubmitResult::Accepted(id),
+            Err(SlurmError::Rejected { kind, message, .. }) => {
+                SubmitResult::Rejected { kind, message }
+            }
+            Err(e) => SubmitResult::Unknown {
+                message: e.to_string(),
+            },
+        };
+        let step = decide::submitted(&run.spec, &run.state, attempt, &result, now);
+        self.record(run, &step.state, &step.events, now)?;
+        run.state = step.state;
+        if let Some(Action::Cancel { job }) = step.actions.first() {
+            // Stop was requested while sbatch ran: cancel at once.
+            let _ = self.slurm.cancel(&[*job]);
+        }
+        Ok(())
+    }
+}

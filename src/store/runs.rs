@@ -1,0 +1,324 @@
+//! Runs on disk: creation, listing, loading, the daemon's state and journal,
+//! and control requests from the CLI.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::atomic::{self, StoreError};
+use super::layout::{RunDir, StateDir};
+use super::records::{SPEC_VERSION, SpecFile};
+use crate::model::{RunId, RunSpec};
+use crate::policy::decide::{Control, Event};
+use crate::policy::state::{RunState, STATE_VERSION};
+
+pub const ENV_VERSION: u32 = 1;
+pub const CONTROL_VERSION: u32 = 1;
+
+/// `env.json`: the environment the user submitted from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvFile {
+    pub version: u32,
+    pub vars: Vec<(String, String)>,
+}
+
+/// One request in `control/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlFile {
+    pub version: u32,
+    pub control: Control,
+    pub requested_at: Timestamp,
+}
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub time: Timestamp,
+    pub kind: String,
+    pub attempt: Option<u32>,
+    pub job_id: Option<crate::slurm::JobId>,
+    pub message: String,
+    /// The run's status after the decision.
+    pub status: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(
+        "a run named {id} already exists ({path}); choose another --run-id, or remove the old run"
+    )]
+    Exists { id: RunId, path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StateDir {
+    /// Creates a run directory with its spec, script snapshot and environment.
+    /// The directory appears complete or not at all: it is built under a
+    /// temporary name and renamed into place, which also makes a clash with
+    /// a concurrent creation of the same id an error, never a mix.
+    pub fn create_run(
+        &self,
+        spec: &RunSpec,
+        script: &[u8],
+        env: Vec<(String, String)>,
+    ) -> Result<RunDir, CreateError> {
+        let runs = self.runs();
+        let final_dir = self.run(&spec.run_id);
+        if final_dir.path().exists() {
+            return Err(CreateError::Exists {
+                id: spec.run_id.clone(),
+                path: final_dir.path().to_path_buf(),
+            });
+        }
+        let write_err = |path: &Path, source| StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(&runs).map_err(|e| write_err(&runs, e))?;
+        let tmp = RunDir::at(runs.join(format!(".new-{}-{}", spec.run_id, std::process::id())));
+        let _ = fs::remove_dir_all(tmp.path());
+        let build = || -> Result<(), StoreError> {
+            fs::create_dir_all(tmp.control()).map_err(|e| write_err(&tmp.control(), e))?;
+            atomic::write_json(
+                &tmp.spec(),
+                &SpecFile {
+                    version: SPEC_VERSION,
+                    spec: spec.clone(),
+                },
+            )?;
+            atomic::write_bytes(&tmp.script(), script)?;
+            set_executable(&tmp.script()).map_err(|e| write_err(&tmp.script(), e))?;
+            atomic::write_json(
+                &tmp.env(),
+                &EnvFile {
+                    version: ENV_VERSION,
+                    vars: env,
+                },
+            )
+        };
+        if let Err(e) = build() {
+            let _ = fs::remove_dir_all(tmp.path());
+            return Err(e.into());
+        }
+        // rename(2) refuses to replace a non-empty directory: a concurrent
+        // creation of the same id loses cleanly.
+        if let Err(e) = fs::rename(tmp.path(), final_dir.path()) {
+            let _ = fs::remove_dir_all(tmp.path());
+            if final_dir.path().exists() {
+                return Err(CreateError::Exists {
+                    id: spec.run_id.clone(),
+                    path: final_dir.path().to_path_buf(),
+                });
+            }
+            return Err(write_err(final_dir.path(), e).into());
+        }
+        Ok(final_dir)
+    }
+
+    /// The ids of all runs, sorted. Entries that are not valid run ids
+    /// (temporary directories, stray files) are skipped.
+    pub fn run_ids(&self) -> Result<Vec<RunId>, StoreError> {
+        let dir = self.runs();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Read { path: dir, source }),
+        };
+        let mut ids: Vec<RunId> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
+impl RunDir {
+    pub fn load_spec(&self) -> Result<RunSpec, StoreError> {
+        atomic::read_json::<SpecFile>(&self.spec(), SPEC_VERSION).map(|f| f.spec)
+    }
+
+    /// The daemon's state, or `None` before the daemon first saw the run.
+    pub fn load_state(&self) -> Result<Option<RunState>, StoreError> {
+        match atomic::read_json::<RunState>(&self.state(), STATE_VERSION) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save_state(&self, state: &RunState) -> Result<(), StoreError> {
+        atomic::write_json(&self.state(), state)
+    }
+
+    pub fn load_env(&self) -> Result<Vec<(String, String)>, StoreError> {
+        atomic::read_json::<EnvFile>(&self.env(), ENV_VERSION).map(|f| f.vars)
+    }
+
+    pub fn append_events(
+        &self,
+        events: &[Event],
+        status: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for e in events {
+            let entry = JournalEntry {
+                time: now,
+                kind: e.kind.to_string(),
+                attempt: e.attempt,
+                job_id: e.job_id,
+                message: e.message.clone(),
+                status: status.to_string(),
+            };
+            let line = serde_json::to_string(&entry).unwrap_or_default();
+            atomic::append_line(&self.events(), &line)?;
+        }
+        Ok(())
+    }
+
+    /// The journal; lines that cannot be read (a torn last line) are skipped.
+    pub fn read_events(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let text = match fs::read_to_string(self.events()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: self.events(),
+                    source,
+                });
+            }
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// Files a control request for the daemon.
+    pub fn request_control(&self, control: Control, now: Timestamp) -> Result<(), StoreError> {
+        let dir = self.control();
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        // Names sort in request order; the pid keeps two requests in the same
+        // nanosecond apart.
+        let name = format!(
+            "{:020}-{}.json",
+            now.as_nanosecond().max(0),
+            std::process::id()
+        );
+        atomic::write_json(
+            &dir.join(name),
+            &ControlFile {
+                version: CONTROL_VERSION,
+                control,
+                requested_at: now,
+            },
+        )
+    }
+
+    /// Pending control requests in the order they were made, with their files
+    /// (to remove once applied). Unreadable requests are returned as errors
+    /// so the daemon can journal and drop them.
+    pub fn pending_controls(&self) -> Vec<(PathBuf, Result<Control, StoreError>)> {
+        let Ok(entries) = fs::read_dir(self.control()) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                let c = atomic::read_json::<ControlFile>(&p, CONTROL_VERSION).map(|f| f.control);
+                (p, c)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Mode, Policy, Resources};
+
+    fn spec(id: &str) -> RunSpec {
+        RunSpec {
+            run_id: id.parse().unwrap(),
+            script_path: "/x/train.sh".into(),
+            workdir: "/x".into(),
+            created_at: Timestamp::UNIX_EPOCH,
+            mode: Mode::RunOnce,
+            resources: Resources::default(),
+            policy: Policy::default(),
+            sbatch_lines: vec![],
+            user_output: false,
+            user_error: false,
+        }
+    }
+
+    #[test]
+    fn create_list_load_and_clash() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path());
+        let run = sd
+            .create_run(
+                &spec("a"),
+                b"#!/bin/bash\necho hi\n",
+                vec![("K".into(), "V".into())],
+            )
+            .unwrap();
+        assert_eq!(run.load_spec().unwrap(), spec("a"));
+        assert_eq!(
+            run.load_env().unwrap(),
+            [("K".to_string(), "V".to_string())]
+        );
+        assert!(run.load_state().unwrap().is_none());
+        let err = sd.create_run(&spec("a"), b"", vec![]).unwrap_err();
+        assert!(matches!(err, CreateError::Exists { .. }), "{err}");
+        assert!(err.to_string().contains("--run-id"));
+        sd.create_run(&spec("b"), b"", vec![]).unwrap();
+        let ids: Vec<String> = sd
+            .run_ids()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn controls_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path());
+        let run = sd.create_run(&spec("a"), b"", vec![]).unwrap();
+        let t0 = Timestamp::UNIX_EPOCH;
+        run.request_control(Control::Pause, t0).unwrap();
+        run.request_control(Control::Stop, t0 + jiff::SignedDuration::from_secs(1))
+            .unwrap();
+        let got: Vec<Control> = run
+            .pending_controls()
+            .into_iter()
+            .map(|(_, c)| c.unwrap())
+            .collect();
+        assert_eq!(got, [Control::Pause, Control::Stop]);
+    }
+}

@@ -1,0 +1,258 @@
+//! Creating a run from a script: `#SHEPHERD` directives, `#SBATCH` lines,
+//! command-line overrides, validation, and the run directory on disk.
+//!
+//! Directives are parsed by the very same argument parser as the command line
+//! ([`RunOptions`]), so a directive accepts exactly what the flag accepts and
+//! fails with the same message, plus the line it came from.
+
+pub mod directives;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use jiff::Timestamp;
+
+use crate::model::{Mode, Policy, Prefer, Resources, RunId, RunSpec};
+use crate::store::{RunDir, StateDir};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
+}
+
+fn partitions(s: &str) -> Result<Vec<String>, String> {
+    let parts: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if parts.is_empty() {
+        return Err("empty partition list".into());
+    }
+    Ok(parts)
+}
+
+/// Every option of a run, settable on the command line and in `#SHEPHERD`
+/// lines. `None` means "not given here".
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunOptions {
+    /// Name of the run (default: the script's file name without extension)
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<RunId>,
+    /// run_once: done when the workload exits 0; indefinite: kept alive until --keep-alive
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<Mode>,
+    /// GPUs per job
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub gpus: Option<u32>,
+    /// Minimum GPU memory in GB
+    #[arg(long, value_name = "GB")]
+    pub min_vram: Option<u32>,
+    /// Maximum GPU memory in GB
+    #[arg(long, value_name = "GB")]
+    pub max_vram: Option<u32>,
+    /// GPU type (GRES type, e.g. a100)
+    #[arg(long, value_name = "TYPE")]
+    pub gpu_type: Option<String>,
+    /// Prefer the smallest (min) or biggest (max) sufficient GPU
+    #[arg(long, value_name = "min|max")]
+    pub prefer: Option<Prefer>,
+    /// Partitions to use, in order of preference (comma-separated)
+    #[arg(long, value_name = "A,B", value_parser = partitions)]
+    pub partitions: Option<Vec<String>>,
+    /// Workload failures tolerated before the run fails
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// How long an indefinite run is kept alive (e.g. 7d)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub keep_alive: Option<Duration>,
+    /// How often the wrapper writes a heartbeat
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// A heartbeat older than this means the job hangs
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub heartbeat_grace: Option<Duration>,
+    /// No progress report and no output for this long means the job hangs
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub progress_stall: Option<Duration>,
+    /// First retry delay after a workload failure (doubles each time)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub backoff_base: Option<Duration>,
+    /// Longest retry delay
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub backoff_max: Option<Duration>,
+    /// How long a bad node is avoided (grows for repeat offenders)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub blacklist_ttl: Option<Duration>,
+    /// Never ban nodes for this run's failures
+    #[arg(long)]
+    pub no_blacklist: bool,
+    /// Send SIGUSR1 to the workload this long before the time limit, to checkpoint
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub signal_before: Option<Duration>,
+}
+
+macro_rules! merge_opts {
+    ($base:expr, $over:expr, $($field:ident),*) => {
+        RunOptions {
+            $($field: $over.$field.or($base.$field),)*
+            no_blacklist: $over.no_blacklist || $base.no_blacklist,
+        }
+    };
+}
+
+impl RunOptions {
+    /// `self` overridden by `over` wherever `over` gives a value.
+    pub fn overridden_by(self, over: RunOptions) -> RunOptions {
+        merge_opts!(
+            self,
+            over,
+            run_id,
+            mode,
+            gpus,
+            min_vram,
+            max_vram,
+            gpu_type,
+            prefer,
+            partitions,
+            max_retries,
+            keep_alive,
+            heartbeat_interval,
+            heartbeat_grace,
+            progress_stall,
+            backoff_base,
+            backoff_max,
+            blacklist_ttl,
+            signal_before
+        )
+    }
+}
+
+/// Everything needed to create a run, gathered before anything is written.
+pub struct Prepared {
+    pub spec: RunSpec,
+    pub script: Vec<u8>,
+}
+
+/// Reads and checks the script, merges its directives with the command line,
+/// and builds the run's spec. Writes nothing.
+pub fn prepare(
+    script: &Path,
+    cli: RunOptions,
+    submit_dir: &Path,
+    now: Timestamp,
+) -> anyhow::Result<Prepared> {
+    let bytes = std::fs::read(script).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (no such file)".to_string()
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("cannot read the script {}: {e}{hint}", script.display())
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let parsed =
+        directives::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", script.display()))?;
+    let opts = parsed.options.overridden_by(cli);
+
+    let script_path = if script.is_absolute() {
+        script.to_path_buf()
+    } else {
+        submit_dir.join(script)
+    };
+    let run_id = match opts.run_id.clone() {
+        Some(id) => id,
+        None => {
+            let name = script
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            RunId::from_script_name(&name).map_err(|e| {
+                anyhow::anyhow!("cannot derive a run id from {name:?}: {e}; pass --run-id")
+            })?
+        }
+    };
+    let workdir = match &parsed.chdir {
+        Some(d) if Path::new(d).is_absolute() => PathBuf::from(d),
+        Some(d) => submit_dir.join(d),
+        None => submit_dir.to_path_buf(),
+    };
+
+    let defaults = Policy::default();
+    let mode = opts.mode.unwrap_or_default();
+    let policy = Policy {
+        max_retries: opts.max_retries.unwrap_or(defaults.max_retries),
+        keep_alive: opts.keep_alive,
+        heartbeat_interval: opts
+            .heartbeat_interval
+            .unwrap_or(defaults.heartbeat_interval),
+        heartbeat_grace: opts.heartbeat_grace.unwrap_or(defaults.heartbeat_grace),
+        progress_stall: opts.progress_stall,
+        backoff_base: opts.backoff_base.unwrap_or(defaults.backoff_base),
+        backoff_max: opts.backoff_max.unwrap_or(defaults.backoff_max),
+        blacklist_ttl: opts.blacklist_ttl.unwrap_or(defaults.blacklist_ttl),
+        blacklist: !opts.no_blacklist,
+        signal_before: opts.signal_before,
+    };
+    validate(mode, &policy, &opts)?;
+    let spec = RunSpec {
+        run_id,
+        script_path,
+        workdir,
+        created_at: now,
+        mode,
+        resources: Resources {
+            gpus: opts.gpus,
+            min_vram_gb: opts.min_vram,
+            max_vram_gb: opts.max_vram,
+            gpu_type: opts.gpu_type,
+            prefer: opts.prefer.unwrap_or_default(),
+            partitions: opts.partitions.unwrap_or_default(),
+        },
+        policy,
+        sbatch_lines: parsed.sbatch_lines,
+        user_output: parsed.user_output,
+        user_error: parsed.user_error,
+    };
+    Ok(Prepared {
+        spec,
+        script: bytes,
+    })
+}
+
+fn validate(mode: Mode, p: &Policy, o: &RunOptions) -> anyhow::Result<()> {
+    if let (Some(min), Some(max)) = (o.min_vram, o.max_vram)
+        && min > max
+    {
+        bail!("--min-vram {min} is larger than --max-vram {max}");
+    }
+    if p.keep_alive.is_some() && mode != Mode::Indefinite {
+        bail!("--keep-alive only applies to --mode indefinite");
+    }
+    if p.heartbeat_interval.is_zero() {
+        bail!("--heartbeat-interval must be at least 1s");
+    }
+    if p.heartbeat_grace <= p.heartbeat_interval {
+        bail!(
+            "--heartbeat-grace ({}) must be longer than --heartbeat-interval ({})",
+            crate::duration::format(p.heartbeat_grace),
+            crate::duration::format(p.heartbeat_interval)
+        );
+    }
+    if p.backoff_base > p.backoff_max {
+        bail!("--backoff-base is longer than --backoff-max");
+    }
+    Ok(())
+}
+
+/// Creates the run on disk with the environment of this process.
+pub fn create(state_dir: &StateDir, prepared: &Prepared) -> anyhow::Result<RunDir> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    state_dir
+        .create_run(&prepared.spec, &prepared.script, env)
+        .context("cannot create the run")
+}
