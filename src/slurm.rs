@@ -9,6 +9,7 @@ pub mod hostlist;
 pub mod parse;
 pub mod reasons;
 pub mod runner;
+pub mod sim;
 pub mod types;
 
 pub use api::{PendingUpdate, Slurm};

@@ -157,12 +157,17 @@ pub fn start(
             return Ok((l, true));
         }
         if let Ok(Some(code)) = child.try_wait() {
+            // Our daemon lost a race with another one starting at the same
+            // time: wait a moment for the winner's lease before giving up.
+            let grace = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < grace {
+                if let Some(l) = status(state_dir) {
+                    return Ok((l, false));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let tail = std::fs::read_to_string(&out_path).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-            // Lost a race with another daemon starting at the same time: fine.
-            if let Some(l) = status(state_dir) {
-                return Ok((l, false));
-            }
             bail!(
                 "the daemon exited at once ({code}); its last words:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")

@@ -53,20 +53,34 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         );
     }
     if let Some(reason) = ev.cancel {
-        let class = match reason {
-            CancelReason::Hang => FailureClass::Hang,
-            _ => FailureClass::CancelledByShepherd,
-        };
-        let detail = match reason {
-            CancelReason::Stop => "cancelled by Shepherd: stop requested",
-            CancelReason::Restart => "cancelled by Shepherd: restart requested",
-            CancelReason::Hang => "cancelled by Shepherd: the workload stopped making progress",
-            CancelReason::KeepAlive => "cancelled by Shepherd: keep-alive elapsed",
-        };
-        let blame = if reason == CancelReason::Hang {
-            Blame::Workload
-        } else {
-            Blame::None
+        let (class, blame, detail) = match reason {
+            CancelReason::Stop => (
+                FailureClass::CancelledByShepherd,
+                Blame::None,
+                "cancelled by Shepherd: stop requested",
+            ),
+            CancelReason::Restart => (
+                FailureClass::CancelledByShepherd,
+                Blame::None,
+                "cancelled by Shepherd: restart requested",
+            ),
+            CancelReason::KeepAlive => (
+                FailureClass::CancelledByShepherd,
+                Blame::None,
+                "cancelled by Shepherd: keep-alive elapsed",
+            ),
+            // The wrapper beats from its own thread whatever the workload
+            // does: silence means the wrapper or its node is stuck.
+            CancelReason::HeartbeatLost => (
+                FailureClass::Hang,
+                Blame::Node,
+                "cancelled by Shepherd: no heartbeat (the job's node stopped responding)",
+            ),
+            CancelReason::ProgressStalled => (
+                FailureClass::Hang,
+                Blame::Workload,
+                "cancelled by Shepherd: the workload stopped making progress",
+            ),
         };
         return end(class, blame, detail.to_string());
     }
@@ -254,7 +268,8 @@ mod tests {
             (CancelReason::Stop, FailureClass::CancelledByShepherd),
             (CancelReason::Restart, FailureClass::CancelledByShepherd),
             (CancelReason::KeepAlive, FailureClass::CancelledByShepherd),
-            (CancelReason::Hang, FailureClass::Hang),
+            (CancelReason::HeartbeatLost, FailureClass::Hang),
+            (CancelReason::ProgressStalled, FailureClass::Hang),
         ] {
             let end = classify(&EndEvidence {
                 state: Some(&JobState::Cancelled),

@@ -436,7 +436,7 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
                 crate::duration::format(heartbeat_age)
             ),
         );
-        cancel_live(cx, CancelReason::Hang);
+        cancel_live(cx, CancelReason::HeartbeatLost);
     } else if let Some(stall) = policy.progress_stall
         && progress_age > stall
     {
@@ -448,7 +448,7 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
                 crate::duration::format(progress_age)
             ),
         );
-        cancel_live(cx, CancelReason::Hang);
+        cancel_live(cx, CancelReason::ProgressStalled);
     } else if let Some(deadline) = keep_alive_deadline(cx.spec)
         && now >= deadline
     {
@@ -549,6 +549,9 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
             Mode::Indefinite => resubmit_now(cx, "the workload exited 0; indefinite run continues".into()),
         },
         FailureClass::NodeFault => resubmit_now(cx, format!("node fault: {}; resubmitting", end.detail)),
+        FailureClass::Hang if end.blame == Blame::Node => {
+            resubmit_now(cx, format!("{}; resubmitting", end.detail))
+        }
         FailureClass::Preempted => resubmit_now(cx, "preempted; resubmitting".into()),
         FailureClass::TimeLimit if spec.mode == Mode::Indefinite || warned => {
             resubmit_now(cx, "time limit reached; resubmitting to continue".into())

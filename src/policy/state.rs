@@ -78,7 +78,8 @@ pub enum FailureClass {
     Preempted,
     /// The job reached its time limit.
     TimeLimit,
-    /// The heartbeat or the progress stopped; Shepherd cancelled the job.
+    /// The heartbeat (blame: node) or the progress (blame: workload) stopped;
+    /// Shepherd cancelled the job.
     Hang,
     /// Cancelled by someone outside Shepherd (`scancel`).
     CancelledExternally,
@@ -117,7 +118,11 @@ pub struct AttemptEnd {
 pub enum CancelReason {
     Stop,
     Restart,
-    Hang,
+    /// The wrapper stopped writing heartbeats: it or its node is stuck.
+    HeartbeatLost,
+    /// The wrapper is alive but the workload reports no progress and writes
+    /// no output.
+    ProgressStalled,
     KeepAlive,
 }
 

@@ -307,8 +307,36 @@ fn stale_heartbeat_cancels_after_the_grace_period() {
     assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
     s.tick(230, seen(ended(1, JobState::Cancelled, 0)));
     let end = s.state.attempts[0].end.clone().unwrap();
-    assert_eq!(end.class, FailureClass::Hang);
+    // The wrapper beats on its own: its silence is the node's fault.
+    assert_eq!((end.class, end.blame), (FailureClass::Hang, Blame::Node));
+    assert_eq!(s.state.workload_failures, 0);
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+}
+
+#[test]
+fn stalled_progress_is_the_workloads_hang() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.progress_stall = Some(Duration::from_secs(60));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(10, seen(job(1, JobState::Running, 0)));
+    let mut hb = heartbeat(1, 0, 1);
+    hb.output_bytes = Some(100);
+    for (i, at) in [20, 40, 60, 81].into_iter().enumerate() {
+        // The wrapper beats, the output does not grow (since t=20, first seen).
+        hb.seq = i as u64 + 1;
+        let mut o = seen(job(1, JobState::Running, 0));
+        o.heartbeat = Some(hb.clone());
+        s.tick(at, o);
+        if at < 81 {
+            assert!(s.actions.is_empty(), "at {at}: {:?}", s.actions);
+        }
+    }
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
+    s.tick(80, seen(ended(1, JobState::Cancelled, 0)));
+    let end = s.state.attempts[0].end.clone().unwrap();
+    assert_eq!((end.class, end.blame), (FailureClass::Hang, Blame::Workload));
     assert_eq!(s.state.workload_failures, 1);
+    assert!(s.actions.is_empty(), "backoff before the next attempt");
 }
 
 #[test]

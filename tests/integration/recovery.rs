@@ -266,3 +266,277 @@ fn bad_scripts_are_refused_and_nothing_is_created() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean twice"));
 }
+
+#[test]
+fn node_crash_mid_run_is_recovered_elsewhere() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // Requeueable (Slurm's default): Slurm requeues the same job id, and
+    // Shepherd must wait for it rather than submit a duplicate.
+    let requeued = shep.submit(
+        "requeued.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu --nodelist=cpu-1\n{FAST}\
+             if [ \"${{SLURM_RESTART_COUNT:-0}}\" = 0 ]; then sleep 600; fi\necho \"done on $(hostname)\"\n"
+        ),
+        // Longer than Slurm takes to notice the dead node, so Slurm's own
+        // requeue is what happens (a lost heartbeat is tested on its own).
+        &["--heartbeat-grace", "5m"],
+    );
+    // Not requeueable: NODE_FAIL, and Shepherd submits a new attempt.
+    let lost = shep.submit(
+        "lost.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=a6000 --no-requeue --exclude=a6000-2\n{FAST}\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 600; fi\necho fine\n"
+        ),
+        &[],
+    );
+    shep.wait_status(&requeued, &["running"], LONG);
+    shep.wait_status(&lost, &["running"], LONG);
+    cluster.inject(&["crash", "cpu-1"]);
+    cluster.inject(&["down-node", "a6000-1", "injected failure"]);
+    // The requeued job may only rerun on cpu-1 (nodelist): bring it back.
+    poll(LONG, "Slurm to requeue the job of the crashed node", || {
+        let s = shep.status(&requeued);
+        let restarts = s["attempts"][0]["restarts"].as_u64().unwrap_or(0);
+        if restarts >= 1 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    cluster.inject(&["restart-node", "cpu-1"]);
+    let s = shep.wait_status(&requeued, &["completed"], Duration::from_secs(180));
+    assert_eq!(
+        outcomes(&s),
+        ["success"],
+        "one attempt: Slurm's requeue is not a new attempt"
+    );
+    assert!(
+        shep.ok(&["events", &requeued])
+            .contains("requeued_by_slurm")
+    );
+
+    cluster.inject(&["resume", "a6000-1"]);
+    let s = shep.wait_status(&lost, &["completed"], Duration::from_secs(180));
+    assert_eq!(outcomes(&s), ["node_fault", "success"]);
+    assert_eq!(s["attempts"][0]["blame"], "node");
+    assert_eq!(s["attempts"][0]["node"], "a6000-1");
+    assert_eq!(
+        s["workload_failures"], 0,
+        "a node fault is not charged to the workload"
+    );
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn preemption_by_the_high_priority_partition() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let body = |gres: &str, node: &str| {
+        format!(
+            "#!/bin/bash\n#SBATCH --partition={} --nodelist={node} --gres={gres}\n{FAST}\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" = 0 ]; then sleep 600; fi\necho fine\n",
+            node.split('-').next().unwrap()
+        )
+    };
+    // a100 victims are requeued by Slurm (same job id); a6000 victims are
+    // cancelled (PREEMPTED) and Shepherd resubmits.
+    let requeue = shep.submit("requeue.sh", &body("gpu:a100:4", "a100-1"), &[]);
+    let cancel = shep.submit("cancel.sh", &body("gpu:a6000:8", "a6000-1"), &[]);
+    shep.wait_status(&requeue, &["running"], LONG);
+    shep.wait_status(&cancel, &["running"], LONG);
+    let mut urgent = Vec::new();
+    for (node, gres) in [("a100-1", "gpu:a100:4"), ("a6000-1", "gpu:a6000:8")] {
+        let out = std::process::Command::new("sbatch")
+            .env("SLURM_CONF", cluster.conf())
+            .args([
+                "--parsable",
+                "-p",
+                "urgent",
+                "-w",
+                node,
+                &format!("--gres={gres}"),
+            ])
+            .args(["-o", "/dev/null", "--wrap", "sleep 8"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        urgent.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let s = shep.wait_status(&cancel, &["completed"], Duration::from_secs(180));
+    assert_eq!(outcomes(&s), ["preempted", "success"]);
+    assert_eq!(s["workload_failures"], 0);
+    let s = shep.wait_status(&requeue, &["completed"], Duration::from_secs(180));
+    assert_eq!(outcomes(&s), ["success"]);
+    assert_eq!(s["attempts"][0]["restarts"], 1);
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn time_limit_with_warning_signal_checkpoints_and_continues() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // Attempt 1 runs until the time limit; on SIGUSR1 it "checkpoints".
+    // Attempt 2 finds the checkpoint and finishes.
+    let run = shep.submit(
+        "ckpt.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=short --time=1\n{FAST}#SHEPHERD --signal-before 45s\n\
+             if [ -f ckpt ]; then echo \"resumed from $(cat ckpt)\"; exit 0; fi\n\
+             trap 'echo saved > ckpt; echo checkpointed' USR1\n\
+             while :; do sleep 1; done\n"
+        ),
+        &[],
+    );
+    let s = shep.wait_status(&run, &["completed", "failed"], Duration::from_secs(240));
+    assert_eq!(outcomes(&s), ["time_limit", "success"], "{s}");
+    assert_eq!(
+        std::fs::read_to_string(shep.work.join("ckpt"))
+            .unwrap()
+            .trim(),
+        "saved"
+    );
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn indefinite_runs_expire_after_keep_alive() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let run = shep.submit(
+        "forever.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}sleep 600\n"),
+        &["--mode", "indefinite", "--keep-alive", "12s"],
+    );
+    shep.wait_status(&run, &["running"], LONG);
+    let s = shep.wait_status(&run, &["expired"], LONG);
+    assert_eq!(outcomes(&s), ["cancelled_by_shepherd"]);
+    assert_eq!(s["mode"], "indefinite");
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn two_daemons_started_at_once_make_one() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let shep = Shepherd::new(&cluster);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            shep.command()
+                .args(["daemon", "start", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<u64> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["daemon"]["pid"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(
+        pids.windows(2).all(|w| w[0] == w[1]),
+        "all see one daemon: {pids:?}"
+    );
+    // A second foreground daemon refuses with a clear message.
+    let out = shep.run(&["daemon", "run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already running") && err.contains(&pids[0].to_string()),
+        "{err}"
+    );
+}
+
+/// Kills the daemon with SIGKILL over and over while runs fail, retry and
+/// succeed; restarting it each time. Nothing is lost, nothing duplicated.
+#[test]
+fn daemon_killed_at_random_points() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        runs.push(shep.submit(
+            &format!("r{i}.sh"),
+            &format!(
+                "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}\
+                 sleep $(( RANDOM % 3 ))\n\
+                 if [ \"$SHEPHERD_ATTEMPT\" -lt 3 ]; then exit 1; fi\n"
+            ),
+            &["--max-retries", "5"],
+        ));
+    }
+    let lease = shep.state.join("daemon/lease.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let mut kills = 0;
+    let mut rng = 0x2545_f491_u64;
+    loop {
+        let done = runs.iter().all(|r| shep.status(r)["status"] == "completed");
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs did not complete: {:?}",
+            runs.iter().map(|r| shep.status(r)).collect::<Vec<_>>()
+        );
+        // Sleep 0.3–1.5 s, then kill -9 the daemon and start a new one.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(300 + rng % 1200));
+        if let Ok(text) = std::fs::read_to_string(&lease)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(pid) = v["pid"].as_i64()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            kills += 1;
+        }
+        shep.ok(&["daemon", "start"]);
+    }
+    assert!(kills >= 3, "the daemon was killed {kills} times");
+    for r in &runs {
+        let s = shep.status(r);
+        assert_eq!(
+            outcomes(&s),
+            ["workload_failure", "workload_failure", "success"],
+            "{r}: {s}"
+        );
+    }
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn controller_outage_is_not_a_failure() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let run = shep.submit(
+        "steady.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}sleep 45\necho done\n"),
+        &["--heartbeat-grace", "5m"],
+    );
+    shep.wait_status(&run, &["running"], LONG);
+    cluster.inject(&["ctld-stop"]);
+    let outage = std::time::Instant::now();
+    // For the outage the run stays as it was; no attempt ends.
+    while outage.elapsed() < Duration::from_secs(30) {
+        let s = shep.status(&run);
+        assert_eq!(s["status"], "running", "{s}");
+        assert_eq!(s["attempts"].as_array().unwrap().len(), 1);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    cluster.inject(&["ctld-start"]);
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(outcomes(&s), ["success"]);
+    let log = std::fs::read_to_string(shep.state.join("daemon/daemon.log")).unwrap();
+    assert!(log.contains("Slurm unavailable"), "{log}");
+    shep.assert_no_duplicates();
+}

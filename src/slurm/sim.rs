@@ -1,0 +1,4447 @@
+//! `SimSlurm`: an in-memory Slurm for fast, deterministic tests of the policy
+//! and the daemon, and for benchmarks with many runs.
+//!
+//! It implements [`Slurm`] the way the real adapter ([`SlurmCli`](super::SlurmCli))
+//! behaves against Slurm 22.05 on the test cluster (`scripts/testcluster`,
+//! docs/slurm-adapter.md): `jobs()` drops unknown ids, `cancel()` ignores them,
+//! a requeue keeps the job id and raises `restarts`, a job cancelled while it
+//! waits to rerun gets no final accounting record, accounting returns only
+//! ended runs (a requeue after a node failure is logged `NODE_FAIL`, after a
+//! preemption `PREEMPTED`, after `scontrol requeue` `REQUEUED`), ended jobs stay
+//! in the controller for `MinJobAge`, rejections carry Slurm's own sentences.
+//! It never replaces the tests on a real cluster: it encodes what they showed.
+//!
+//! # Time and workload
+//!
+//! The sim owns a virtual clock. Nothing happens between calls: [`SimSlurm::advance`]
+//! moves the clock, firing every event on the way in order (job ends, time
+//! limits, requeued jobs becoming eligible, crashed nodes being noticed) and
+//! running the scheduler after each; [`SimSlurm::step`] runs the scheduler
+//! without moving the clock. Like Slurm, a fresh submission is `PENDING` with
+//! no reason until the scheduler has looked at it.
+//!
+//! Scripts are never run. What a job does once it starts is scripted by the
+//! test through a workload model ([`Behaviour`]): per node
+//! ([`SimSlurm::behave_on_node`], to model a bad node), per job name
+//! ([`SimSlurm::behave_named`]), or by a closure ([`SimSlurm::on_start`]);
+//! jobs run forever otherwise. Faults are injected by the test: node failures
+//! and crashes, drains, preemption, partition states, an unreachable or slow
+//! controller, a lost `sbatch` reply.
+//!
+//! # What it does not model
+//!
+//! Multiple GPU types per node, memory allocation (the test cluster uses
+//! `CR_Core`: `AllocMem` is always 0), fair-share or multifactor priority
+//! (FIFO within a priority tier, with backfill that never delays anyone),
+//! the `COMPLETING` state, the ~30 s period of Slurm's time-limit checks (limits
+//! are exact), reservations, QOS and account limits, job arrays, dependencies,
+//! `--begin`, holds, suspension, gang scheduling, topology-aware placement,
+//! sub-second timestamps (Slurm prints whole seconds; so does the sim), the
+//! orphaned first instance of a job requeued off a crashed node, slurmdbd's
+//! partly filled fresh records. The cluster keeps running while the
+//! controller is "unreachable": the fault is between Shepherd and Slurm.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::api::{PendingUpdate, Slurm};
+use super::error::{Rejection, SlurmError};
+use super::hostlist;
+use super::reasons::{PendingOutlook, classify_pending};
+use super::types::{
+    AccountingSource, ClusterInfo, ExitStatus, Gres, JobId, JobInfo, JobRecord, JobState, NodeInfo,
+    NodeState, PartitionInfo, ScriptSource, StartEstimate, SubmitRequest, Switch,
+};
+
+/// The Slurm version the sim imitates.
+pub const SIM_SLURM_VERSION: &str = "22.05.8";
+
+const UNREACHABLE: &str = "Unable to contact slurm controller (connect failure)";
+const ALL_NODES_DOWN: &str =
+    "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions";
+/// What Slurm assumes for a job without a time limit when it estimates starts
+/// (it prints absurd dates on a full cluster); also the sim's "never".
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+// ---------------------------------------------------------------------------
+// Cluster description
+// ---------------------------------------------------------------------------
+
+/// A partition's `State=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Accepts and runs jobs.
+    Up,
+    /// Accepts jobs, which pend with reason `PartitionDown`; running jobs go on.
+    Down,
+    /// Refuses new jobs; jobs already queued still start.
+    Drain,
+    /// Refuses new jobs and starts none (`PartitionInactive`).
+    Inactive,
+}
+
+impl PartitionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            PartitionState::Up => "UP",
+            PartitionState::Down => "DOWN",
+            PartitionState::Drain => "DRAIN",
+            PartitionState::Inactive => "INACTIVE",
+        }
+    }
+
+    /// Whether the scheduler starts jobs here.
+    fn schedules(self) -> bool {
+        matches!(self, PartitionState::Up | PartitionState::Drain)
+    }
+}
+
+/// What happens to a job of this partition when a higher tier needs its
+/// resources (`PreemptType=preempt/partition_prio`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreemptMode {
+    /// Never preempted.
+    Off,
+    /// Ends `PREEMPTED`.
+    Cancel,
+    /// Back to pending under the same id (`--no-requeue` jobs end `PREEMPTED`).
+    Requeue,
+}
+
+impl PreemptMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            PreemptMode::Off => "OFF",
+            PreemptMode::Cancel => "CANCEL",
+            PreemptMode::Requeue => "REQUEUE",
+        }
+    }
+}
+
+/// A node of the simulated cluster. One GPU type per node.
+#[derive(Debug, Clone)]
+pub struct SimNode {
+    name: String,
+    gpu_type: Option<String>,
+    gpus: u32,
+    cpus: u32,
+    memory_mb: u64,
+    features: Vec<String>,
+}
+
+impl SimNode {
+    /// A node with 16 CPUs, 64000 MB and no GPUs.
+    pub fn new(name: impl Into<String>) -> Self {
+        SimNode {
+            name: name.into(),
+            gpu_type: None,
+            gpus: 0,
+            cpus: 16,
+            memory_mb: 64_000,
+            features: Vec::new(),
+        }
+    }
+
+    /// `Gres=gpu:KIND:COUNT`.
+    pub fn gpus(mut self, kind: impl Into<String>, count: u32) -> Self {
+        self.gpu_type = Some(kind.into());
+        self.gpus = count;
+        self
+    }
+
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = cpus;
+        self
+    }
+
+    pub fn memory_mb(mut self, memory_mb: u64) -> Self {
+        self.memory_mb = memory_mb;
+        self
+    }
+
+    /// `Features=`, matched by `--constraint`.
+    pub fn features(mut self, features: &[&str]) -> Self {
+        self.features = features.iter().map(|f| f.to_string()).collect();
+        self
+    }
+}
+
+/// A partition of the simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimPartition {
+    name: String,
+    nodes: String,
+    default: bool,
+    max_time_minutes: Option<u64>,
+    priority_tier: u32,
+    preempt_mode: PreemptMode,
+    state: PartitionState,
+}
+
+impl SimPartition {
+    /// An `UP` partition over `nodes` (a Slurm host list, `a100-[1-2]`), with
+    /// `PriorityTier=1`, no time limit and `PreemptMode=REQUEUE` (the test
+    /// cluster's global setting).
+    pub fn new(name: impl Into<String>, nodes: &str) -> Self {
+        SimPartition {
+            name: name.into(),
+            nodes: nodes.to_string(),
+            default: false,
+            max_time_minutes: None,
+            priority_tier: 1,
+            preempt_mode: PreemptMode::Requeue,
+            state: PartitionState::Up,
+        }
+    }
+
+    /// `Default=YES`: used when a submission names no partition.
+    pub fn default(mut self) -> Self {
+        self.default = true;
+        self
+    }
+
+    pub fn max_time_minutes(mut self, minutes: u64) -> Self {
+        self.max_time_minutes = Some(minutes);
+        self
+    }
+
+    pub fn priority_tier(mut self, tier: u32) -> Self {
+        self.priority_tier = tier;
+        self
+    }
+
+    pub fn preempt_mode(mut self, mode: PreemptMode) -> Self {
+        self.preempt_mode = mode;
+        self
+    }
+
+    pub fn state(mut self, state: PartitionState) -> Self {
+        self.state = state;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SwitchSpec {
+    Leaf { name: String, nodes: String },
+    Upper { name: String, switches: String },
+}
+
+/// Everything a [`SimSlurm`] starts from: nodes, partitions, switches and the
+/// controller settings Shepherd depends on.
+#[derive(Debug, Clone)]
+pub struct SimCluster {
+    name: String,
+    nodes: Vec<SimNode>,
+    partitions: Vec<SimPartition>,
+    switches: Vec<SwitchSpec>,
+    accounting: AccountingSource,
+    min_job_age: Duration,
+    requeue_delay: Duration,
+    crash_detection: Duration,
+    accounting_lag: Duration,
+    command_timeout: Duration,
+    start: Timestamp,
+}
+
+impl Default for SimCluster {
+    fn default() -> Self {
+        SimCluster::new()
+    }
+}
+
+impl SimCluster {
+    /// An empty cluster named `sim` with the test cluster's settings: job
+    /// completion file accounting, `MinJobAge=300`, requeued jobs eligible
+    /// again after 11 s (`cred_expire=10`), crashed nodes noticed after 30 s,
+    /// a 30 s command deadline, and a clock starting at 2026-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        SimCluster {
+            name: "sim".to_string(),
+            nodes: Vec::new(),
+            partitions: Vec::new(),
+            switches: Vec::new(),
+            accounting: AccountingSource::JobComp,
+            min_job_age: Duration::from_secs(300),
+            requeue_delay: Duration::from_secs(11),
+            crash_detection: Duration::from_secs(30),
+            accounting_lag: Duration::ZERO,
+            command_timeout: Duration::from_secs(30),
+            start: Timestamp::from_second(1_767_225_600).expect("a valid timestamp"),
+        }
+    }
+
+    /// The project's test cluster (`scripts/testcluster`, docs/testcluster.md):
+    /// the same nodes, GPUs, partitions and switches.
+    pub fn test_cluster() -> Self {
+        let gpu_node = |name: &str, kind: &str, count: u32, memory_mb: u64, features: &[&str]| {
+            SimNode::new(name)
+                .gpus(kind, count)
+                .memory_mb(memory_mb)
+                .features(features)
+        };
+        let cpu_node = |name: &str| SimNode::new(name).cpus(8).memory_mb(16_000);
+        SimCluster::new()
+            .node(gpu_node(
+                "a100-1",
+                "a100",
+                4,
+                64_000,
+                &["a100", "a100_80gb"],
+            ))
+            .node(gpu_node(
+                "a100-2",
+                "a100",
+                4,
+                64_000,
+                &["a100", "a100_80gb"],
+            ))
+            .node(gpu_node("a6000-1", "a6000", 8, 64_000, &["a6000"]))
+            .node(gpu_node("a6000-2", "a6000", 8, 64_000, &["a6000"]))
+            .node(cpu_node("cpu-1"))
+            .node(cpu_node("cpu-2"))
+            .node(gpu_node("rtx4090-1", "rtx4090", 4, 32_000, &["rtx4090"]))
+            .node(gpu_node("rtx4090-2", "rtx4090", 4, 32_000, &["rtx4090"]))
+            .partition(SimPartition::new("cpu", "cpu-[1-2]").default())
+            .partition(SimPartition::new("a100", "a100-[1-2]"))
+            .partition(SimPartition::new("a6000", "a6000-[1-2]").preempt_mode(PreemptMode::Cancel))
+            .partition(SimPartition::new("rtx4090", "rtx4090-[1-2]"))
+            .partition(SimPartition::new("short", "cpu-[1-2]").max_time_minutes(1))
+            .partition(SimPartition::new("offline", "rtx4090-[1-2]").state(PartitionState::Down))
+            .partition(
+                SimPartition::new("urgent", "a100-[1-2],a6000-[1-2]")
+                    .priority_tier(10)
+                    .preempt_mode(PreemptMode::Off),
+            )
+            .leaf_switch("leaf1", "a100-[1-2],rtx4090-1")
+            .leaf_switch("leaf2", "a6000-[1-2],rtx4090-2")
+            .leaf_switch("leaf3", "cpu-[1-2]")
+            .switch("spine", "leaf[1-3]")
+    }
+
+    /// A large uniform cluster for benchmarks: `nodes` nodes `gpu-0001`, …
+    /// with `gpus_per_node` a100 GPUs and 64 CPUs each, one default partition
+    /// `gpu`, leaf switches of 32 nodes under one spine.
+    pub fn uniform(nodes: usize, gpus_per_node: u32) -> Self {
+        assert!(nodes >= 1, "a cluster needs at least one node");
+        let mut cluster = SimCluster::new();
+        for i in 1..=nodes {
+            cluster = cluster.node(
+                SimNode::new(format!("gpu-{i:04}"))
+                    .gpus("a100", gpus_per_node)
+                    .cpus(64)
+                    .memory_mb(512_000)
+                    .features(&["a100"]),
+            );
+        }
+        cluster = cluster
+            .partition(SimPartition::new("gpu", &format!("gpu-[0001-{nodes:04}]")).default());
+        let leaves = nodes.div_ceil(32);
+        for leaf in 0..leaves {
+            let first = leaf * 32 + 1;
+            let last = ((leaf + 1) * 32).min(nodes);
+            cluster = cluster.leaf_switch(
+                &format!("leaf{}", leaf + 1),
+                &format!("gpu-[{first:04}-{last:04}]"),
+            );
+        }
+        if leaves > 1 {
+            cluster = cluster.switch("spine", &format!("leaf[1-{leaves}]"));
+        }
+        cluster
+    }
+
+    /// `ClusterName=`; `sim` by default.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn node(mut self, node: SimNode) -> Self {
+        self.nodes.push(node);
+        self
+    }
+
+    pub fn partition(mut self, partition: SimPartition) -> Self {
+        self.partitions.push(partition);
+        self
+    }
+
+    /// A leaf switch with nodes attached (a host list).
+    pub fn leaf_switch(mut self, name: &str, nodes: &str) -> Self {
+        self.switches.push(SwitchSpec::Leaf {
+            name: name.to_string(),
+            nodes: nodes.to_string(),
+        });
+        self
+    }
+
+    /// An upper switch over switches defined before it (a host list of names).
+    pub fn switch(mut self, name: &str, switches: &str) -> Self {
+        self.switches.push(SwitchSpec::Upper {
+            name: name.to_string(),
+            switches: switches.to_string(),
+        });
+        self
+    }
+
+    /// Where `accounting()` reads: `Slurmdbd` (the `--accounting` test cluster),
+    /// `JobComp` (the default test cluster) or `Controller` (neither).
+    pub fn accounting(mut self, source: AccountingSource) -> Self {
+        self.accounting = source;
+        self
+    }
+
+    /// How long the controller keeps ended jobs (`MinJobAge`).
+    pub fn min_job_age(mut self, age: Duration) -> Self {
+        self.min_job_age = age;
+        self
+    }
+
+    /// How long a requeued job waits (`BeginTime`) before it may start again.
+    pub fn requeue_delay(mut self, delay: Duration) -> Self {
+        self.requeue_delay = delay;
+        self
+    }
+
+    /// How long after [`SimSlurm::crash_node`] Slurm marks the node `DOWN` and
+    /// requeues its jobs (`SlurmdTimeout` and the ping interval).
+    pub fn crash_detection(mut self, delay: Duration) -> Self {
+        self.crash_detection = delay;
+        self
+    }
+
+    /// How long after a run ends its accounting record becomes visible
+    /// (slurmdbd lags the controller by up to a second). Zero by default.
+    pub fn accounting_lag(mut self, lag: Duration) -> Self {
+        self.accounting_lag = lag;
+        self
+    }
+
+    /// The `after` of the `TimedOut` errors of [`SimSlurm::set_timeout`].
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The virtual clock's start (rounded down to a second).
+    pub fn start_time(mut self, start: Timestamp) -> Self {
+        self.start = start;
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Workload model, snapshots and call counters
+// ---------------------------------------------------------------------------
+
+/// What a job's script does once it starts, as scripted by a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Exits with `code` after running for `after`: `COMPLETED` for 0,
+    /// `FAILED` (`NonZeroExitCode`) otherwise.
+    Exit { after: Duration, code: i32 },
+    /// The batch shell is killed by `signal` after `after` (OOM killer,
+    /// segfault): `FAILED` with reason `JobLaunchFailure`, exit `0:signal`.
+    Killed { after: Duration, signal: i32 },
+    /// Runs until cancelled, preempted, out of time, or its node fails.
+    RunForever,
+}
+
+/// What a workload closure is told about a job that starts (again).
+#[derive(Debug)]
+pub struct JobStart<'a> {
+    pub id: JobId,
+    pub name: &'a str,
+    pub partition: &'a str,
+    pub nodes: &'a [String],
+    /// 0 on the first run, raised by each requeue.
+    pub restarts: u32,
+    /// The effective sbatch arguments (`#SBATCH` lines first).
+    pub args: &'a [String],
+    pub now: Timestamp,
+}
+
+type Workload = Box<dyn FnMut(&JobStart<'_>) -> Behaviour + Send>;
+
+/// A snapshot of one job, for assertions; more than `jobs()` tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimJob {
+    /// The job as `jobs()` reports it (also once the controller forgot it).
+    pub info: JobInfo,
+    /// The effective sbatch arguments: `#SBATCH` lines, then the command line.
+    pub args: Vec<String>,
+    /// Arguments the sim does not model (kept so tests can check them).
+    pub ignored_args: Vec<String>,
+    /// The environment the job was submitted with.
+    pub env: Option<Vec<(String, String)>>,
+    pub requeueable: bool,
+    /// The time limit of the current or last run; `None` when unlimited or
+    /// never started.
+    pub time_limit_minutes: Option<u64>,
+    /// Whether the controller still holds the job (`jobs()` shows it).
+    pub held: bool,
+    /// False for the FAILED job Slurm keeps for a submission it rejected with
+    /// `Requested node configuration is not available`.
+    pub accepted: bool,
+    /// Every accounting record written so far, visible or not yet.
+    pub records: Vec<JobRecord>,
+}
+
+impl SimJob {
+    /// Pending, running or completing: holds or waits for resources.
+    pub fn is_live(&self) -> bool {
+        self.info.state.is_pending() || self.info.state.is_active()
+    }
+}
+
+/// How often each [`Slurm`] method was called, so tests and benchmarks can
+/// bound the load Shepherd puts on the controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimCalls {
+    pub cluster: u64,
+    pub submit: u64,
+    pub estimate: u64,
+    pub jobs: u64,
+    pub jobs_by_name: u64,
+    pub accounting: u64,
+    pub cancel: u64,
+    pub requeue: u64,
+    pub update_pending: u64,
+    pub nodes: u64,
+    pub partitions: u64,
+    pub topology: u64,
+    /// Slurm commands the real adapter would have run for these calls: none
+    /// for an empty id list or an empty update, and `scontrol show config`
+    /// only until it first succeeds (the adapter caches it).
+    pub commands: u64,
+}
+
+impl SimCalls {
+    /// Calls that only read: everything but submit, cancel, requeue and
+    /// update_pending.
+    pub fn queries(&self) -> u64 {
+        self.cluster
+            + self.estimate
+            + self.jobs
+            + self.jobs_by_name
+            + self.accounting
+            + self.nodes
+            + self.partitions
+            + self.topology
+    }
+
+    /// Calls that change something.
+    pub fn actions(&self) -> u64 {
+        self.submit + self.cancel + self.requeue + self.update_pending
+    }
+
+    pub fn total(&self) -> u64 {
+        self.queries() + self.actions()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The simulator
+// ---------------------------------------------------------------------------
+
+/// An in-memory Slurm cluster implementing [`Slurm`]. See the module docs.
+///
+/// Every method takes `&self`: the state sits behind a mutex so the sim can be
+/// shared (`Arc<dyn Slurm>`) like the real adapter. Workload closures run with
+/// that lock held and must not call back into the sim.
+pub struct SimSlurm {
+    state: Mutex<State>,
+}
+
+impl SimSlurm {
+    /// Builds the cluster.
+    ///
+    /// # Panics
+    ///
+    /// On an inconsistent description (duplicate or unknown names, bad host
+    /// lists, two default partitions): a typo in a test fails loudly.
+    pub fn new(cluster: SimCluster) -> Self {
+        SimSlurm {
+            state: Mutex::new(State::new(cluster)),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // --- clock ---
+
+    /// The virtual time, in whole seconds as Slurm reports it.
+    pub fn now(&self) -> Timestamp {
+        let st = self.state();
+        st.stamp(st.now)
+    }
+
+    /// Virtual time since the sim started.
+    pub fn elapsed(&self) -> Duration {
+        self.state().now
+    }
+
+    /// Moves the clock forward, firing every event on the way in order and
+    /// scheduling after each.
+    pub fn advance(&self, by: Duration) {
+        let mut st = self.state();
+        let target = st.now + by;
+        st.run_to(target);
+    }
+
+    /// Fires what is due and runs the scheduler, without moving the clock.
+    pub fn step(&self) {
+        let mut st = self.state();
+        let now = st.now;
+        st.run_to(now);
+    }
+
+    // --- workload ---
+
+    /// Decides what each job does when it starts (again), unless a node or
+    /// name rule applies. Without any rule jobs run forever.
+    pub fn on_start(&self, workload: impl FnMut(&JobStart<'_>) -> Behaviour + Send + 'static) {
+        self.state().on_start = Some(Box::new(workload));
+    }
+
+    /// Every job named `name` behaves so (before [`SimSlurm::on_start`]).
+    pub fn behave_named(&self, name: &str, behaviour: Behaviour) {
+        self.state().by_name.insert(name.to_string(), behaviour);
+    }
+
+    /// Every job starting on `node` behaves so, whatever its name: a bad
+    /// node. Takes precedence over name rules and the closure.
+    pub fn behave_on_node(&self, node: &str, behaviour: Behaviour) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        st.nodes[n].behaviour = Some(behaviour);
+    }
+
+    /// Removes the rule of [`SimSlurm::behave_on_node`].
+    pub fn clear_node_behaviour(&self, node: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        st.nodes[n].behaviour = None;
+    }
+
+    // --- faults ---
+
+    /// `scontrol update state=down reason=…`: the node goes `DOWN` at once;
+    /// its jobs are requeued (record `NODE_FAIL`, `restarts` + 1) or, with
+    /// `--no-requeue`, end `NODE_FAIL` (reason `NodeDown`).
+    pub fn fail_node(&self, node: &str, reason: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        let reason = st.admin_reason(reason);
+        let node = &mut st.nodes[n];
+        node.down = true;
+        node.crashed = None;
+        node.reason = Some(reason);
+        st.fail_jobs_on(n);
+        st.dirty = true;
+    }
+
+    /// The node's slurmd dies. Its jobs stay `RUNNING` (their scripts no
+    /// longer end) until Slurm notices after the crash detection delay; the
+    /// node shows `NOT_RESPONDING` after half of it and takes no new jobs.
+    /// Then it is `DOWN` ("Not responding") and its jobs are handled as by
+    /// [`SimSlurm::fail_node`].
+    pub fn crash_node(&self, node: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        if st.nodes[n].down || st.nodes[n].crashed.is_some() {
+            return;
+        }
+        let at = st.now + st.cfg.crash_detection;
+        st.nodes[n].crashed = Some(st.now);
+        st.nodes[n].crash_gen += 1;
+        let crash = st.nodes[n].crash_gen;
+        st.push_event(at, EventKind::Detect { node: n, crash });
+        st.dirty = true;
+    }
+
+    /// The node's slurmd is back. A crash Slurm had not noticed yet is
+    /// noticed now (its jobs fail as on a node failure); a node that Slurm set
+    /// down for not responding returns to service by itself (`ReturnToService=1`).
+    pub fn restart_node(&self, node: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        if st.nodes[n].crashed.is_some() {
+            st.nodes[n].crashed = None;
+            st.fail_jobs_on(n);
+        }
+        let node = &mut st.nodes[n];
+        if node.not_responding {
+            node.not_responding = false;
+            node.down = false;
+            if !node.drain {
+                node.reason = None;
+            }
+        }
+        st.dirty = true;
+    }
+
+    /// `scontrol update state=drain reason=…`: running jobs go on, no new
+    /// ones start there.
+    pub fn drain_node(&self, node: &str, reason: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        let reason = st.admin_reason(reason);
+        st.nodes[n].drain = true;
+        st.nodes[n].reason = Some(reason);
+        st.dirty = true;
+    }
+
+    /// `scontrol update state=resume`: clears down, drain and a crash.
+    pub fn resume_node(&self, node: &str) {
+        let mut st = self.state();
+        let n = st.node_index(node);
+        if st.nodes[n].crashed.is_some() {
+            st.nodes[n].crashed = None;
+            st.fail_jobs_on(n);
+        }
+        let node = &mut st.nodes[n];
+        node.down = false;
+        node.drain = false;
+        node.not_responding = false;
+        node.reason = None;
+        st.dirty = true;
+    }
+
+    /// Preempts a running job as its partition's `PreemptMode` says:
+    /// `REQUEUE` puts it back to pending (record `PREEMPTED`), `CANCEL` ends it
+    /// `PREEMPTED`. Jobs are also preempted by the scheduler when a job of a
+    /// higher `PriorityTier` needs their resources.
+    ///
+    /// # Panics
+    ///
+    /// When the job is not running or its partition has `PreemptMode=OFF`.
+    pub fn preempt(&self, id: JobId) {
+        let mut st = self.state();
+        let idx = st
+            .job_index(id)
+            .filter(|&i| st.jobs[i].state == JobState::Running)
+            .unwrap_or_else(|| panic!("job {id} is not running"));
+        let p = st.jobs[idx]
+            .partition
+            .expect("a running job has a partition");
+        assert_ne!(
+            st.partitions[p].preempt,
+            PreemptMode::Off,
+            "partition {} has PreemptMode=OFF",
+            st.partitions[p].name
+        );
+        st.preempt_job(idx);
+    }
+
+    /// `scontrol update partitionname=… state=…`.
+    pub fn set_partition_state(&self, partition: &str, state: PartitionState) {
+        let mut st = self.state();
+        let p = *st
+            .part_index
+            .get(partition)
+            .unwrap_or_else(|| panic!("the simulated cluster has no partition {partition:?}"));
+        st.partitions[p].state = state;
+        st.dirty = true;
+    }
+
+    /// Every command fails with [`SlurmError::Unreachable`] while set.
+    pub fn set_unreachable(&self, on: bool) {
+        self.state().faults.unreachable = on;
+    }
+
+    /// Every command fails with [`SlurmError::TimedOut`] while set (and does
+    /// nothing).
+    pub fn set_timeout(&self, on: bool) {
+        self.state().faults.timeout = on;
+    }
+
+    /// While set, `submit()` creates the job but answers
+    /// [`SlurmError::TimedOut`]: sbatch's reply was lost, the job exists.
+    pub fn set_submit_reply_lost(&self, on: bool) {
+        self.state().faults.submit_reply_lost = on;
+    }
+
+    // --- observation ---
+
+    pub fn calls(&self) -> SimCalls {
+        self.state().calls
+    }
+
+    pub fn reset_calls(&self) {
+        self.state().calls = SimCalls::default();
+    }
+
+    /// One job, also after the controller forgot it.
+    pub fn job(&self, id: JobId) -> Option<SimJob> {
+        let st = self.state();
+        st.job_index(id).map(|i| st.snapshot(&st.jobs[i]))
+    }
+
+    /// Every job ever submitted (including the FAILED ones Slurm keeps for
+    /// some rejected submissions), by id.
+    pub fn all_jobs(&self) -> Vec<SimJob> {
+        let st = self.state();
+        st.jobs.iter().map(|j| st.snapshot(j)).collect()
+    }
+
+    /// How many jobs are pending, running or completing: zero once the
+    /// cluster has nothing left to do.
+    pub fn live_job_count(&self) -> usize {
+        self.state()
+            .jobs
+            .iter()
+            .filter(|j| j.state.is_pending() || j.state.is_active())
+            .count()
+    }
+
+    /// Jobs named `name` that are pending, running or completing: a test of
+    /// "never two live jobs for one run" asserts this has at most one entry.
+    pub fn live_jobs_named(&self, name: &str) -> Vec<SimJob> {
+        let st = self.state();
+        st.jobs
+            .iter()
+            .filter(|j| j.name == name && (j.state.is_pending() || j.state.is_active()))
+            .map(|j| st.snapshot(j))
+            .collect()
+    }
+}
+
+impl Slurm for SimSlurm {
+    fn cluster(&self) -> Result<ClusterInfo, SlurmError> {
+        let mut st = self.state();
+        st.calls.cluster += 1;
+        st.config()
+    }
+
+    fn submit(&self, request: &SubmitRequest) -> Result<JobId, SlurmError> {
+        let mut st = self.state();
+        st.calls.submit += 1;
+        st.command("sbatch")?;
+        let (name, args, parsed) = read_request(request, "sbatch")?;
+        let req = match st.resolve(&parsed) {
+            Ok(req) => req,
+            Err(refusal) => {
+                if refusal.kind == Rejection::NodeConfigUnavailable {
+                    // Slurm creates the job before it finds no node fits, and
+                    // keeps it FAILED (BadConstraints): the id is used up.
+                    st.add_ghost(name, args, &parsed, request.env.clone());
+                }
+                return Err(refusal.error("sbatch"));
+            }
+        };
+        let id = st.add_job(name, args, parsed, req, request.env.clone());
+        if st.faults.submit_reply_lost {
+            return Err(SlurmError::TimedOut {
+                command: "sbatch".to_string(),
+                after: st.cfg.command_timeout,
+            });
+        }
+        Ok(id)
+    }
+
+    fn estimate_start(&self, request: &SubmitRequest) -> Result<StartEstimate, SlurmError> {
+        let mut st = self.state();
+        st.calls.estimate += 1;
+        st.command("sbatch --test-only")?;
+        let (_, _, parsed) = read_request(request, "sbatch --test-only")?;
+        let req = st
+            .resolve(&parsed)
+            .map_err(|r| r.error("sbatch --test-only"))?;
+        Ok(st.estimate(&req))
+    }
+
+    fn jobs(&self, ids: &[JobId]) -> Result<Vec<JobInfo>, SlurmError> {
+        let mut st = self.state();
+        st.calls.jobs += 1;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        st.command("squeue")?;
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| st.job_index(id))
+            .filter(|&i| st.held(&st.jobs[i]))
+            .map(|i| st.info(&st.jobs[i]))
+            .collect())
+    }
+
+    fn jobs_by_name(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        let mut st = self.state();
+        st.calls.jobs_by_name += 1;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        st.command("squeue --me -n")?;
+        Ok(st
+            .jobs
+            .iter()
+            .filter(|j| names.contains(&j.name) && st.held(j))
+            .map(|j| st.info(j))
+            .collect())
+    }
+
+    fn accounting(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, SlurmError> {
+        let mut st = self.state();
+        st.calls.accounting += 1;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The adapter learns which accounting the cluster has first.
+        st.config()?;
+        let command = match st.cfg.accounting {
+            AccountingSource::Slurmdbd => "sacct",
+            AccountingSource::JobComp => "sacct -c",
+            AccountingSource::Controller => "scontrol show job",
+        };
+        st.command(command)?;
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::new();
+        for idx in ids.into_iter().filter_map(|id| st.job_index(id)) {
+            let job = &st.jobs[idx];
+            if st.cfg.accounting == AccountingSource::Controller {
+                if job.state.is_terminal() && st.held(job) {
+                    out.push(st.controller_record(job));
+                }
+            } else {
+                out.extend(
+                    job.records
+                        .iter()
+                        .filter(|(end, _)| *end + st.cfg.accounting_lag <= st.now)
+                        .map(|(_, r)| r.clone()),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn cancel(&self, ids: &[JobId]) -> Result<(), SlurmError> {
+        let mut st = self.state();
+        st.calls.cancel += 1;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        st.command("scancel")?;
+        for &id in ids {
+            if let Some(idx) = st.job_index(id) {
+                st.cancel_job(idx);
+            }
+        }
+        Ok(())
+    }
+
+    fn requeue(&self, id: JobId) -> Result<(), SlurmError> {
+        let mut st = self.state();
+        st.calls.requeue += 1;
+        let command = format!("scontrol requeue {id}");
+        st.command(&command)?;
+        let idx = st
+            .job_index(id)
+            .filter(|&i| st.held(&st.jobs[i]))
+            .ok_or_else(|| SlurmError::UnknownJob {
+                command: command.clone(),
+                message: "Invalid job id specified".to_string(),
+            })?;
+        // Slurm's refusals here match none of the classified rejections, so
+        // the real adapter reports them as plain failures.
+        let refuse = |message: String| SlurmError::Failed {
+            command: command.clone(),
+            status: "exit 1".to_string(),
+            message,
+        };
+        let job = &st.jobs[idx];
+        if job.state.is_pending() {
+            return Err(refuse(format!("Job is pending execution for job {id}")));
+        }
+        if !job.accepted || !job.req.requeueable {
+            return Err(refuse(format!(
+                "Requested operation is presently disabled for job {id}"
+            )));
+        }
+        st.requeue_job(idx, JobState::Requeued);
+        Ok(())
+    }
+
+    fn update_pending(&self, id: JobId, update: &PendingUpdate) -> Result<(), SlurmError> {
+        let mut st = self.state();
+        st.calls.update_pending += 1;
+        if update.exclude.is_none() && update.partition.is_none() {
+            return Ok(());
+        }
+        let command = format!("scontrol update JobId={id}");
+        st.command(&command)?;
+        let idx = st
+            .job_index(id)
+            .filter(|&i| st.held(&st.jobs[i]))
+            .ok_or_else(|| SlurmError::UnknownJob {
+                command: command.clone(),
+                message: "Invalid job id specified".to_string(),
+            })?;
+        if !st.jobs[idx].state.is_pending() {
+            return Err(SlurmError::Rejected {
+                command,
+                kind: Rejection::JobNotPending,
+                message: "slurm_update error: Job is no longer pending execution".to_string(),
+            });
+        }
+        let mut parsed = st.jobs[idx].parsed.clone();
+        if let Some(exclude) = &update.exclude {
+            parsed.exclude = Some(exclude.clone());
+        }
+        if let Some(partition) = &update.partition {
+            parsed.partitions = Some(split_list(partition));
+        }
+        let req = st.resolve(&parsed).map_err(|r| SlurmError::Rejected {
+            command: command.clone(),
+            kind: r.kind,
+            message: format!("slurm_update error: {}", r.sentence()),
+        })?;
+        st.unqueue(idx);
+        let job = &mut st.jobs[idx];
+        job.parsed = parsed;
+        job.tier = req.tier;
+        job.req = req;
+        job.reason.clear();
+        st.enqueue(idx);
+        st.dirty = true;
+        Ok(())
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeInfo>, SlurmError> {
+        let mut st = self.state();
+        st.calls.nodes += 1;
+        st.command("scontrol show node")?;
+        Ok((0..st.nodes.len()).map(|n| st.node_info(n)).collect())
+    }
+
+    fn partitions(&self) -> Result<Vec<PartitionInfo>, SlurmError> {
+        let mut st = self.state();
+        st.calls.partitions += 1;
+        st.command("scontrol show partition")?;
+        Ok(st
+            .partitions
+            .iter()
+            .map(|p| PartitionInfo {
+                name: p.name.clone(),
+                state: p.state.as_str().to_string(),
+                is_default: p.default,
+                nodes: p.nodes.iter().map(|&n| st.nodes[n].name.clone()).collect(),
+                max_time_minutes: p.max_time,
+                priority_tier: p.tier,
+                preempt_mode: p.preempt.as_str().to_string(),
+                total_cpus: p.nodes.iter().map(|&n| st.nodes[n].cpus).sum(),
+                total_nodes: p.nodes.len() as u32,
+            })
+            .collect())
+    }
+
+    fn topology(&self) -> Result<Vec<Switch>, SlurmError> {
+        let mut st = self.state();
+        st.calls.topology += 1;
+        st.command("scontrol show topology")?;
+        Ok(st.switches.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Internal state
+// ---------------------------------------------------------------------------
+
+struct Config {
+    name: String,
+    accounting: AccountingSource,
+    min_job_age: Duration,
+    requeue_delay: Duration,
+    crash_detection: Duration,
+    accounting_lag: Duration,
+    command_timeout: Duration,
+    /// The clock's start, in Unix seconds.
+    epoch: i64,
+}
+
+struct Node {
+    name: String,
+    gpu_type: Option<String>,
+    gpus: u32,
+    cpus: u32,
+    memory_mb: u64,
+    features: Vec<String>,
+    /// Partitions holding the node, in configuration order.
+    partitions: Vec<String>,
+    down: bool,
+    drain: bool,
+    not_responding: bool,
+    reason: Option<String>,
+    /// When slurmd died, while Slurm has not noticed yet.
+    crashed: Option<Duration>,
+    /// Invalidates the detection event of an earlier crash.
+    crash_gen: u32,
+    gpus_used: u32,
+    cpus_used: u32,
+    /// Jobs running here, oldest start first.
+    jobs: Vec<JobId>,
+    behaviour: Option<Behaviour>,
+}
+
+struct Partition {
+    name: String,
+    nodes: Vec<usize>,
+    default: bool,
+    max_time: Option<u64>,
+    tier: u32,
+    preempt: PreemptMode,
+    state: PartitionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+enum TimeReq {
+    /// No `--time`: the partition's limit applies.
+    #[default]
+    Default,
+    Unlimited,
+    Minutes(u64),
+}
+
+/// A submission resolved against the cluster.
+#[derive(Debug, Clone, Default)]
+struct Req {
+    partitions: Vec<usize>,
+    /// The highest `PriorityTier` among `partitions`: the queue order.
+    tier: u32,
+    /// Per node.
+    gpus: u32,
+    gpu_type: Option<String>,
+    nodes: u32,
+    /// Per node.
+    cpus: u32,
+    mem_mb: u64,
+    exclude: Vec<usize>,
+    required: Vec<usize>,
+    time: TimeReq,
+    /// `--constraint`: any of these sets of features, each needed in full.
+    features: Vec<Vec<String>>,
+    requeueable: bool,
+    /// Per partition, why the job can never start there
+    /// ([`State::hopeless`]): fixed once resolved, so the scheduler does
+    /// not work it out again on every pass.
+    hopeless: Vec<Option<&'static str>>,
+    /// A hash of what decides where and whether the job fits
+    /// ([`Req::same_shape`]).
+    shape: u64,
+}
+
+impl Req {
+    /// Whether two requests compete for nodes identically: same partitions,
+    /// sizes, node lists, features and time limit.
+    fn same_shape(&self, other: &Req) -> bool {
+        self.partitions == other.partitions
+            && self.gpus == other.gpus
+            && self.gpu_type == other.gpu_type
+            && self.nodes == other.nodes
+            && self.cpus == other.cpus
+            && self.mem_mb == other.mem_mb
+            && self.exclude == other.exclude
+            && self.required == other.required
+            && self.features == other.features
+            && self.time == other.time
+    }
+
+    fn shape_hash(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        (
+            &self.partitions,
+            self.gpus,
+            &self.gpu_type,
+            self.nodes,
+            self.cpus,
+        )
+            .hash(&mut h);
+        (
+            self.mem_mb,
+            &self.exclude,
+            &self.required,
+            &self.features,
+            self.time,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    fn hopeless_in(&self, p: usize) -> Option<&'static str> {
+        let k = self.partitions.iter().position(|&q| q == p)?;
+        self.hopeless.get(k).copied().flatten()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Exit(i32),
+    Signal(i32),
+    Timeout,
+}
+
+struct Job {
+    id: JobId,
+    name: String,
+    args: Vec<String>,
+    parsed: Args,
+    env: Option<Vec<(String, String)>>,
+    req: Req,
+    tier: u32,
+    accepted: bool,
+    state: JobState,
+    reason: String,
+    /// Where it runs, or ran last.
+    partition: Option<usize>,
+    /// Nodes of the current or last run; empty after a requeue.
+    nodes: Vec<usize>,
+    restarts: u32,
+    exit: Option<ExitStatus>,
+    submit: Duration,
+    start: Option<Duration>,
+    end: Option<Duration>,
+    /// `BeginTime`: not before this.
+    eligible: Duration,
+    limit_minutes: Option<u64>,
+    planned: Option<Outcome>,
+    /// Bumped on every transition, so stale events are ignored.
+    run: u32,
+    /// Requeued and not started since: a cancel now writes no record.
+    awaiting_rerun: bool,
+    /// Accounting records with the virtual time they were written.
+    records: Vec<(Duration, JobRecord)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    End { job: JobId, run: u32 },
+    Eligible { job: JobId, run: u32 },
+    Detect { node: usize, crash: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    at: Duration,
+    seq: u64,
+    kind: EventKind,
+}
+
+#[derive(Default)]
+struct Faults {
+    unreachable: bool,
+    timeout: bool,
+    submit_reply_lost: bool,
+}
+
+/// What a scheduler pass concluded for a job that did not start.
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// Waits for resources in this partition.
+    Waits(usize),
+    /// Waits for something else, with this reason.
+    Blocked(String),
+}
+
+/// Why a pending job cannot start in one partition.
+enum Why {
+    Static(&'static str),
+    NodesUnavailable(Vec<usize>),
+    Resources,
+}
+
+struct State {
+    cfg: Config,
+    now: Duration,
+    nodes: Vec<Node>,
+    node_names: HashMap<String, usize>,
+    partitions: Vec<Partition>,
+    part_index: HashMap<String, usize>,
+    switches: Vec<Switch>,
+    /// Job `n` is at index `n - 1`.
+    jobs: Vec<Job>,
+    /// Pending jobs in queue order: higher tier first, then FIFO.
+    pending: BTreeSet<(Reverse<u32>, JobId)>,
+    events: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    /// Something changed that may let a job start or change a pending reason.
+    dirty: bool,
+    on_start: Option<Workload>,
+    by_name: HashMap<String, Behaviour>,
+    faults: Faults,
+    calls: SimCalls,
+    config_cached: bool,
+}
+
+impl State {
+    fn new(c: SimCluster) -> State {
+        let mut node_names = HashMap::new();
+        let mut nodes = Vec::new();
+        for (i, n) in c.nodes.into_iter().enumerate() {
+            assert!(
+                node_names.insert(n.name.clone(), i).is_none(),
+                "duplicate node {:?}",
+                n.name
+            );
+            nodes.push(Node {
+                name: n.name,
+                gpu_type: n.gpu_type,
+                gpus: n.gpus,
+                cpus: n.cpus,
+                memory_mb: n.memory_mb,
+                features: n.features,
+                partitions: Vec::new(),
+                down: false,
+                drain: false,
+                not_responding: false,
+                reason: None,
+                crashed: None,
+                crash_gen: 0,
+                gpus_used: 0,
+                cpus_used: 0,
+                jobs: Vec::new(),
+                behaviour: None,
+            });
+        }
+        let lookup = |list: &str, what: &str| -> Vec<usize> {
+            hostlist::expand(list)
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .iter()
+                .map(|name| {
+                    *node_names
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{what}: unknown node {name:?}"))
+                })
+                .collect()
+        };
+        let mut part_index = HashMap::new();
+        let mut partitions = Vec::new();
+        for (i, p) in c.partitions.into_iter().enumerate() {
+            assert!(
+                part_index.insert(p.name.clone(), i).is_none(),
+                "duplicate partition {:?}",
+                p.name
+            );
+            let members = lookup(&p.nodes, &format!("partition {}", p.name));
+            for &n in &members {
+                nodes[n].partitions.push(p.name.clone());
+            }
+            partitions.push(Partition {
+                name: p.name,
+                nodes: members,
+                default: p.default,
+                max_time: p.max_time_minutes,
+                tier: p.priority_tier,
+                preempt: p.preempt_mode,
+                state: p.state,
+            });
+        }
+        assert!(
+            partitions.iter().filter(|p| p.default).count() <= 1,
+            "more than one default partition"
+        );
+        let mut switches: Vec<Switch> = Vec::new();
+        for spec in c.switches {
+            let switch = match spec {
+                SwitchSpec::Leaf { name, nodes: list } => {
+                    let members = lookup(&list, &format!("switch {name}"));
+                    Switch {
+                        name,
+                        level: 0,
+                        nodes: members.iter().map(|&n| nodes[n].name.clone()).collect(),
+                        switches: Vec::new(),
+                    }
+                }
+                SwitchSpec::Upper {
+                    name,
+                    switches: list,
+                } => {
+                    let children =
+                        hostlist::expand(&list).unwrap_or_else(|e| panic!("switch {name}: {e}"));
+                    let mut level = 0;
+                    let mut members = Vec::new();
+                    for child in &children {
+                        let child = switches
+                            .iter()
+                            .find(|s| &s.name == child)
+                            .unwrap_or_else(|| panic!("switch {name}: unknown switch {child:?}"));
+                        level = level.max(child.level + 1);
+                        members.extend(child.nodes.iter().cloned());
+                    }
+                    // Slurm lists every node below an upper switch, sorted.
+                    members.sort();
+                    members.dedup();
+                    Switch {
+                        name,
+                        level,
+                        nodes: members,
+                        switches: children,
+                    }
+                }
+            };
+            switches.push(switch);
+        }
+        State {
+            cfg: Config {
+                name: c.name,
+                accounting: c.accounting,
+                min_job_age: c.min_job_age,
+                requeue_delay: c.requeue_delay,
+                crash_detection: c.crash_detection,
+                accounting_lag: c.accounting_lag,
+                command_timeout: c.command_timeout,
+                epoch: c.start.as_second(),
+            },
+            now: Duration::ZERO,
+            nodes,
+            node_names,
+            partitions,
+            part_index,
+            switches,
+            jobs: Vec::new(),
+            pending: BTreeSet::new(),
+            events: BinaryHeap::new(),
+            seq: 0,
+            dirty: false,
+            on_start: None,
+            by_name: HashMap::new(),
+            faults: Faults::default(),
+            calls: SimCalls::default(),
+            config_cached: false,
+        }
+    }
+
+    // --- helpers ---
+
+    fn stamp(&self, t: Duration) -> Timestamp {
+        let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+        Timestamp::from_second(self.cfg.epoch.saturating_add(secs))
+            .expect("virtual time within jiff's range")
+    }
+
+    fn node_index(&self, name: &str) -> usize {
+        *self
+            .node_names
+            .get(name)
+            .unwrap_or_else(|| panic!("the simulated cluster has no node {name:?}"))
+    }
+
+    fn job_index(&self, id: JobId) -> Option<usize> {
+        let idx = usize::try_from(id.0).ok()?.checked_sub(1)?;
+        (idx < self.jobs.len()).then_some(idx)
+    }
+
+    /// Whether the controller still knows the job (`MinJobAge`).
+    fn held(&self, job: &Job) -> bool {
+        job.end
+            .is_none_or(|end| self.now < end + self.cfg.min_job_age)
+    }
+
+    /// An admin's reason as Slurm stores it: `bad fan [root@2026-…]`.
+    fn admin_reason(&self, reason: &str) -> String {
+        format!(
+            "{reason} [root@{}]",
+            self.stamp(self.now).strftime("%Y-%m-%dT%H:%M:%S")
+        )
+    }
+
+    fn usable(&self, n: usize) -> bool {
+        let node = &self.nodes[n];
+        !node.down && !node.drain && !node.not_responding && node.crashed.is_none()
+    }
+
+    fn push_event(&mut self, at: Duration, kind: EventKind) {
+        self.seq += 1;
+        self.events.push(Reverse(Event {
+            at,
+            seq: self.seq,
+            kind,
+        }));
+    }
+
+    /// Counts a command the real adapter runs, and fails it under a fault.
+    fn command(&mut self, command: &str) -> Result<(), SlurmError> {
+        self.calls.commands += 1;
+        if self.faults.unreachable {
+            return Err(SlurmError::Unreachable {
+                command: command.to_string(),
+                message: UNREACHABLE.to_string(),
+            });
+        }
+        if self.faults.timeout {
+            return Err(SlurmError::TimedOut {
+                command: command.to_string(),
+                after: self.cfg.command_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// `scontrol show config`, run by the adapter until it first succeeds.
+    fn config(&mut self) -> Result<ClusterInfo, SlurmError> {
+        if !self.config_cached {
+            self.command("scontrol show config")?;
+            self.config_cached = true;
+        }
+        Ok(ClusterInfo {
+            name: self.cfg.name.clone(),
+            version: SIM_SLURM_VERSION.to_string(),
+            accounting_storage: match self.cfg.accounting {
+                AccountingSource::Slurmdbd => "accounting_storage/slurmdbd",
+                _ => "accounting_storage/none",
+            }
+            .to_string(),
+            job_comp: match self.cfg.accounting {
+                AccountingSource::Controller => "jobcomp/none",
+                _ => "jobcomp/filetxt",
+            }
+            .to_string(),
+            min_job_age_secs: self.cfg.min_job_age.as_secs(),
+            topology_plugin: if self.switches.is_empty() {
+                "topology/none"
+            } else {
+                "topology/tree"
+            }
+            .to_string(),
+        })
+    }
+
+    // --- reporting ---
+
+    fn node_names_of(&self, nodes: &[usize]) -> Vec<String> {
+        nodes.iter().map(|&n| self.nodes[n].name.clone()).collect()
+    }
+
+    fn partition_label(&self, job: &Job) -> String {
+        match job.partition {
+            Some(p) => self.partitions[p].name.clone(),
+            None => job
+                .req
+                .partitions
+                .iter()
+                .map(|&p| self.partitions[p].name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    fn info(&self, job: &Job) -> JobInfo {
+        let terminal = job.state.is_terminal();
+        JobInfo {
+            id: job.id,
+            name: job.name.clone(),
+            state: job.state.clone(),
+            reason: job.reason.clone(),
+            partition: self.partition_label(job),
+            nodes: self.node_names_of(&job.nodes),
+            restarts: job.restarts,
+            exit: if terminal { job.exit } else { None },
+            submit_time: Some(self.stamp(job.submit)),
+            start_time: if job.state.is_pending() {
+                None
+            } else {
+                job.start.map(|t| self.stamp(t))
+            },
+            end_time: if terminal {
+                job.end.map(|t| self.stamp(t))
+            } else {
+                None
+            },
+        }
+    }
+
+    fn snapshot(&self, job: &Job) -> SimJob {
+        let records = if self.cfg.accounting == AccountingSource::Controller {
+            if job.state.is_terminal() {
+                vec![self.controller_record(job)]
+            } else {
+                Vec::new()
+            }
+        } else {
+            job.records.iter().map(|(_, r)| r.clone()).collect()
+        };
+        SimJob {
+            info: self.info(job),
+            args: job.args.clone(),
+            ignored_args: job.parsed.ignored.clone(),
+            env: job.env.clone(),
+            requeueable: job.req.requeueable,
+            time_limit_minutes: job.limit_minutes,
+            held: self.held(job),
+            accepted: job.accepted,
+            records,
+        }
+    }
+
+    fn record(&self, job: &Job, state: JobState, exit: ExitStatus) -> JobRecord {
+        JobRecord {
+            id: job.id,
+            state,
+            exit: Some(exit),
+            nodes: self.node_names_of(&job.nodes),
+            partition: self.partition_label(job),
+            start_time: job.start.map(|t| self.stamp(t)),
+            end_time: Some(self.stamp(self.now)),
+            source: self.cfg.accounting,
+        }
+    }
+
+    /// `scontrol show job`'s view of an ended job.
+    fn controller_record(&self, job: &Job) -> JobRecord {
+        JobRecord {
+            id: job.id,
+            state: job.state.clone(),
+            exit: job.exit,
+            nodes: self.node_names_of(&job.nodes),
+            partition: self.partition_label(job),
+            start_time: job.start.map(|t| self.stamp(t)),
+            end_time: job.end.map(|t| self.stamp(t)),
+            source: AccountingSource::Controller,
+        }
+    }
+
+    fn node_info(&self, n: usize) -> NodeInfo {
+        let node = &self.nodes[n];
+        let base = if node.down {
+            "DOWN"
+        } else if node.cpus_used == 0 {
+            "IDLE"
+        } else if node.cpus_used >= node.cpus {
+            "ALLOCATED"
+        } else {
+            // Slurm's node state follows CPUs: all GPUs in use on a node with
+            // free CPUs is still MIXED.
+            "MIXED"
+        };
+        let mut flags = Vec::new();
+        if node.drain {
+            flags.push("DRAIN".to_string());
+        }
+        let unanswered = node
+            .crashed
+            .is_some_and(|at| self.now >= at + self.cfg.crash_detection / 2);
+        if node.not_responding || unanswered {
+            flags.push("NOT_RESPONDING".to_string());
+        }
+        NodeInfo {
+            name: node.name.clone(),
+            state: NodeState {
+                base: base.to_string(),
+                flags,
+            },
+            reason: node.reason.clone(),
+            partitions: node.partitions.clone(),
+            features: node.features.clone(),
+            gres: if node.gpus > 0 {
+                vec![Gres {
+                    name: "gpu".to_string(),
+                    kind: node.gpu_type.clone(),
+                    count: node.gpus,
+                }]
+            } else {
+                Vec::new()
+            },
+            gpus_used: node.gpus_used,
+            cpus: node.cpus,
+            cpus_alloc: node.cpus_used,
+            memory_mb: node.memory_mb,
+            memory_alloc_mb: 0,
+        }
+    }
+
+    // --- submission ---
+
+    /// Turns parsed arguments into a request on this cluster, or Slurm's
+    /// refusal, checked in the order sbatch reports them.
+    fn resolve(&self, a: &Args) -> Result<Req, Refusal> {
+        let names = match &a.partitions {
+            Some(list) if !list.is_empty() => list.clone(),
+            _ => match self.partitions.iter().find(|p| p.default) {
+                Some(p) => vec![p.name.clone()],
+                None => {
+                    return Err(Refusal::new(
+                        Rejection::InvalidPartition,
+                        "Invalid partition name specified",
+                    )
+                    .note("No partition specified or system default partition"));
+                }
+            },
+        };
+        let mut partitions = Vec::new();
+        for name in &names {
+            let p = *self.part_index.get(name).ok_or_else(|| {
+                Refusal::new(
+                    Rejection::InvalidPartition,
+                    "Invalid partition name specified",
+                )
+                .note(format!("invalid partition specified: {name}"))
+            })?;
+            if !partitions.contains(&p) {
+                partitions.push(p);
+            }
+        }
+        let nodes_of = |list: &Option<Vec<String>>| -> Result<Vec<usize>, Refusal> {
+            let mut out = Vec::new();
+            for item in list.iter().flatten() {
+                let expanded = hostlist::expand(item).map_err(|_| Refusal::invalid_node())?;
+                for name in expanded {
+                    let n = *self
+                        .node_names
+                        .get(&name)
+                        .ok_or_else(Refusal::invalid_node)?;
+                    if !out.contains(&n) {
+                        out.push(n);
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let exclude = nodes_of(&a.exclude)?;
+        let required = nodes_of(&a.nodelist)?;
+        let features = match &a.constraint {
+            Some(c) => parse_constraint(c)
+                .filter(|alts| {
+                    alts.iter()
+                        .flatten()
+                        .all(|f| self.nodes.iter().any(|n| n.features.contains(f)))
+                })
+                .ok_or_else(|| {
+                    Refusal::new(Rejection::InvalidRequest, "Invalid feature specification")
+                })?,
+            None => Vec::new(),
+        };
+        let nodes = a
+            .nodes
+            .unwrap_or(1)
+            .max(u32::try_from(required.len()).unwrap_or(u32::MAX))
+            .max(1);
+        let (gpu_type, gpus) = match (&a.gres, &a.gpus_per_node, &a.gpus_total) {
+            (Some(g), _, _) | (None, Some(g), _) => g.clone(),
+            (None, None, Some((kind, total))) => (kind.clone(), total.div_ceil(nodes)),
+            (None, None, None) => (None, 0),
+        };
+        let tasks_per_node = a.ntasks.unwrap_or(1).div_ceil(nodes).max(1);
+        let mut req = Req {
+            tier: partitions
+                .iter()
+                .map(|&p| self.partitions[p].tier)
+                .max()
+                .unwrap_or(0),
+            partitions,
+            gpus,
+            gpu_type,
+            nodes,
+            cpus: a.cpus_per_task.unwrap_or(1) * tasks_per_node,
+            mem_mb: a.mem_mb.unwrap_or(0),
+            exclude,
+            required,
+            time: a.time.unwrap_or_default(),
+            features,
+            requeueable: a.requeue.unwrap_or(true),
+            hopeless: Vec::new(),
+            shape: 0,
+        };
+        req.shape = req.shape_hash();
+        if req.partitions.iter().all(|&p| {
+            !matches!(
+                self.partitions[p].state,
+                PartitionState::Up | PartitionState::Down
+            )
+        }) {
+            return Err(Refusal::new(
+                Rejection::PartitionUnavailable,
+                "Required partition not available (inactive or drain)",
+            ));
+        }
+        // Accepted when any partition could ever run it.
+        let mut first = None;
+        for &p in &req.partitions {
+            match self.config_problem(&req, p) {
+                None => {
+                    req.hopeless = req
+                        .partitions
+                        .iter()
+                        .map(|&p| self.hopeless(&req, p))
+                        .collect();
+                    return Ok(req);
+                }
+                Some(refusal) => {
+                    first.get_or_insert(refusal);
+                }
+            }
+        }
+        Err(first.expect("a request names at least one partition"))
+    }
+
+    /// Whether `n` matches the request's configuration (not its CPU count:
+    /// Slurm accepts too many CPUs and pends `PartitionConfig`).
+    fn config_fits(&self, req: &Req, n: usize) -> bool {
+        let node = &self.nodes[n];
+        let gpus_ok = req.gpus == 0
+            || (node.gpus >= req.gpus
+                && req
+                    .gpu_type
+                    .as_ref()
+                    .is_none_or(|t| node.gpu_type.as_ref() == Some(t)));
+        gpus_ok
+            && !req.exclude.contains(&n)
+            && req.mem_mb <= node.memory_mb
+            && (req.features.is_empty()
+                || req
+                    .features
+                    .iter()
+                    .any(|all| all.iter().all(|f| node.features.contains(f))))
+    }
+
+    /// Why partition `p` can never run the request, as sbatch says it.
+    fn config_problem(&self, req: &Req, p: usize) -> Option<Refusal> {
+        let part = &self.partitions[p];
+        let unavailable = || {
+            Refusal::new(
+                Rejection::NodeConfigUnavailable,
+                "Requested node configuration is not available",
+            )
+        };
+        if req.required.iter().any(|r| !part.nodes.contains(r)) {
+            return Some(unavailable());
+        }
+        if req.required.iter().any(|&r| !self.config_fits(req, r)) {
+            return Some(unavailable());
+        }
+        let fitting = part
+            .nodes
+            .iter()
+            .filter(|&&n| self.config_fits(req, n))
+            .count();
+        if fitting == 0 {
+            let memory = part
+                .nodes
+                .iter()
+                .all(|&n| self.nodes[n].memory_mb < req.mem_mb);
+            return Some(if memory {
+                unavailable().note("Memory specification can not be satisfied")
+            } else {
+                unavailable()
+            });
+        }
+        if req.nodes as usize <= part.nodes.len() && fitting < req.nodes as usize {
+            return Some(unavailable());
+        }
+        None
+    }
+
+    /// The time limit in partition `p`, or `Err` when it exceeds `MaxTime`.
+    fn limit_in(&self, req: &Req, p: usize) -> Result<Option<u64>, ()> {
+        let max = self.partitions[p].max_time;
+        match req.time {
+            TimeReq::Default => Ok(max),
+            TimeReq::Unlimited if max.is_some() => Err(()),
+            TimeReq::Unlimited => Ok(None),
+            TimeReq::Minutes(m) if max.is_some_and(|max| m > max) => Err(()),
+            TimeReq::Minutes(m) => Ok(Some(m)),
+        }
+    }
+
+    /// Reasons Slurm gives a job it accepted but can never start in `p`.
+    fn hopeless(&self, req: &Req, p: usize) -> Option<&'static str> {
+        let part = &self.partitions[p];
+        if self.limit_in(req, p).is_err() {
+            Some("PartitionTimeLimit")
+        } else if req.nodes as usize > part.nodes.len() {
+            Some("PartitionNodeLimit")
+        } else if part.nodes.iter().all(|&n| self.nodes[n].cpus < req.cpus) {
+            Some("PartitionConfig")
+        } else if self.config_problem(req, p).is_some() {
+            Some("BadConstraints")
+        } else {
+            None
+        }
+    }
+
+    fn add_job(
+        &mut self,
+        name: String,
+        args: Vec<String>,
+        parsed: Args,
+        req: Req,
+        env: Option<Vec<(String, String)>>,
+    ) -> JobId {
+        let id = JobId(self.jobs.len() as u64 + 1);
+        self.jobs.push(Job {
+            id,
+            name,
+            args,
+            parsed,
+            env,
+            tier: req.tier,
+            req,
+            accepted: true,
+            state: JobState::Pending,
+            // Slurm shows no reason until the scheduler has looked.
+            reason: String::new(),
+            partition: None,
+            nodes: Vec::new(),
+            restarts: 0,
+            exit: None,
+            submit: self.now,
+            start: None,
+            end: None,
+            eligible: self.now,
+            limit_minutes: None,
+            planned: None,
+            run: 0,
+            awaiting_rerun: false,
+            records: Vec::new(),
+        });
+        self.enqueue(self.jobs.len() - 1);
+        self.dirty = true;
+        id
+    }
+
+    fn add_ghost(
+        &mut self,
+        name: String,
+        args: Vec<String>,
+        parsed: &Args,
+        env: Option<Vec<(String, String)>>,
+    ) {
+        let partitions = parsed
+            .partitions
+            .iter()
+            .flatten()
+            .filter_map(|p| self.part_index.get(p).copied())
+            .take(1)
+            .collect();
+        let id = JobId(self.jobs.len() as u64 + 1);
+        self.jobs.push(Job {
+            id,
+            name,
+            args,
+            parsed: parsed.clone(),
+            env,
+            req: Req {
+                partitions,
+                ..Req::default()
+            },
+            tier: 0,
+            accepted: false,
+            state: JobState::Failed,
+            reason: "BadConstraints".to_string(),
+            partition: None,
+            nodes: Vec::new(),
+            restarts: 0,
+            exit: Some(ExitStatus { code: 1, signal: 0 }),
+            submit: self.now,
+            start: None,
+            end: Some(self.now),
+            eligible: self.now,
+            limit_minutes: None,
+            planned: None,
+            run: 0,
+            awaiting_rerun: false,
+            records: Vec::new(),
+        });
+    }
+
+    fn enqueue(&mut self, idx: usize) {
+        let job = &self.jobs[idx];
+        self.pending.insert((Reverse(job.tier), job.id));
+    }
+
+    fn unqueue(&mut self, idx: usize) {
+        let job = &self.jobs[idx];
+        self.pending.remove(&(Reverse(job.tier), job.id));
+    }
+
+    // --- the clock ---
+
+    fn run_to(&mut self, target: Duration) {
+        loop {
+            self.schedule();
+            let at = match self.events.peek() {
+                Some(Reverse(e)) if e.at <= target => e.at,
+                _ => break,
+            };
+            self.now = self.now.max(at);
+            while let Some(Reverse(e)) = self.events.peek().copied() {
+                if e.at > at {
+                    break;
+                }
+                self.events.pop();
+                self.handle(e.kind);
+            }
+        }
+        self.now = self.now.max(target);
+        self.schedule();
+    }
+
+    fn handle(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::End { job, run } => {
+                let Some(idx) = self.job_index(job) else {
+                    return;
+                };
+                let j = &self.jobs[idx];
+                if j.run != run || j.state != JobState::Running {
+                    return;
+                }
+                // A dead slurmd reports nothing: the job ends when Slurm
+                // notices the crash.
+                if j.nodes.iter().any(|&n| self.nodes[n].crashed.is_some()) {
+                    return;
+                }
+                let ok = ExitStatus { code: 0, signal: 0 };
+                match j
+                    .planned
+                    .expect("a running job with an end event has an outcome")
+                {
+                    Outcome::Exit(0) => self.end_job(idx, JobState::Completed, ok, "", Some(ok)),
+                    Outcome::Exit(code) => {
+                        let exit = ExitStatus { code, signal: 0 };
+                        self.end_job(idx, JobState::Failed, exit, "NonZeroExitCode", Some(exit));
+                    }
+                    Outcome::Signal(signal) => {
+                        let exit = ExitStatus { code: 0, signal };
+                        self.end_job(idx, JobState::Failed, exit, "JobLaunchFailure", Some(exit));
+                    }
+                    Outcome::Timeout => {
+                        let exit = ExitStatus {
+                            code: 0,
+                            signal: 15,
+                        };
+                        self.end_job(idx, JobState::Timeout, exit, "TimeLimit", Some(ok));
+                    }
+                }
+            }
+            EventKind::Eligible { job, run } => {
+                if let Some(idx) = self.job_index(job) {
+                    if self.jobs[idx].run == run && self.jobs[idx].state.is_pending() {
+                        self.dirty = true;
+                    }
+                }
+            }
+            EventKind::Detect { node, crash } => {
+                let n = &mut self.nodes[node];
+                if n.crash_gen != crash || n.crashed.is_none() {
+                    return;
+                }
+                n.crashed = None;
+                n.down = true;
+                n.not_responding = true;
+                let reason = self.admin_reason("Not responding");
+                self.nodes[node].reason = Some(reason);
+                self.fail_jobs_on(node);
+                self.dirty = true;
+            }
+        }
+    }
+
+    // --- job transitions ---
+
+    /// Frees the nodes of a job that holds them.
+    fn release(&mut self, idx: usize) {
+        if !self.jobs[idx].state.is_active() {
+            return;
+        }
+        let (id, gpus, cpus) = {
+            let job = &self.jobs[idx];
+            (job.id, job.req.gpus, job.req.cpus)
+        };
+        for k in 0..self.jobs[idx].nodes.len() {
+            let node = &mut self.nodes[self.jobs[idx].nodes[k]];
+            node.gpus_used -= gpus;
+            node.cpus_used -= cpus;
+            node.jobs.retain(|&j| j != id);
+        }
+        self.dirty = true;
+    }
+
+    /// Ends a job for good; `record` is the exit code accounting logs, or
+    /// `None` when Slurm writes no record.
+    fn end_job(
+        &mut self,
+        idx: usize,
+        state: JobState,
+        exit: ExitStatus,
+        reason: &str,
+        record: Option<ExitStatus>,
+    ) {
+        self.release(idx);
+        self.unqueue(idx);
+        if let Some(record_exit) = record {
+            if self.cfg.accounting != AccountingSource::Controller {
+                let rec = self.record(&self.jobs[idx], state.clone(), record_exit);
+                let now = self.now;
+                self.jobs[idx].records.push((now, rec));
+            }
+        }
+        let now = self.now;
+        let job = &mut self.jobs[idx];
+        job.state = state;
+        job.exit = Some(exit);
+        job.reason = reason.to_string();
+        job.end = Some(now);
+        job.planned = None;
+        job.run += 1;
+    }
+
+    /// Puts a job back to pending under the same id; a run it had ends with
+    /// a record in state `cause` (`REQUEUED`, `NODE_FAIL`, `PREEMPTED`).
+    fn requeue_job(&mut self, idx: usize, cause: JobState) {
+        if self.jobs[idx].state.is_active() {
+            self.release(idx);
+            if self.cfg.accounting != AccountingSource::Controller {
+                let rec = self.record(&self.jobs[idx], cause, ExitStatus { code: 0, signal: 0 });
+                let now = self.now;
+                self.jobs[idx].records.push((now, rec));
+            }
+        }
+        let eligible = self.now + self.cfg.requeue_delay;
+        let job = &mut self.jobs[idx];
+        job.state = JobState::Pending;
+        job.reason = "BeginTime".to_string();
+        job.restarts += 1;
+        job.partition = None;
+        job.nodes.clear();
+        job.start = None;
+        job.end = None;
+        job.exit = None;
+        job.planned = None;
+        job.limit_minutes = None;
+        job.run += 1;
+        job.awaiting_rerun = true;
+        job.eligible = eligible;
+        let (id, run) = (job.id, job.run);
+        self.enqueue(idx);
+        self.push_event(eligible, EventKind::Eligible { job: id, run });
+        self.dirty = true;
+    }
+
+    fn cancel_job(&mut self, idx: usize) {
+        let job = &self.jobs[idx];
+        let ok = ExitStatus { code: 0, signal: 0 };
+        if job.state.is_active() {
+            let term = ExitStatus {
+                code: 0,
+                signal: 15,
+            };
+            self.end_job(idx, JobState::Cancelled, term, "", Some(ok));
+        } else if job.state.is_pending() {
+            // Cancelled while waiting to rerun: Slurm writes no final record,
+            // accounting's last word stays the requeue.
+            let record = (!job.awaiting_rerun).then_some(ok);
+            self.end_job(idx, JobState::Cancelled, ok, "", record);
+        }
+    }
+
+    fn preempt_job(&mut self, idx: usize) {
+        let p = self.jobs[idx]
+            .partition
+            .expect("a running job has a partition");
+        if self.partitions[p].preempt == PreemptMode::Requeue && self.jobs[idx].req.requeueable {
+            self.requeue_job(idx, JobState::Preempted);
+        } else {
+            let term = ExitStatus {
+                code: 0,
+                signal: 15,
+            };
+            let ok = ExitStatus { code: 0, signal: 0 };
+            self.end_job(idx, JobState::Preempted, term, "", Some(ok));
+        }
+    }
+
+    /// A node failed: its jobs are requeued or end `NODE_FAIL`.
+    fn fail_jobs_on(&mut self, n: usize) {
+        let victims = self.nodes[n].jobs.clone();
+        for id in victims {
+            let Some(idx) = self.job_index(id) else {
+                continue;
+            };
+            if self.jobs[idx].req.requeueable {
+                self.requeue_job(idx, JobState::NodeFail);
+            } else {
+                let ok = ExitStatus { code: 0, signal: 0 };
+                self.end_job(idx, JobState::NodeFail, ok, "NodeDown", Some(ok));
+            }
+        }
+    }
+
+    fn start_job(&mut self, idx: usize, p: usize, nodes: Vec<usize>) {
+        self.unqueue(idx);
+        let limit = self.limit_in(&self.jobs[idx].req, p).unwrap_or(None);
+        let (id, gpus, cpus) = {
+            let job = &self.jobs[idx];
+            (job.id, job.req.gpus, job.req.cpus)
+        };
+        for &n in &nodes {
+            let node = &mut self.nodes[n];
+            node.gpus_used += gpus;
+            node.cpus_used += cpus;
+            node.jobs.push(id);
+        }
+        let now = self.now;
+        let job = &mut self.jobs[idx];
+        job.state = JobState::Running;
+        job.reason.clear();
+        job.partition = Some(p);
+        job.nodes = nodes;
+        job.start = Some(now);
+        job.end = None;
+        job.exit = None;
+        job.limit_minutes = limit;
+        job.awaiting_rerun = false;
+        job.run += 1;
+        let mut planned = match self.behaviour_for(idx) {
+            Behaviour::Exit { after, code } => Some((now + after, Outcome::Exit(code))),
+            Behaviour::Killed { after, signal } => Some((now + after, Outcome::Signal(signal))),
+            Behaviour::RunForever => None,
+        };
+        if let Some(minutes) = limit {
+            let at = now + Duration::from_secs(minutes * 60);
+            if planned.is_none_or(|(end, _)| at < end) {
+                planned = Some((at, Outcome::Timeout));
+            }
+        }
+        if let Some((at, outcome)) = planned {
+            let job = &mut self.jobs[idx];
+            job.planned = Some(outcome);
+            let run = job.run;
+            self.push_event(at, EventKind::End { job: id, run });
+        }
+    }
+
+    /// Node rule, then name rule, then the workload closure, then forever.
+    fn behaviour_for(&mut self, idx: usize) -> Behaviour {
+        let State {
+            jobs,
+            nodes,
+            partitions,
+            on_start,
+            by_name,
+            cfg,
+            now,
+            ..
+        } = self;
+        let job = &jobs[idx];
+        if let Some(b) = job.nodes.iter().find_map(|&n| nodes[n].behaviour) {
+            return b;
+        }
+        if let Some(b) = by_name.get(&job.name) {
+            return *b;
+        }
+        let Some(workload) = on_start.as_mut() else {
+            return Behaviour::RunForever;
+        };
+        let names: Vec<String> = job.nodes.iter().map(|&n| nodes[n].name.clone()).collect();
+        let partition = job.partition.map_or("", |p| partitions[p].name.as_str());
+        let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let start = JobStart {
+            id: job.id,
+            name: &job.name,
+            partition,
+            nodes: &names,
+            restarts: job.restarts,
+            args: &job.args,
+            now: Timestamp::from_second(cfg.epoch.saturating_add(secs))
+                .expect("virtual time within jiff's range"),
+        };
+        workload(&start)
+    }
+
+    // --- the scheduler ---
+
+    fn schedule(&mut self) {
+        while self.dirty {
+            self.dirty = false;
+            self.schedule_pass();
+        }
+    }
+
+    /// One pass over the queue: higher tiers first, FIFO within a tier; a job
+    /// that cannot start does not hold back the ones behind it (backfill).
+    fn schedule_pass(&mut self) {
+        let order: Vec<JobId> = self.pending.iter().map(|&(_, id)| id).collect();
+        // Partitions where a job already waits for resources: the ones behind
+        // it wait for `Priority`.
+        let mut waiting = vec![false; self.partitions.len()];
+        // Within a pass resources only shrink (higher tiers go first, so a
+        // job started in this pass is never preempted later in it): a job
+        // shaped like one that could not start cannot start either. This
+        // keeps a pass over a long queue cheap.
+        let mut failed: HashMap<u64, (usize, Verdict)> = HashMap::new();
+        for id in order {
+            let Some(idx) = self.job_index(id) else {
+                continue;
+            };
+            if !self.jobs[idx].state.is_pending() {
+                continue;
+            }
+            if self.jobs[idx].eligible > self.now {
+                self.set_reason(idx, "BeginTime");
+                continue;
+            }
+            let req = &self.jobs[idx].req;
+            let known = failed
+                .get(&req.shape)
+                .filter(|(first, _)| self.jobs[*first].req.same_shape(req))
+                .map(|(_, verdict)| verdict.clone());
+            match known {
+                Some(Verdict::Waits(_)) => self.set_reason(idx, "Priority"),
+                Some(Verdict::Blocked(reason)) => self.set_reason(idx, &reason),
+                None => {
+                    if let Some(verdict) = self.place_or_explain(idx, &mut waiting) {
+                        let shape = self.jobs[idx].req.shape;
+                        failed.insert(shape, (idx, verdict));
+                    } else if !self.jobs[idx].state.is_active() {
+                        // Started by preempting others: resources grew.
+                        failed.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts the job if it fits (preempting lower tiers if it may), or sets
+    /// its pending reason and returns why it waits.
+    fn place_or_explain(&mut self, idx: usize, waiting: &mut [bool]) -> Option<Verdict> {
+        let mut best: Option<(u8, usize, Why)> = None;
+        for k in 0..self.jobs[idx].req.partitions.len() {
+            let p = self.jobs[idx].req.partitions[k];
+            match self.try_place(&self.jobs[idx].req, p) {
+                Ok(nodes) => {
+                    self.start_job(idx, p, nodes);
+                    return None;
+                }
+                Err(why) => {
+                    let rank = self.rank(&why);
+                    if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                        best = Some((rank, p, why));
+                    }
+                }
+            }
+        }
+        if let Some((p, nodes)) = self.try_preempt_for(idx) {
+            self.start_job(idx, p, nodes);
+            return None;
+        }
+        let (_, p, why) = best?;
+        let verdict = match why {
+            Why::Resources => {
+                let reason = if waiting[p] { "Priority" } else { "Resources" };
+                waiting[p] = true;
+                self.set_reason(idx, reason);
+                return Some(Verdict::Waits(p));
+            }
+            Why::Static(s) => s.to_string(),
+            Why::NodesUnavailable(nodes) => format!(
+                "ReqNodeNotAvail, UnavailableNodes:{}",
+                self.node_names_of(&nodes).join(",")
+            ),
+        };
+        self.set_reason(idx, &verdict);
+        Some(Verdict::Blocked(verdict))
+    }
+
+    fn set_reason(&mut self, idx: usize, reason: &str) {
+        if self.jobs[idx].reason != reason {
+            self.jobs[idx].reason = reason.to_string();
+        }
+    }
+
+    /// Lower is more hopeful; the reason shown is the most hopeful one over
+    /// the job's partitions.
+    fn rank(&self, why: &Why) -> u8 {
+        match why {
+            Why::Resources => 0,
+            Why::NodesUnavailable(_) => 1,
+            Why::Static(s) => match classify_pending(s) {
+                PendingOutlook::Waiting => 0,
+                PendingOutlook::Blocked => 1,
+                PendingOutlook::Hopeless => 2,
+            },
+        }
+    }
+
+    fn fits_now(&self, req: &Req, n: usize) -> bool {
+        let node = &self.nodes[n];
+        node.gpus - node.gpus_used >= req.gpus && node.cpus - node.cpus_used >= req.cpus
+    }
+
+    /// Nodes in `p` where the request starts now (first fit, in node order),
+    /// or why not.
+    fn try_place(&self, req: &Req, p: usize) -> Result<Vec<usize>, Why> {
+        let part = &self.partitions[p];
+        match part.state {
+            PartitionState::Down => return Err(Why::Static("PartitionDown")),
+            PartitionState::Inactive => return Err(Why::Static("PartitionInactive")),
+            PartitionState::Up | PartitionState::Drain => {}
+        }
+        if let Some(reason) = req.hopeless_in(p) {
+            return Err(Why::Static(reason));
+        }
+        let unavailable: Vec<usize> = req
+            .required
+            .iter()
+            .copied()
+            .filter(|&n| !self.usable(n))
+            .collect();
+        if !unavailable.is_empty() {
+            return Err(Why::NodesUnavailable(unavailable));
+        }
+        let want = req.nodes as usize;
+        let mut chosen: Vec<usize> = req
+            .required
+            .iter()
+            .copied()
+            .filter(|&n| self.fits_now(req, n))
+            .collect();
+        let required_busy = chosen.len() < req.required.len();
+        // Usable nodes that could ever take the job: too few means it waits
+        // for nodes to come back, not for resources.
+        let mut usable = req.required.len();
+        for &n in &part.nodes {
+            if !required_busy && chosen.len() == want {
+                break;
+            }
+            if req.required.contains(&n)
+                || !self.config_fits(req, n)
+                || !self.usable(n)
+                || self.nodes[n].cpus < req.cpus
+            {
+                continue;
+            }
+            usable += 1;
+            if chosen.len() < want && self.fits_now(req, n) {
+                chosen.push(n);
+            }
+        }
+        if !required_busy && chosen.len() == want {
+            chosen.sort_unstable();
+            Ok(chosen)
+        } else if usable < want {
+            Err(Why::Static(ALL_NODES_DOWN))
+        } else {
+            Err(Why::Resources)
+        }
+    }
+
+    /// Partition-priority preemption: a single-node job finds a node where
+    /// preempting jobs of lower-tier partitions (newest first) makes room.
+    fn try_preempt_for(&mut self, idx: usize) -> Option<(usize, Vec<usize>)> {
+        let (p, n, victims) = self.preemption_plan(&self.jobs[idx].req)?;
+        for v in victims {
+            self.preempt_job(v);
+        }
+        Some((p, vec![n]))
+    }
+
+    /// The partition, node and victims of a preemption that makes room.
+    fn preemption_plan(&self, req: &Req) -> Option<(usize, usize, Vec<usize>)> {
+        // Most jobs can preempt nobody: no preemptable partition has a
+        // lower tier. Cheap to rule out, and this runs for every waiting job.
+        let lowest = self
+            .partitions
+            .iter()
+            .filter(|p| p.preempt != PreemptMode::Off)
+            .map(|p| p.tier)
+            .min()?;
+        if req.tier <= lowest || req.nodes != 1 || req.required.len() > 1 {
+            return None;
+        }
+        for &p in &req.partitions {
+            let part = &self.partitions[p];
+            if !part.state.schedules() || req.hopeless_in(p).is_some() {
+                continue;
+            }
+            for &n in &part.nodes {
+                if !self.config_fits(req, n)
+                    || !self.usable(n)
+                    || self.nodes[n].cpus < req.cpus
+                    || req.required.first().is_some_and(|&r| r != n)
+                {
+                    continue;
+                }
+                let node = &self.nodes[n];
+                let (mut gpus, mut cpus) = (node.gpus - node.gpus_used, node.cpus - node.cpus_used);
+                let mut victims = Vec::new();
+                for v in node.jobs.iter().rev().filter_map(|&v| self.job_index(v)) {
+                    if gpus >= req.gpus && cpus >= req.cpus {
+                        break;
+                    }
+                    let vp = self.jobs[v]
+                        .partition
+                        .expect("running jobs have a partition");
+                    if self.partitions[vp].tier >= part.tier
+                        || self.partitions[vp].preempt == PreemptMode::Off
+                    {
+                        continue;
+                    }
+                    gpus += self.jobs[v].req.gpus;
+                    cpus += self.jobs[v].req.cpus;
+                    victims.push(v);
+                }
+                if !victims.is_empty() && gpus >= req.gpus && cpus >= req.cpus {
+                    return Some((p, n, victims));
+                }
+            }
+        }
+        None
+    }
+
+    /// `sbatch --test-only`: now where the request fits now, otherwise when
+    /// enough running jobs reach their time limits (a job without one counts
+    /// as running for a year, as Slurm does). Pending jobs are not counted.
+    fn estimate(&self, req: &Req) -> StartEstimate {
+        let mut best: Option<(Duration, usize, Vec<usize>)> = None;
+        for &p in &req.partitions {
+            if !self.partitions[p].state.schedules() || req.hopeless_in(p).is_some() {
+                continue;
+            }
+            let found = match self.try_place(req, p) {
+                Ok(nodes) => Some((self.now, nodes)),
+                Err(_) => self.later_start(req, p),
+            };
+            if let Some((at, nodes)) = found {
+                if best.as_ref().is_none_or(|(b, _, _)| at < *b) {
+                    best = Some((at, p, nodes));
+                }
+            }
+        }
+        let (at, p, nodes) = best.unwrap_or_else(|| {
+            let p = req.partitions[0];
+            let node = self.partitions[p]
+                .nodes
+                .iter()
+                .copied()
+                .find(|&n| self.config_fits(req, n));
+            (self.now + FAR_FUTURE, p, node.into_iter().collect())
+        });
+        StartEstimate {
+            start: self.stamp(at),
+            nodes: self.node_names_of(&nodes),
+            partition: self.partitions[p].name.clone(),
+            processors: req.cpus * req.nodes,
+        }
+    }
+
+    fn later_start(&self, req: &Req, p: usize) -> Option<(Duration, Vec<usize>)> {
+        let mut times: Vec<(Duration, usize)> = Vec::new();
+        for &n in &self.partitions[p].nodes {
+            if !self.config_fits(req, n) || !self.usable(n) || self.nodes[n].cpus < req.cpus {
+                continue;
+            }
+            let node = &self.nodes[n];
+            let mut ends: Vec<(Duration, u32, u32)> = node
+                .jobs
+                .iter()
+                .filter_map(|&j| self.job_index(j))
+                .map(|j| {
+                    let job = &self.jobs[j];
+                    let start = job.start.unwrap_or(self.now);
+                    let limit = job
+                        .limit_minutes
+                        .map_or(FAR_FUTURE, |m| Duration::from_secs(m * 60));
+                    (start + limit, job.req.gpus, job.req.cpus)
+                })
+                .collect();
+            ends.sort();
+            let (mut gpus, mut cpus) = (node.gpus - node.gpus_used, node.cpus - node.cpus_used);
+            for (at, g, c) in ends {
+                gpus += g;
+                cpus += c;
+                if gpus >= req.gpus && cpus >= req.cpus {
+                    times.push((at.max(self.now), n));
+                    break;
+                }
+            }
+        }
+        let mut chosen: Vec<(Duration, usize)> = req
+            .required
+            .iter()
+            .map(|&r| times.iter().copied().find(|&(_, n)| n == r))
+            .collect::<Option<_>>()?;
+        times.sort();
+        for t in times {
+            if chosen.len() >= req.nodes as usize {
+                break;
+            }
+            if !chosen.iter().any(|&(_, n)| n == t.1) {
+                chosen.push(t);
+            }
+        }
+        if chosen.len() < req.nodes as usize {
+            return None;
+        }
+        let at = chosen.iter().map(|&(t, _)| t).max()?;
+        let mut nodes: Vec<usize> = chosen.into_iter().map(|(_, n)| n).collect();
+        nodes.sort_unstable();
+        Some((at, nodes))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sbatch's arguments
+// ---------------------------------------------------------------------------
+
+/// A refusal in Slurm's words: an optional first line, then the sentence
+/// after "Batch job submission failed:".
+#[derive(Debug)]
+struct Refusal {
+    kind: Rejection,
+    note: Option<String>,
+    sentence: Option<&'static str>,
+}
+
+impl Refusal {
+    fn new(kind: Rejection, sentence: &'static str) -> Refusal {
+        Refusal {
+            kind,
+            note: None,
+            sentence: Some(sentence),
+        }
+    }
+
+    /// A refusal sbatch prints before contacting the controller.
+    fn early(kind: Rejection, note: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            note: Some(note.into()),
+            sentence: None,
+        }
+    }
+
+    fn invalid_node() -> Refusal {
+        Refusal::new(Rejection::InvalidNodeName, "Invalid node name specified")
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Refusal {
+        self.note = Some(note.into());
+        self
+    }
+
+    fn sentence(&self) -> String {
+        match (self.sentence, &self.note) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(n)) => n.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    fn error(&self, command: &str) -> SlurmError {
+        let mut lines = Vec::new();
+        if let Some(note) = &self.note {
+            lines.push(format!("sbatch: error: {note}"));
+        }
+        if let Some(sentence) = self.sentence {
+            lines.push(format!(
+                "sbatch: error: Batch job submission failed: {sentence}"
+            ));
+        }
+        SlurmError::Rejected {
+            command: command.to_string(),
+            kind: self.kind,
+            message: lines.join("\n"),
+        }
+    }
+}
+
+/// The sbatch options the sim models; the last occurrence wins, as in sbatch.
+#[derive(Debug, Clone, Default)]
+struct Args {
+    partitions: Option<Vec<String>>,
+    name: Option<String>,
+    /// `--gres=gpu[:TYPE][:N]`, per node.
+    gres: Option<(Option<String>, u32)>,
+    /// `--gpus-per-node=[TYPE:]N`.
+    gpus_per_node: Option<(Option<String>, u32)>,
+    /// `--gpus=[TYPE:]N`, for the whole job.
+    gpus_total: Option<(Option<String>, u32)>,
+    nodes: Option<u32>,
+    ntasks: Option<u32>,
+    cpus_per_task: Option<u32>,
+    mem_mb: Option<u64>,
+    exclude: Option<Vec<String>>,
+    nodelist: Option<Vec<String>>,
+    time: Option<TimeReq>,
+    constraint: Option<String>,
+    requeue: Option<bool>,
+    /// Everything else, verbatim.
+    ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Partition,
+    JobName,
+    Time,
+    Gres,
+    Gpus,
+    GpusPerNode,
+    Nodes,
+    Ntasks,
+    CpusPerTask,
+    Mem,
+    Exclude,
+    Nodelist,
+    Constraint,
+    Requeue,
+    NoRequeue,
+    /// An option the sim ignores, taking a value or not.
+    Ignored {
+        value: bool,
+    },
+}
+
+/// sbatch's long options that take a value and that the sim ignores, so that
+/// `--output FILE` does not leave `FILE` behind as a stray argument.
+const IGNORED_WITH_VALUE: &[&str] = &[
+    "account",
+    "acctg-freq",
+    "array",
+    "batch",
+    "bb",
+    "bbf",
+    "begin",
+    "chdir",
+    "cluster-constraint",
+    "clusters",
+    "comment",
+    "container",
+    "core-spec",
+    "cores-per-socket",
+    "cpu-freq",
+    "cpus-per-gpu",
+    "deadline",
+    "delay-boot",
+    "dependency",
+    "distribution",
+    "error",
+    "export",
+    "export-file",
+    "extra-node-info",
+    "gid",
+    "gpu-bind",
+    "gpu-freq",
+    "gpus-per-socket",
+    "gpus-per-task",
+    "gres-flags",
+    "hint",
+    "input",
+    "licenses",
+    "mail-type",
+    "mail-user",
+    "mcs-label",
+    "mem-bind",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "mincpus",
+    "network",
+    "nodefile",
+    "ntasks-per-core",
+    "ntasks-per-gpu",
+    "ntasks-per-node",
+    "ntasks-per-socket",
+    "open-mode",
+    "output",
+    "partition-prefer",
+    "power",
+    "prefer",
+    "priority",
+    "profile",
+    "qos",
+    "reservation",
+    "signal",
+    "sockets-per-node",
+    "switches",
+    "thread-spec",
+    "threads-per-core",
+    "time-min",
+    "tmp",
+    "tres-per-task",
+    "uid",
+    "wckey",
+    "wrap",
+];
+
+fn long_option(name: &str) -> Opt {
+    match name {
+        "partition" => Opt::Partition,
+        "job-name" => Opt::JobName,
+        "time" => Opt::Time,
+        "gres" => Opt::Gres,
+        "gpus" => Opt::Gpus,
+        "gpus-per-node" => Opt::GpusPerNode,
+        "nodes" => Opt::Nodes,
+        "ntasks" => Opt::Ntasks,
+        "cpus-per-task" => Opt::CpusPerTask,
+        "mem" => Opt::Mem,
+        "exclude" => Opt::Exclude,
+        "nodelist" => Opt::Nodelist,
+        "constraint" => Opt::Constraint,
+        "requeue" => Opt::Requeue,
+        "no-requeue" => Opt::NoRequeue,
+        other => Opt::Ignored {
+            value: IGNORED_WITH_VALUE.contains(&other),
+        },
+    }
+}
+
+fn short_option(c: char) -> Opt {
+    match c {
+        'p' => Opt::Partition,
+        'J' => Opt::JobName,
+        't' => Opt::Time,
+        'G' => Opt::Gpus,
+        'N' => Opt::Nodes,
+        'n' => Opt::Ntasks,
+        'c' => Opt::CpusPerTask,
+        'x' => Opt::Exclude,
+        'w' => Opt::Nodelist,
+        'C' => Opt::Constraint,
+        'A' | 'a' | 'B' | 'D' | 'd' | 'e' | 'F' | 'i' | 'L' | 'M' | 'm' | 'o' | 'q' | 'S' => {
+            Opt::Ignored { value: true }
+        }
+        _ => Opt::Ignored { value: false },
+    }
+}
+
+/// The job's name, its effective arguments (`#SBATCH` lines, then the
+/// command line, which wins) and what they ask for.
+fn read_request(
+    request: &SubmitRequest,
+    command: &str,
+) -> Result<(String, Vec<String>, Args), SlurmError> {
+    let (text, default_name) = match &request.script {
+        ScriptSource::Text(text) => (text.clone(), "sbatch".to_string()),
+        ScriptSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|_| SlurmError::Failed {
+                command: command.to_string(),
+                status: "exit 1".to_string(),
+                message: format!("sbatch: error: Unable to open file {}", path.display()),
+            })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sbatch".to_string());
+            (text, name)
+        }
+    };
+    let mut args = script_directives(&text);
+    args.extend(request.args.iter().cloned());
+    let parsed = parse_args(&args).map_err(|r| r.error(command))?;
+    let name = parsed.name.clone().unwrap_or(default_name);
+    Ok((name, args, parsed))
+}
+
+/// `#SBATCH` lines up to the first command, as sbatch reads them.
+fn script_directives(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("#SBATCH") {
+            if rest.starts_with(char::is_whitespace) {
+                out.extend(
+                    rest.split_whitespace()
+                        .take_while(|w| !w.starts_with('#'))
+                        .map(str::to_string),
+                );
+            }
+        } else if !line.starts_with('#') {
+            break;
+        }
+    }
+    out
+}
+
+fn parse_args(args: &[String]) -> Result<Args, Refusal> {
+    let mut a = Args::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        let (opt, inline) = if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((name, value)) => (long_option(name), Some(value)),
+                None => (long_option(long), None),
+            }
+        } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.chars();
+            let c = chars.next().expect("not empty");
+            let rest = chars.as_str();
+            let rest = rest.strip_prefix('=').unwrap_or(rest);
+            (short_option(c), (!rest.is_empty()).then_some(rest))
+        } else {
+            a.ignored.push(arg.clone());
+            continue;
+        };
+        let value = match opt {
+            Opt::Requeue | Opt::NoRequeue | Opt::Ignored { value: false } => None,
+            _ => match inline {
+                Some(v) => Some(v.to_string()),
+                None => {
+                    let v = args.get(i).ok_or_else(|| {
+                        Refusal::early(
+                            Rejection::InvalidRequest,
+                            format!("invalid option: {arg} requires an argument"),
+                        )
+                    })?;
+                    i += 1;
+                    Some(v.clone())
+                }
+            },
+        };
+        let value = value.unwrap_or_default();
+        let bad_gres = || {
+            Refusal::new(
+                Rejection::InvalidRequest,
+                "Invalid generic resource (gres) specification",
+            )
+        };
+        let bad_value = || {
+            Refusal::early(
+                Rejection::InvalidRequest,
+                format!("invalid option value: {arg} {value}"),
+            )
+        };
+        match opt {
+            Opt::Partition => a.partitions = Some(split_list(&value)),
+            Opt::JobName => a.name = Some(value.clone()),
+            Opt::Time => {
+                a.time = Some(parse_time(&value).ok_or_else(|| {
+                    Refusal::early(Rejection::InvalidRequest, "Invalid --time specification")
+                })?)
+            }
+            Opt::Gres => a.gres = Some(parse_gres(&value).ok_or_else(bad_gres)?),
+            Opt::Gpus => a.gpus_total = Some(parse_gpu_count(&value).ok_or_else(bad_gres)?),
+            Opt::GpusPerNode => {
+                a.gpus_per_node = Some(parse_gpu_count(&value).ok_or_else(bad_gres)?)
+            }
+            Opt::Nodes => {
+                // `-N 2-4`: the sim takes the minimum.
+                let min = value.split('-').next().unwrap_or("");
+                a.nodes = Some(min.parse().ok().filter(|&n| n > 0).ok_or_else(bad_value)?);
+            }
+            Opt::Ntasks => {
+                a.ntasks = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(bad_value)?,
+                )
+            }
+            Opt::CpusPerTask => {
+                a.cpus_per_task = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(bad_value)?,
+                )
+            }
+            Opt::Mem => a.mem_mb = Some(parse_mem(&value).ok_or_else(bad_value)?),
+            Opt::Exclude => a.exclude = Some(split_top_level(&value)),
+            Opt::Nodelist => a.nodelist = Some(split_top_level(&value)),
+            Opt::Constraint => a.constraint = Some(value.clone()),
+            Opt::Requeue => a.requeue = Some(true),
+            Opt::NoRequeue => a.requeue = Some(false),
+            Opt::Ignored { value: takes } => {
+                a.ignored.push(arg.clone());
+                if takes && inline.is_none() {
+                    a.ignored.push(value.clone());
+                }
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// `a100,a6000` → `["a100", "a6000"]`.
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Keeps host list brackets whole (`a100-[1-2],cpu-1` is one item per
+/// top-level comma); items are expanded when resolved.
+fn split_top_level(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut item = String::new();
+    for c in s.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                if !item.trim().is_empty() {
+                    out.push(item.trim().to_string());
+                }
+                item.clear();
+                continue;
+            }
+            _ => {}
+        }
+        item.push(c);
+    }
+    if !item.trim().is_empty() {
+        out.push(item.trim().to_string());
+    }
+    out
+}
+
+/// Slurm's time formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`,
+/// `UNLIMITED`/`INFINITE`. Slurm keeps whole minutes, rounding seconds up; 0
+/// means no limit.
+fn parse_time(s: &str) -> Option<TimeReq> {
+    let s = s.trim();
+    if matches!(
+        s.to_ascii_uppercase().as_str(),
+        "UNLIMITED" | "INFINITE" | "-1"
+    ) {
+        return Some(TimeReq::Unlimited);
+    }
+    let (days, rest) = match s.split_once('-') {
+        Some((d, rest)) => (Some(d.parse::<u64>().ok()?), rest),
+        None => (None, s),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => d * 86_400 + h * 3600,
+        (Some(d), [h, m]) => d * 86_400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86_400 + h * 3600 + m * 60 + s,
+        _ => return None,
+    };
+    Some(if secs == 0 {
+        TimeReq::Unlimited
+    } else {
+        TimeReq::Minutes(secs.div_ceil(60))
+    })
+}
+
+/// `--gres=gpu`, `gpu:N`, `gpu:TYPE`, `gpu:TYPE:N` (per node). Only `gpu`
+/// exists on the cluster (`GresTypes=gpu`).
+fn parse_gres(s: &str) -> Option<(Option<String>, u32)> {
+    let mut gpus = None;
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let parts: Vec<&str> = item.split(':').collect();
+        gpus = Some(match parts.as_slice() {
+            ["gpu"] => (None, 1),
+            ["gpu", x] => match x.parse() {
+                Ok(n) => (None, n),
+                Err(_) => (Some(x.to_string()), 1),
+            },
+            ["gpu", kind, n] => (Some(kind.to_string()), n.parse().ok()?),
+            _ => return None,
+        });
+    }
+    gpus
+}
+
+/// `--gpus=N`, `--gpus=TYPE:N`.
+fn parse_gpu_count(s: &str) -> Option<(Option<String>, u32)> {
+    match s.trim().split_once(':') {
+        Some((kind, n)) => Some((Some(kind.to_string()), n.parse().ok()?)),
+        None => Some((None, s.trim().parse().ok()?)),
+    }
+}
+
+/// `--mem=16000`, `16000M`, `16G`, `1T`, `512K`: megabytes.
+fn parse_mem(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    match unit.to_ascii_uppercase().as_str() {
+        "" | "M" => Some(n),
+        "K" => Some(n.div_ceil(1024)),
+        "G" => n.checked_mul(1024),
+        "T" => n.checked_mul(1024 * 1024),
+        _ => None,
+    }
+}
+
+/// `--constraint=a&b` (all), `a|b` (any), `a,b` (all). Counts and brackets
+/// are not modelled and read as an unknown feature.
+fn parse_constraint(s: &str) -> Option<Vec<Vec<String>>> {
+    let alts: Vec<Vec<String>> = s
+        .split('|')
+        .map(|alt| {
+            alt.split(['&', ','])
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!alts.is_empty() && alts.iter().all(|a| !a.is_empty())).then_some(alts)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn sim() -> SimSlurm {
+        SimSlurm::new(SimCluster::test_cluster())
+    }
+
+    fn request(args: &[&str]) -> SubmitRequest {
+        SubmitRequest {
+            script: ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: None,
+        }
+    }
+
+    fn submit(s: &SimSlurm, args: &[&str]) -> JobId {
+        s.submit(&request(args)).unwrap()
+    }
+
+    fn reject(s: &SimSlurm, args: &[&str]) -> SlurmError {
+        s.submit(&request(args))
+            .expect_err("submission should be rejected")
+    }
+
+    /// The job as `jobs()` reports it.
+    fn get(s: &SimSlurm, id: JobId) -> JobInfo {
+        s.jobs(&[id])
+            .unwrap()
+            .pop()
+            .unwrap_or_else(|| panic!("job {id} is not held"))
+    }
+
+    fn node(s: &SimSlurm, name: &str) -> NodeInfo {
+        s.nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.name == name)
+            .unwrap()
+    }
+
+    fn exit(j: &JobInfo) -> Option<(i32, i32)> {
+        j.exit.map(|e| (e.code, e.signal))
+    }
+
+    fn exits(code: i32) -> Behaviour {
+        Behaviour::Exit {
+            after: secs(60),
+            code,
+        }
+    }
+
+    #[test]
+    fn is_a_shareable_slurm() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SimSlurm>();
+        let shared: Arc<dyn Slurm> = Arc::new(sim());
+        assert_eq!(shared.cluster().unwrap().name, "sim");
+    }
+
+    #[test]
+    fn test_cluster_inventory_matches_the_real_one() {
+        let s = sim();
+        let nodes = s.nodes().unwrap();
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a100-1",
+                "a100-2",
+                "a6000-1",
+                "a6000-2",
+                "cpu-1",
+                "cpu-2",
+                "rtx4090-1",
+                "rtx4090-2"
+            ]
+        );
+        let n = |name: &str| nodes.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(n("a100-1").gpu_types(), ["a100"]);
+        assert_eq!(n("a100-1").gpus_total(), 4);
+        assert_eq!(n("a6000-2").gpus_total(), 8);
+        assert_eq!(n("rtx4090-1").gpus_total(), 4);
+        assert_eq!(n("cpu-1").gpus_total(), 0);
+        assert_eq!(n("cpu-1").cpus, 8);
+        assert!(n("a100-1").features.contains(&"a100_80gb".to_string()));
+        assert_eq!(n("a100-1").partitions, ["a100", "urgent"]);
+        assert_eq!(n("rtx4090-2").partitions, ["rtx4090", "offline"]);
+        assert!(
+            nodes
+                .iter()
+                .all(|n| n.state.is_usable() && n.gpus_used == 0 && n.state.base == "IDLE")
+        );
+
+        let parts = s.partitions().unwrap();
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cpu", "a100", "a6000", "rtx4090", "short", "offline", "urgent"
+            ]
+        );
+        let p = |name: &str| parts.iter().find(|p| p.name == name).unwrap();
+        assert!(p("cpu").is_default && !p("a100").is_default);
+        assert!(!p("offline").is_up());
+        assert_eq!(p("short").max_time_minutes, Some(1));
+        assert_eq!(p("a100").max_time_minutes, None);
+        assert_eq!(p("urgent").priority_tier, 10);
+        assert_eq!(p("urgent").nodes.len(), 4);
+        assert_eq!(p("a6000").preempt_mode, "CANCEL");
+        assert_eq!(p("a100").preempt_mode, "REQUEUE");
+        assert_eq!(p("urgent").preempt_mode, "OFF");
+        assert_eq!(p("a100").nodes, ["a100-1", "a100-2"]);
+        assert_eq!((p("a100").total_cpus, p("a100").total_nodes), (32, 2));
+
+        let switches = s.topology().unwrap();
+        assert_eq!(switches.len(), 4);
+        let leaf1 = switches.iter().find(|s| s.name == "leaf1").unwrap();
+        assert_eq!(leaf1.level, 0);
+        assert_eq!(leaf1.nodes, ["a100-1", "a100-2", "rtx4090-1"]);
+        let spine = switches.iter().find(|s| s.name == "spine").unwrap();
+        assert_eq!((spine.level, spine.switches.len()), (1, 3));
+        assert_eq!(spine.switches, ["leaf1", "leaf2", "leaf3"]);
+        assert_eq!(spine.nodes.len(), 8);
+
+        let info = s.cluster().unwrap();
+        assert_eq!(info.name, "sim");
+        assert_eq!(info.version, "22.05.8");
+        assert_eq!(info.accounting_storage, "accounting_storage/none");
+        assert_eq!(info.job_comp, "jobcomp/filetxt");
+        assert_eq!(info.min_job_age_secs, 300);
+        assert_eq!(info.topology_plugin, "topology/tree");
+    }
+
+    #[test]
+    fn schedules_onto_free_gpus_and_reports_them_in_use() {
+        let s = sim();
+        let holder = submit(&s, &["-p", "a6000", "--gres=gpu:a6000:3", "-J", "holder"]);
+        assert_eq!(holder, JobId(1));
+        let fresh = get(&s, holder);
+        assert_eq!(fresh.state, JobState::Pending);
+        assert_eq!(fresh.reason, "", "no reason before the scheduler looked");
+        assert_eq!(fresh.submit_time, Some(s.now()));
+
+        s.step();
+        let running = get(&s, holder);
+        assert_eq!(running.state, JobState::Running);
+        assert_eq!(running.name, "holder");
+        assert_eq!(running.partition, "a6000");
+        assert_eq!(running.nodes, ["a6000-1"]);
+        assert_eq!(running.start_time, Some(s.now()));
+        assert!(running.end_time.is_none() && running.exit.is_none());
+        let n = node(&s, "a6000-1");
+        assert_eq!((n.gpus_used, n.gpus_total(), n.gpus_free()), (3, 8, 5));
+        assert_eq!((n.state.to_string().as_str(), n.cpus_alloc), ("MIXED", 1));
+
+        // Eight GPUs fit only on the other node; five then fill the first.
+        let eight = submit(&s, &["-p", "a6000", "--gpus=8"]);
+        let five = submit(&s, &["-p", "a6000", "--gres=gpu:5"]);
+        s.step();
+        assert_eq!(get(&s, eight).nodes, ["a6000-2"]);
+        assert_eq!(get(&s, five).nodes, ["a6000-1"]);
+        let n = node(&s, "a6000-1");
+        assert_eq!(n.gpus_free(), 0);
+        assert_eq!(n.state.base, "MIXED", "Slurm's node state follows CPUs");
+
+        // All CPUs of a node taken: ALLOCATED.
+        let cpus = submit(&s, &["-p", "cpu", "-c", "8"]);
+        s.step();
+        assert_eq!(get(&s, cpus).nodes, ["cpu-1"]);
+        assert_eq!(node(&s, "cpu-1").state.base, "ALLOCATED");
+    }
+
+    #[test]
+    fn pending_jobs_start_first_in_first_out() {
+        let s = sim();
+        s.behave_named("fill", exits(0));
+        let fill: Vec<JobId> = (0..2)
+            .map(|_| submit(&s, &["-p", "a100", "--gres=gpu:a100:4", "-J", "fill"]))
+            .collect();
+        let first = submit(&s, &["-p", "a100", "--gres=gpu:a100:4"]);
+        let small = submit(&s, &["-p", "a100", "--gres=gpu:a100:1"]);
+        let third = submit(&s, &["-p", "a100", "--gres=gpu:a100:4"]);
+        s.step();
+        for id in &fill {
+            assert_eq!(get(&s, *id).state, JobState::Running);
+        }
+        assert_eq!(get(&s, first).reason, "Resources");
+        assert_eq!(get(&s, small).reason, "Priority");
+        assert_eq!(get(&s, third).reason, "Priority");
+        for id in [first, small, third] {
+            let reason = get(&s, id).reason;
+            assert_eq!(classify_pending(&reason), PendingOutlook::Waiting);
+        }
+
+        s.advance(secs(59));
+        assert_eq!(get(&s, first).state, JobState::Pending);
+        s.advance(secs(1));
+        assert_eq!(get(&s, fill[0]).state, JobState::Completed);
+        let first_job = get(&s, first);
+        assert_eq!(first_job.nodes, ["a100-1"]);
+        assert_eq!(first_job.start_time, Some(s.now()));
+        assert_eq!(get(&s, small).nodes, ["a100-2"]);
+        let third_job = get(&s, third);
+        assert_eq!(third_job.state, JobState::Pending);
+        assert_eq!(third_job.reason, "Resources");
+    }
+
+    #[test]
+    fn several_partitions_start_where_the_job_fits_now() {
+        let s = sim();
+        for _ in 0..2 {
+            submit(&s, &["-p", "a100", "--gres=gpu:4"]);
+        }
+        let either = submit(&s, &["-p", "a100,a6000", "--gres=gpu:2"]);
+        assert_eq!(get(&s, either).partition, "a100,a6000");
+        // An a100 request is accepted on both partitions, but a6000 can never
+        // run it: it waits for a100.
+        let typed = submit(&s, &["--partition=a100,a6000", "--gres=gpu:a100:2"]);
+        s.step();
+        let started = get(&s, either);
+        assert_eq!(started.state, JobState::Running);
+        assert_eq!(started.partition, "a6000");
+        assert_eq!(started.nodes, ["a6000-1"]);
+        let waiting = get(&s, typed);
+        assert_eq!(
+            (waiting.state, waiting.reason.as_str()),
+            (JobState::Pending, "Resources")
+        );
+    }
+
+    #[test]
+    fn exclude_lists_and_node_lists() {
+        let s = sim();
+        let excluded = submit(&s, &["-p", "cpu", "--exclude=cpu-1"]);
+        let short_flag = submit(&s, &["-p", "cpu", "-x", "cpu-2"]);
+        let pinned = submit(&s, &["-p", "a100", "-w", "a100-2", "--gres=gpu:1"]);
+        let both = submit(
+            &s,
+            &[
+                "-p",
+                "a6000",
+                "--nodelist=a6000-[1-2]",
+                "--gres=gpu:a6000:1",
+            ],
+        );
+        let all_but = submit(
+            &s,
+            &["-p", "urgent", "-x", "a100-[1-2],a6000-1", "--gres=gpu:1"],
+        );
+        s.step();
+        assert_eq!(get(&s, excluded).nodes, ["cpu-2"]);
+        assert_eq!(get(&s, short_flag).nodes, ["cpu-1"]);
+        assert_eq!(get(&s, pinned).nodes, ["a100-2"]);
+        assert_eq!(get(&s, both).nodes, ["a6000-1", "a6000-2"]);
+        assert_eq!(get(&s, all_but).nodes, ["a6000-2"]);
+        assert_eq!(node(&s, "a6000-2").gpus_used, 2);
+    }
+
+    #[test]
+    fn rejections_have_the_real_kinds_and_messages() {
+        let s = sim();
+        let cases: &[(&[&str], Rejection)] = &[
+            (&["-p", "nosuch"], Rejection::InvalidPartition),
+            (&["-p", "a100,nosuch"], Rejection::InvalidPartition),
+            (
+                &["-p", "a100", "--exclude=retired-node-7"],
+                Rejection::InvalidNodeName,
+            ),
+            (&["-p", "a100", "-w", "a100-9"], Rejection::InvalidNodeName),
+            (
+                &["-p", "a100", "--gres=gpu:a100:5"],
+                Rejection::NodeConfigUnavailable,
+            ),
+            (
+                &["-p", "cpu", "--gres=gpu:1"],
+                Rejection::NodeConfigUnavailable,
+            ),
+            (
+                &["-p", "a100", "--gres=gpu:h100:1"],
+                Rejection::NodeConfigUnavailable,
+            ),
+            (
+                &["-p", "a100", "-w", "cpu-1"],
+                Rejection::NodeConfigUnavailable,
+            ),
+            (
+                &["-p", "cpu", "--exclude=cpu-[1-2]"],
+                Rejection::NodeConfigUnavailable,
+            ),
+            (&["-p", "cpu", "--mem=1T"], Rejection::NodeConfigUnavailable),
+            (&["-p", "a100", "--gres=tpu:1"], Rejection::InvalidRequest),
+            (
+                &["-p", "a100", "--gres=gpu:a100:x"],
+                Rejection::InvalidRequest,
+            ),
+            (&["--time=bogus"], Rejection::InvalidRequest),
+            (&["-C", "nosuchfeature"], Rejection::InvalidRequest),
+            (&["-p"], Rejection::InvalidRequest),
+        ];
+        for (args, want) in cases {
+            let err = reject(&s, args);
+            assert!(!err.is_observation_failure(), "{args:?}: {err}");
+            assert_eq!(err.rejection(), Some(*want), "{args:?}: {err}");
+            let SlurmError::Rejected { message, .. } = &err else {
+                unreachable!()
+            };
+            assert_eq!(
+                Rejection::classify(message),
+                Some(*want),
+                "the adapter would classify {message:?} differently"
+            );
+        }
+        s.set_partition_state("a100", PartitionState::Drain);
+        s.set_partition_state("a6000", PartitionState::Inactive);
+        for p in ["a100", "a6000", "a100,a6000"] {
+            let err = reject(&s, &["-p", p]);
+            assert_eq!(
+                err.rejection(),
+                Some(Rejection::PartitionUnavailable),
+                "{err}"
+            );
+        }
+        // One usable partition in the list is enough.
+        submit(&s, &["-p", "a100,rtx4090"]);
+    }
+
+    #[test]
+    fn a_rejected_node_configuration_uses_up_a_job_id() {
+        let s = sim();
+        reject(&s, &["-p", "a100", "--gres=gpu:a100:5", "-J", "toomany"]);
+        reject(&s, &["-p", "nosuch"]);
+        let next = submit(&s, &["-p", "cpu"]);
+        assert_eq!(next, JobId(2), "Slurm keeps a FAILED job for the first");
+        let ghost = s.job(JobId(1)).unwrap();
+        assert!(!ghost.accepted && !ghost.is_live());
+        assert_eq!(ghost.info.state, JobState::Failed);
+        assert_eq!(ghost.info.reason, "BadConstraints");
+        assert_eq!(ghost.info.partition, "a100");
+        assert!(s.live_jobs_named("toomany").is_empty());
+    }
+
+    #[test]
+    fn jobs_that_can_never_start_pend_with_hopeless_reasons() {
+        let s = sim();
+        let down = submit(&s, &["-p", "offline"]);
+        let too_long = submit(&s, &["-p", "short", "--time=10"]);
+        let too_big = submit(&s, &["-p", "a100", "-N", "3"]);
+        let too_wide = submit(&s, &["-p", "cpu", "-c", "64"]);
+        let forever = submit(&s, &["-p", "short", "--time=UNLIMITED"]);
+        s.advance(secs(3600));
+        for (id, want) in [
+            (down, "PartitionDown"),
+            (too_long, "PartitionTimeLimit"),
+            (too_big, "PartitionNodeLimit"),
+            (too_wide, "PartitionConfig"),
+            (forever, "PartitionTimeLimit"),
+        ] {
+            let j = get(&s, id);
+            assert_eq!(
+                (j.state.clone(), j.reason.as_str()),
+                (JobState::Pending, want)
+            );
+            assert_eq!(classify_pending(&j.reason), PendingOutlook::Hopeless);
+            assert!(j.nodes.is_empty() && j.start_time.is_none());
+        }
+        s.set_partition_state("offline", PartitionState::Up);
+        s.step();
+        let up = get(&s, down);
+        assert_eq!(
+            (up.state, up.nodes),
+            (JobState::Running, vec!["rtx4090-1".to_string()])
+        );
+    }
+
+    #[test]
+    fn node_failure_requeues_or_ends_node_fail() {
+        let s = sim();
+        let requeued = submit(&s, &["-p", "a100", "--gres=gpu:a100:1", "-J", "requeued"]);
+        let lost = submit(
+            &s,
+            &[
+                "-p",
+                "a6000",
+                "--no-requeue",
+                "--gres=gpu:a6000:1",
+                "-J",
+                "lost",
+            ],
+        );
+        s.step();
+        assert_eq!(get(&s, requeued).nodes, ["a100-1"]);
+        assert_eq!(get(&s, lost).nodes, ["a6000-1"]);
+        assert_eq!(get(&s, requeued).restarts, 0);
+
+        s.advance(secs(5));
+        s.fail_node("a100-1", "injected failure");
+        s.fail_node("a6000-1", "injected failure");
+        let back = get(&s, requeued);
+        assert_eq!(back.state, JobState::Pending);
+        assert_eq!((back.restarts, back.reason.as_str()), (1, "BeginTime"));
+        assert!(back.nodes.is_empty() && back.start_time.is_none());
+        assert_eq!(back.partition, "a100");
+        let failed = get(&s, lost);
+        assert_eq!(
+            (failed.state.clone(), failed.reason.as_str()),
+            (JobState::NodeFail, "NodeDown")
+        );
+        assert_eq!(exit(&failed), Some((0, 0)));
+        assert_eq!(failed.end_time, Some(s.now()));
+
+        let down = node(&s, "a100-1");
+        assert_eq!(down.state.to_string(), "DOWN");
+        assert!(!down.state.is_usable());
+        assert!(down.reason.unwrap().starts_with("injected failure [root@"));
+        assert_eq!(down.gpus_used, 0);
+
+        // Eligible again after the requeue delay, then on the other node.
+        s.advance(secs(10));
+        assert_eq!(get(&s, requeued).state, JobState::Pending);
+        s.advance(secs(1));
+        let rerun = get(&s, requeued);
+        assert_eq!(rerun.state, JobState::Running);
+        assert_eq!((rerun.nodes[0].as_str(), rerun.restarts), ("a100-2", 1));
+
+        // Accounting logs the interrupted run as NODE_FAIL in both cases.
+        let records = s.accounting(&[requeued, lost]).unwrap();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert!(records.iter().all(|r| r.state == JobState::NodeFail));
+        assert_eq!(records[0].nodes, ["a100-1"]);
+        assert_eq!(records[1].nodes, ["a6000-1"]);
+        assert_eq!(records[1].partition, "a6000");
+
+        s.resume_node("a100-1");
+        assert!(node(&s, "a100-1").state.is_usable());
+        assert_eq!(node(&s, "a100-1").reason, None);
+    }
+
+    #[test]
+    fn a_crashed_node_is_noticed_late() {
+        let s = sim();
+        s.on_start(|_| Behaviour::Exit {
+            after: secs(100),
+            code: 0,
+        });
+        let id = submit(&s, &["-p", "a100", "--gres=gpu:a100:2"]);
+        s.step();
+        assert_eq!(get(&s, id).nodes, ["a100-1"]);
+        s.advance(secs(95));
+        s.crash_node("a100-1");
+        // The script would have ended at 100 s, but its node is dead: Slurm
+        // still shows it running, and the node looks fine for a while.
+        s.advance(secs(10));
+        assert_eq!(get(&s, id).state, JobState::Running);
+        assert!(node(&s, "a100-1").state.flags.is_empty());
+        s.advance(secs(6));
+        assert_eq!(get(&s, id).state, JobState::Running);
+        let n = node(&s, "a100-1");
+        assert!(
+            n.state.has_flag("NOT_RESPONDING") && !n.state.is_usable(),
+            "{n:?}"
+        );
+        assert_eq!(n.state.base, "MIXED");
+        // No new job goes there meanwhile.
+        let other = submit(&s, &["-p", "a100", "--gres=gpu:a100:1"]);
+        s.step();
+        assert_eq!(get(&s, other).nodes, ["a100-2"]);
+
+        s.advance(secs(13));
+        assert_eq!(get(&s, id).state, JobState::Running);
+        s.advance(secs(1));
+        let n = node(&s, "a100-1");
+        assert_eq!(n.state.to_string(), "DOWN+NOT_RESPONDING");
+        assert!(n.reason.unwrap().starts_with("Not responding"));
+        let j = get(&s, id);
+        assert_eq!((j.state.clone(), j.restarts), (JobState::Pending, 1));
+
+        s.advance(secs(11));
+        assert_eq!(get(&s, id).nodes, ["a100-2"]);
+        s.advance(secs(100));
+        assert_eq!(get(&s, id).state, JobState::Completed);
+        let states: Vec<JobState> = s
+            .accounting(&[id])
+            .unwrap()
+            .into_iter()
+            .map(|r| r.state)
+            .collect();
+        assert_eq!(states, [JobState::NodeFail, JobState::Completed]);
+
+        s.restart_node("a100-1");
+        let n = node(&s, "a100-1");
+        assert!(n.state.is_usable() && n.reason.is_none(), "{n:?}");
+    }
+
+    #[test]
+    fn drained_nodes_keep_their_jobs_and_take_no_new_ones() {
+        let s = sim();
+        let running = submit(&s, &["-p", "rtx4090", "-w", "rtx4090-2", "--gres=gpu:1"]);
+        s.step();
+        s.drain_node("rtx4090-2", "bad fan");
+        let n = node(&s, "rtx4090-2");
+        assert_eq!(n.state.to_string(), "MIXED+DRAIN");
+        assert!(!n.state.is_usable());
+        assert!(
+            n.reason
+                .unwrap()
+                .starts_with("bad fan [root@2026-01-01T00:00:00]")
+        );
+        assert_eq!(get(&s, running).state, JobState::Running);
+
+        let wants_it = submit(&s, &["-p", "rtx4090", "-w", "rtx4090-2", "--gres=gpu:1"]);
+        s.step();
+        let j = get(&s, wants_it);
+        assert_eq!(j.reason, "ReqNodeNotAvail, UnavailableNodes:rtx4090-2");
+        assert_eq!(classify_pending(&j.reason), PendingOutlook::Blocked);
+
+        s.cancel(&[running]).unwrap();
+        assert_eq!(node(&s, "rtx4090-2").state.to_string(), "IDLE+DRAIN");
+        s.resume_node("rtx4090-2");
+        s.step();
+        assert_eq!(get(&s, wants_it).state, JobState::Running);
+
+        s.drain_node("cpu-1", "maintenance");
+        s.drain_node("cpu-2", "maintenance");
+        let nowhere = submit(&s, &["-p", "cpu"]);
+        s.step();
+        let j = get(&s, nowhere);
+        assert_eq!(j.reason, ALL_NODES_DOWN);
+        assert_eq!(classify_pending(&j.reason), PendingOutlook::Blocked);
+    }
+
+    #[test]
+    fn preemption_by_hand_follows_the_partition_mode() {
+        let s = sim();
+        let requeue = submit(&s, &["-p", "a100", "--gres=gpu:1"]);
+        let cancel = submit(&s, &["-p", "a6000", "--gres=gpu:1"]);
+        s.step();
+        s.preempt(requeue);
+        s.preempt(cancel);
+        let j = get(&s, requeue);
+        assert_eq!(
+            (j.state.clone(), j.restarts, j.reason.as_str()),
+            (JobState::Pending, 1, "BeginTime")
+        );
+        let j = get(&s, cancel);
+        assert_eq!(j.state, JobState::Preempted);
+        assert_eq!(exit(&j), Some((0, 15)));
+        let records = s.accounting(&[requeue, cancel]).unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.state == JobState::Preempted));
+        assert_eq!(records[1].exit.map(|e| (e.code, e.signal)), Some((0, 0)));
+        s.advance(secs(11));
+        assert_eq!(get(&s, requeue).state, JobState::Running);
+    }
+
+    #[test]
+    fn a_higher_tier_preempts_lower_ones() {
+        let s = sim();
+        let requeue_victim = submit(&s, &["-p", "a100", "-w", "a100-1", "--gres=gpu:a100:4"]);
+        let cancel_victim = submit(&s, &["-p", "a6000", "-w", "a6000-1", "--gres=gpu:a6000:8"]);
+        let bystander = submit(&s, &["-p", "a100", "-w", "a100-2", "--gres=gpu:a100:1"]);
+        s.step();
+        let urgent = [
+            submit(&s, &["-p", "urgent", "-w", "a100-1", "--gres=gpu:a100:4"]),
+            submit(&s, &["-p", "urgent", "-w", "a6000-1", "--gres=gpu:a6000:8"]),
+        ];
+        s.step();
+        for id in urgent {
+            let j = get(&s, id);
+            assert_eq!(
+                (j.state, j.partition.as_str()),
+                (JobState::Running, "urgent")
+            );
+        }
+        let j = get(&s, requeue_victim);
+        assert_eq!((j.state.clone(), j.restarts), (JobState::Pending, 1));
+        assert_eq!(get(&s, cancel_victim).state, JobState::Preempted);
+        assert_eq!(get(&s, bystander).state, JobState::Running);
+        s.advance(secs(11));
+        let j = get(&s, requeue_victim);
+        assert_eq!(
+            (j.state.clone(), j.reason.as_str()),
+            (JobState::Pending, "Resources")
+        );
+        s.cancel(&urgent).unwrap();
+        s.step();
+        assert_eq!(get(&s, requeue_victim).state, JobState::Running);
+    }
+
+    #[test]
+    fn time_limits_end_jobs_timeout() {
+        let s = sim();
+        let short = submit(&s, &["-p", "short"]);
+        let limited = submit(&s, &["-p", "cpu", "--time=2"]);
+        let in_time = submit(&s, &["-p", "cpu", "-t", "5", "-J", "quick"]);
+        s.behave_named("quick", exits(0));
+        s.step();
+        assert_eq!(s.job(short).unwrap().time_limit_minutes, Some(1));
+        assert_eq!(s.job(limited).unwrap().time_limit_minutes, Some(2));
+        s.advance(secs(59));
+        assert_eq!(get(&s, short).state, JobState::Running);
+        s.advance(secs(1));
+        let j = get(&s, short);
+        assert_eq!(
+            (j.state.clone(), j.reason.as_str()),
+            (JobState::Timeout, "TimeLimit")
+        );
+        assert_eq!(exit(&j), Some((0, 15)));
+        assert_eq!(get(&s, in_time).state, JobState::Completed);
+        s.advance(secs(60));
+        assert_eq!(get(&s, limited).state, JobState::Timeout);
+        let record = s.accounting(&[short]).unwrap().pop().unwrap();
+        assert_eq!(
+            (record.state, record.partition.as_str()),
+            (JobState::Timeout, "short")
+        );
+    }
+
+    #[test]
+    fn ended_jobs_leave_the_controller_after_min_job_age() {
+        let s = sim();
+        s.on_start(|_| Behaviour::Exit {
+            after: Duration::ZERO,
+            code: 0,
+        });
+        let id = submit(&s, &["-p", "cpu"]);
+        s.advance(secs(1));
+        assert_eq!(get(&s, id).state, JobState::Completed);
+        s.advance(secs(298));
+        assert!(s.job(id).unwrap().held);
+        assert_eq!(s.jobs(&[id]).unwrap().len(), 1);
+        s.advance(secs(1));
+        assert!(s.jobs(&[id]).unwrap().is_empty(), "forgotten after 300 s");
+        assert!(!s.job(id).unwrap().held);
+        assert_eq!(s.accounting(&[id]).unwrap().len(), 1, "accounting keeps it");
+        let err = s.requeue(id).unwrap_err();
+        assert!(matches!(err, SlurmError::UnknownJob { .. }), "{err}");
+        assert!(!err.is_observation_failure());
+        s.cancel(&[id])
+            .expect("cancelling a forgotten job is not an error");
+    }
+
+    #[test]
+    fn accounting_records_every_ended_run() {
+        let s = sim();
+        s.behave_named("ok", exits(0));
+        s.behave_named("three", exits(3));
+        s.behave_named(
+            "killed",
+            Behaviour::Killed {
+                after: secs(1),
+                signal: 9,
+            },
+        );
+        let ids: Vec<JobId> = ["ok", "three", "killed", "holder"]
+            .iter()
+            .map(|name| submit(&s, &["-p", "cpu", "-J", name]))
+            .collect();
+        let [ok, three, killed, holder] = ids[..] else {
+            unreachable!()
+        };
+        let never_ran = submit(&s, &["-p", "offline"]);
+        s.advance(secs(60));
+
+        let j = get(&s, ok);
+        assert_eq!(
+            (j.state.clone(), exit(&j), j.reason.as_str()),
+            (JobState::Completed, Some((0, 0)), "")
+        );
+        let j = get(&s, three);
+        assert_eq!(
+            (j.state.clone(), exit(&j)),
+            (JobState::Failed, Some((3, 0)))
+        );
+        assert_eq!(j.reason, "NonZeroExitCode");
+        let j = get(&s, killed);
+        assert_eq!(
+            (j.state.clone(), exit(&j)),
+            (JobState::Failed, Some((0, 9)))
+        );
+        assert_eq!(j.reason, "JobLaunchFailure");
+        assert!(j.start_time.is_some() && j.end_time.is_some());
+
+        // Only ended runs have records.
+        let records = s.accounting(&ids).unwrap();
+        let ended: Vec<JobId> = records.iter().map(|r| r.id).collect();
+        assert_eq!(ended, [ok, three, killed]);
+        assert!(
+            records
+                .iter()
+                .all(|r| r.source == AccountingSource::JobComp)
+        );
+        assert_eq!(records[1].exit.map(|e| e.code), Some(3));
+        assert_eq!(records[2].exit.map(|e| e.signal), Some(9));
+        assert_eq!(
+            (records[0].nodes.len(), records[0].partition.as_str()),
+            (1, "cpu")
+        );
+
+        // A requeue is a record; a cancel while waiting to rerun writes none.
+        s.requeue(holder).unwrap();
+        let j = get(&s, holder);
+        assert_eq!((j.state.clone(), j.restarts), (JobState::Pending, 1));
+        s.cancel(&[holder]).unwrap();
+        assert_eq!(get(&s, holder).state, JobState::Cancelled);
+        let states: Vec<JobState> = s
+            .accounting(&[holder])
+            .unwrap()
+            .into_iter()
+            .map(|r| r.state)
+            .collect();
+        assert_eq!(states, [JobState::Requeued]);
+
+        // A job cancelled before it ever ran has a record without a start.
+        s.cancel(&[never_ran]).unwrap();
+        let r = s.accounting(&[never_ran]).unwrap().pop().unwrap();
+        assert_eq!(r.state, JobState::Cancelled);
+        assert!(r.start_time.is_none() && r.nodes.is_empty() && r.end_time.is_some());
+
+        assert!(s.accounting(&[JobId(987_654)]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_running_job_and_its_requeue_record() {
+        let s = sim();
+        let id = submit(&s, &["-p", "cpu"]);
+        s.step();
+        s.requeue(id).unwrap();
+        s.advance(secs(11));
+        assert_eq!(get(&s, id).state, JobState::Running);
+        s.cancel(&[id]).unwrap();
+        let j = get(&s, id);
+        assert_eq!(
+            (j.state.clone(), exit(&j), j.restarts),
+            (JobState::Cancelled, Some((0, 15)), 1)
+        );
+        let states: Vec<JobState> = s
+            .accounting(&[id])
+            .unwrap()
+            .into_iter()
+            .map(|r| r.state)
+            .collect();
+        assert_eq!(states, [JobState::Requeued, JobState::Cancelled]);
+    }
+
+    #[test]
+    fn slurmdbd_lags_and_the_controller_forgets() {
+        let s = SimSlurm::new(
+            SimCluster::test_cluster()
+                .accounting(AccountingSource::Slurmdbd)
+                .accounting_lag(secs(1)),
+        );
+        assert_eq!(
+            s.cluster().unwrap().accounting_storage,
+            "accounting_storage/slurmdbd"
+        );
+        s.on_start(|_| exits(0));
+        let id = submit(&s, &["-p", "cpu"]);
+        s.advance(secs(60));
+        assert_eq!(get(&s, id).state, JobState::Completed);
+        assert!(
+            s.accounting(&[id]).unwrap().is_empty(),
+            "not in slurmdbd yet"
+        );
+        s.advance(secs(1));
+        let r = s.accounting(&[id]).unwrap();
+        assert_eq!((r.len(), r[0].source), (1, AccountingSource::Slurmdbd));
+
+        let s = SimSlurm::new(SimCluster::test_cluster().accounting(AccountingSource::Controller));
+        assert_eq!(s.cluster().unwrap().job_comp, "jobcomp/none");
+        s.on_start(|_| exits(0));
+        let id = submit(&s, &["-p", "cpu"]);
+        s.step();
+        s.requeue(id).unwrap();
+        s.advance(secs(11 + 60));
+        let r = s.accounting(&[id]).unwrap();
+        assert_eq!(r.len(), 1, "the controller knows only the last run: {r:?}");
+        assert_eq!(
+            (r[0].state.clone(), r[0].source),
+            (JobState::Completed, AccountingSource::Controller)
+        );
+        s.advance(secs(300));
+        assert!(s.accounting(&[id]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_controller_fails_every_command_but_the_cluster_goes_on() {
+        let s = sim();
+        s.on_start(|_| exits(0));
+        let id = submit(&s, &["-p", "cpu", "-J", "r1"]);
+        s.step();
+        s.set_unreachable(true);
+        let req = request(&["-p", "cpu"]);
+        let update = PendingUpdate {
+            exclude: Some(vec!["cpu-1".into()]),
+            partition: None,
+        };
+        let errors = [
+            s.cluster().err(),
+            s.submit(&req).err(),
+            s.estimate_start(&req).err(),
+            s.jobs(&[id]).err(),
+            s.jobs_by_name(&["r1".to_string()]).err(),
+            s.accounting(&[id]).err(),
+            s.cancel(&[id]).err(),
+            s.requeue(id).err(),
+            s.update_pending(id, &update).err(),
+            s.nodes().err(),
+            s.partitions().err(),
+            s.topology().err(),
+        ];
+        for err in errors {
+            let err = err.expect("a call succeeded with the controller unreachable");
+            assert!(matches!(err, SlurmError::Unreachable { .. }), "{err}");
+            assert!(err.is_observation_failure());
+        }
+        // The adapter runs no command for an empty list.
+        assert!(s.jobs(&[]).unwrap().is_empty());
+        s.cancel(&[]).unwrap();
+        assert_eq!(s.all_jobs().len(), 1, "nothing was submitted");
+
+        // Jobs go on meanwhile; the news is there once Slurm answers again.
+        s.advance(secs(60));
+        s.set_unreachable(false);
+        assert_eq!(get(&s, id).state, JobState::Completed);
+        // Learnt once, the configuration is cached like the adapter does.
+        s.cluster().unwrap();
+        s.set_unreachable(true);
+        assert!(s.cluster().is_ok());
+    }
+
+    #[test]
+    fn timeouts_and_lost_submit_replies() {
+        let s = sim();
+        s.set_timeout(true);
+        let err = s.submit(&request(&["-p", "cpu", "-J", "r1"])).unwrap_err();
+        match &err {
+            SlurmError::TimedOut { after, .. } => assert_eq!(*after, secs(30)),
+            other => panic!("{other}"),
+        }
+        assert!(err.is_observation_failure());
+        assert!(s.all_jobs().is_empty(), "a timed-out command did nothing");
+        assert!(s.nodes().is_err());
+        s.set_timeout(false);
+
+        // The reply is lost but the job exists: it must be found by name.
+        s.set_submit_reply_lost(true);
+        let err = s.submit(&request(&["-p", "cpu", "-J", "r1"])).unwrap_err();
+        assert!(matches!(err, SlurmError::TimedOut { .. }));
+        s.set_submit_reply_lost(false);
+        let live = s.live_jobs_named("r1");
+        assert_eq!(live.len(), 1);
+        let found = s
+            .jobs_by_name(&["r1".to_string(), "other".to_string()])
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, live[0].info.id);
+    }
+
+    #[test]
+    fn calls_are_counted_by_kind() {
+        let s = sim();
+        let id = submit(&s, &["-p", "cpu"]);
+        assert_eq!(s.calls().submit, 1);
+        s.reset_calls();
+        assert_eq!(s.calls(), SimCalls::default());
+        s.jobs(&[id]).unwrap();
+        s.jobs(&[id, JobId(99)]).unwrap();
+        s.nodes().unwrap();
+        s.accounting(&[id]).unwrap();
+        let c = s.calls();
+        assert_eq!((c.jobs, c.nodes, c.accounting), (2, 1, 1));
+        assert_eq!((c.queries(), c.actions(), c.total()), (4, 0, 4));
+        // squeue ×2, scontrol show node, scontrol show config + sacct.
+        assert_eq!(c.commands, 5);
+
+        s.jobs(&[]).unwrap();
+        s.accounting(&[id]).unwrap();
+        s.update_pending(id, &PendingUpdate::default()).unwrap();
+        s.cancel(&[id]).unwrap();
+        s.partitions().unwrap();
+        s.topology().unwrap();
+        s.cluster().unwrap();
+        s.estimate_start(&request(&["-p", "cpu"])).unwrap();
+        s.requeue(JobId(999)).unwrap_err();
+        s.jobs_by_name(&["x".to_string()]).unwrap();
+        let c = s.calls();
+        assert_eq!(c.jobs, 3);
+        assert_eq!(c.accounting, 2);
+        assert_eq!(
+            (c.update_pending, c.cancel, c.partitions, c.topology),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(
+            (c.cluster, c.estimate, c.requeue, c.jobs_by_name),
+            (1, 1, 1, 1)
+        );
+        // No command for the empty list, the empty update or the cached config.
+        assert_eq!(c.commands, 5 + 1 + 1 + 1 + 1 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn pending_jobs_are_changed_in_place() {
+        let s = sim();
+        let down = submit(&s, &["-p", "offline"]);
+        s.update_pending(
+            down,
+            &PendingUpdate {
+                exclude: Some(vec!["cpu-1".into()]),
+                partition: None,
+            },
+        )
+        .unwrap();
+        s.update_pending(
+            down,
+            &PendingUpdate {
+                exclude: None,
+                partition: Some("cpu".into()),
+            },
+        )
+        .unwrap();
+        s.step();
+        let moved = get(&s, down);
+        assert_eq!(moved.state, JobState::Running);
+        assert_eq!(
+            (moved.partition.as_str(), moved.nodes.as_slice()),
+            ("cpu", &["cpu-2".to_string()][..])
+        );
+
+        let err = s
+            .update_pending(
+                down,
+                &PendingUpdate {
+                    exclude: Some(vec!["cpu-2".into()]),
+                    partition: None,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.rejection(), Some(Rejection::JobNotPending), "{err}");
+        let SlurmError::Rejected { message, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(Rejection::classify(message), Some(Rejection::JobNotPending));
+
+        let waiting = submit(&s, &["-p", "offline"]);
+        let bad =
+            |update: PendingUpdate| s.update_pending(waiting, &update).unwrap_err().rejection();
+        assert_eq!(
+            bad(PendingUpdate {
+                exclude: None,
+                partition: Some("nosuch".into())
+            }),
+            Some(Rejection::InvalidPartition)
+        );
+        assert_eq!(
+            bad(PendingUpdate {
+                exclude: Some(vec!["retired-node-7".into()]),
+                partition: None
+            }),
+            Some(Rejection::InvalidNodeName)
+        );
+        let err = s
+            .update_pending(
+                JobId(987_654),
+                &PendingUpdate {
+                    exclude: Some(vec![]),
+                    partition: None,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, SlurmError::UnknownJob { .. }), "{err}");
+    }
+
+    #[test]
+    fn requeue_needs_a_started_requeueable_job() {
+        let s = sim();
+        let err = s.requeue(JobId(987_654)).unwrap_err();
+        assert!(matches!(err, SlurmError::UnknownJob { .. }), "{err}");
+        let pending = submit(&s, &["-p", "offline"]);
+        assert!(matches!(s.requeue(pending), Err(SlurmError::Failed { .. })));
+        let fixed = submit(&s, &["-p", "cpu", "--no-requeue"]);
+        s.step();
+        assert!(matches!(s.requeue(fixed), Err(SlurmError::Failed { .. })));
+        assert_eq!(get(&s, fixed).state, JobState::Running);
+    }
+
+    #[test]
+    fn start_estimates() {
+        let s = sim();
+        let e = s
+            .estimate_start(&request(&["-p", "a6000", "--gres=gpu:a6000:2"]))
+            .unwrap();
+        assert_eq!((e.start, e.partition.as_str()), (s.now(), "a6000"));
+        assert_eq!(
+            (e.nodes.as_slice(), e.processors),
+            (&["a6000-1".to_string()][..], 1)
+        );
+        assert!(s.all_jobs().is_empty(), "--test-only creates no job");
+
+        submit(&s, &["-p", "a100", "--gres=gpu:4", "--time=10"]);
+        submit(&s, &["-p", "a100", "--gres=gpu:4"]);
+        s.step();
+        let e = s
+            .estimate_start(&request(&["-p", "a100", "--gres=gpu:a100:4"]))
+            .unwrap();
+        assert_eq!(e.nodes, ["a100-1"]);
+        assert_eq!(e.start.duration_since(s.now()).as_secs(), 600);
+
+        submit(&s, &["-p", "a6000", "--gres=gpu:8"]);
+        submit(&s, &["-p", "a6000", "--gres=gpu:8"]);
+        s.step();
+        let e = s
+            .estimate_start(&request(&["-p", "a6000", "--gres=gpu:1"]))
+            .unwrap();
+        assert!(
+            e.start.duration_since(s.now()).as_secs() > 300 * 86_400,
+            "{e:?}"
+        );
+
+        let err = s.estimate_start(&request(&["-p", "nosuch"])).unwrap_err();
+        assert_eq!(err.rejection(), Some(Rejection::InvalidPartition));
+    }
+
+    #[test]
+    fn sbatch_lines_in_the_script_count_and_unknown_arguments_are_kept() {
+        let s = sim();
+        let script = "#!/bin/bash\n\
+                      # a comment\n\
+                      #SBATCH -p a100\n\
+                      #SBATCH --gres=gpu:a100:2 # two GPUs\n\
+                      #SBATCH --job-name=fromscript\n\
+                      \n\
+                      echo hi\n\
+                      #SBATCH -p cpu\n";
+        let id = s
+            .submit(&SubmitRequest {
+                script: ScriptSource::Text(script.into()),
+                args: [
+                    "--output=/tmp/x",
+                    "--signal",
+                    "B:USR1@120",
+                    "--mystery-flag",
+                    "-J",
+                    "cli",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                env: Some(vec![("HOME".into(), "/home/u".into())]),
+            })
+            .unwrap();
+        s.step();
+        let j = s.job(id).unwrap();
+        assert_eq!(j.info.name, "cli", "the command line wins");
+        assert_eq!(
+            j.info.partition, "a100",
+            "directives after a command are not read"
+        );
+        assert_eq!(node(&s, "a100-1").gpus_used, 2);
+        assert_eq!(
+            j.ignored_args,
+            [
+                "--output=/tmp/x",
+                "--signal",
+                "B:USR1@120",
+                "--mystery-flag"
+            ]
+        );
+        assert_eq!(j.args[0], "-p");
+        assert_eq!(j.env.unwrap()[0].1, "/home/u");
+
+        let stdin = submit(&s, &["-p", "cpu"]);
+        assert_eq!(s.job(stdin).unwrap().info.name, "sbatch");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.sh");
+        std::fs::write(
+            &path,
+            "#!/bin/bash\n#SBATCH --partition=rtx4090\n#SBATCH --no-requeue\nexec true\n",
+        )
+        .unwrap();
+        let file = s
+            .submit(&SubmitRequest {
+                script: ScriptSource::File(path.clone()),
+                args: vec![],
+                env: None,
+            })
+            .unwrap();
+        let j = s.job(file).unwrap();
+        assert_eq!(
+            (j.info.name.as_str(), j.info.partition.as_str()),
+            ("train.sh", "rtx4090")
+        );
+        assert!(!j.requeueable);
+
+        let err = s
+            .submit(&SubmitRequest {
+                script: ScriptSource::File(dir.path().join("missing.sh")),
+                args: vec![],
+                env: None,
+            })
+            .unwrap_err();
+        assert!(matches!(err, SlurmError::Failed { .. }), "{err}");
+    }
+
+    #[test]
+    fn workload_rules_node_before_name_before_closure() {
+        let s = sim();
+        s.on_start(|job| Behaviour::Exit {
+            after: secs(10),
+            code: if job.restarts == 0 { 7 } else { 0 },
+        });
+        s.behave_named("named", exits(5));
+        s.behave_on_node("cpu-2", exits(9));
+        let by_closure = submit(&s, &["-p", "cpu", "-w", "cpu-1"]);
+        let by_name = submit(&s, &["-p", "cpu", "-w", "cpu-1", "-J", "named"]);
+        let by_node = submit(&s, &["-p", "cpu", "-w", "cpu-2", "-J", "named"]);
+        s.advance(secs(60));
+        assert_eq!(exit(&get(&s, by_closure)), Some((7, 0)));
+        assert_eq!(exit(&get(&s, by_name)), Some((5, 0)));
+        assert_eq!(exit(&get(&s, by_node)), Some((9, 0)));
+        s.clear_node_behaviour("cpu-2");
+        let now_fine = submit(&s, &["-p", "cpu", "-w", "cpu-2"]);
+        s.advance(secs(10));
+        assert_eq!(exit(&get(&s, now_fine)), Some((7, 0)));
+    }
+
+    #[test]
+    fn multi_node_jobs_hold_and_free_every_node() {
+        let s = sim();
+        let id = submit(&s, &["-p", "a100", "-N", "2", "--gres=gpu:a100:2"]);
+        s.step();
+        assert_eq!(get(&s, id).nodes, ["a100-1", "a100-2"]);
+        assert_eq!(node(&s, "a100-2").gpus_used, 2);
+        s.fail_node("a100-2", "gone");
+        assert_eq!(node(&s, "a100-1").gpus_used, 0);
+        s.advance(secs(60));
+        let j = get(&s, id);
+        assert_eq!(
+            (j.state.clone(), j.reason.as_str()),
+            (JobState::Pending, ALL_NODES_DOWN)
+        );
+    }
+
+    #[test]
+    fn live_jobs_by_name() {
+        let s = sim();
+        let a = submit(&s, &["-p", "cpu", "-J", "run-a"]);
+        submit(&s, &["-p", "cpu", "-J", "run-a"]);
+        submit(&s, &["-p", "cpu", "-J", "run-b"]);
+        s.step();
+        assert_eq!(s.live_jobs_named("run-a").len(), 2);
+        s.cancel(&[a]).unwrap();
+        let live = s.live_jobs_named("run-a");
+        assert_eq!(live.len(), 1);
+        assert!(live[0].is_live() && live[0].info.id != a);
+        assert_eq!(s.all_jobs().len(), 3);
+    }
+
+    /// Invariants that must hold at any time.
+    fn check_invariants(s: &SimSlurm) {
+        let nodes = s.nodes().unwrap();
+        let jobs = s.all_jobs();
+        for n in &nodes {
+            assert!(n.gpus_used <= n.gpus_total(), "{n:?}");
+            assert!(n.cpus_alloc <= n.cpus, "{n:?}");
+            let running: u32 = jobs
+                .iter()
+                .filter(|j| j.info.state == JobState::Running && j.info.nodes.contains(&n.name))
+                .count() as u32;
+            assert_eq!(running == 0, n.cpus_alloc == 0, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn a_thousand_jobs_run_in_well_under_a_second() {
+        let started = Instant::now();
+        let s = sim();
+        s.on_start(|job| Behaviour::Exit {
+            after: secs(10 * (job.id.0 % 17 + 1)),
+            code: i32::from(job.id.0 % 10 == 0),
+        });
+        let shapes: [&[&str]; 5] = [
+            &["-p", "a100", "--gres=gpu:a100:1"],
+            &["-p", "a6000", "--gres=gpu:a6000:3"],
+            &["-p", "rtx4090,a100", "--gres=gpu:2"],
+            &["-p", "cpu", "-c", "2"],
+            &["-p", "urgent", "--gres=gpu:4"],
+        ];
+        let ids: Vec<JobId> = (0..1000)
+            .map(|i| submit(&s, shapes[i % shapes.len()]))
+            .collect();
+        let mut ticks = 0;
+        while s.live_job_count() > 0 {
+            s.advance(secs(60));
+            ticks += 1;
+            if ticks % 10 == 0 {
+                check_invariants(&s);
+            }
+            assert!(ticks < 10_000, "the queue never drains");
+        }
+        let jobs = s.all_jobs();
+        assert_eq!(jobs.len(), 1000);
+        let completed = jobs
+            .iter()
+            .filter(|j| j.info.state == JobState::Completed)
+            .count();
+        let failed = jobs
+            .iter()
+            .filter(|j| j.info.state == JobState::Failed)
+            .count();
+        assert_eq!((completed, failed), (900, 100));
+        let records = s.accounting(&ids).unwrap();
+        assert_eq!(records.len(), 1000);
+        let elapsed = started.elapsed();
+        eprintln!("1000 jobs over {ticks} virtual minutes in {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_thousand_runs_on_a_big_cluster() {
+        let started = Instant::now();
+        let s = SimSlurm::new(SimCluster::uniform(128, 8));
+        assert_eq!(s.nodes().unwrap().len(), 128);
+        assert_eq!(s.topology().unwrap().len(), 5);
+        let ids: Vec<JobId> = (0..1000)
+            .map(|i| submit(&s, &["--gres=gpu:1", "-J", &format!("run-{i}")]))
+            .collect();
+        s.step();
+        s.reset_calls();
+        let jobs = s.jobs(&ids).unwrap();
+        assert_eq!(jobs.len(), 1000);
+        assert!(jobs.iter().all(|j| j.state == JobState::Running));
+        let used: u32 = s.nodes().unwrap().iter().map(|n| n.gpus_used).sum();
+        assert_eq!(used, 1000);
+        assert_eq!(s.calls().commands, 2);
+        let elapsed = started.elapsed();
+        eprintln!("1000 runs on 128 nodes in {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    #[test]
+    fn parses_slurm_values() {
+        assert_eq!(parse_time("10"), Some(TimeReq::Minutes(10)));
+        assert_eq!(parse_time("0:30"), Some(TimeReq::Minutes(1)));
+        assert_eq!(parse_time("1:00:00"), Some(TimeReq::Minutes(60)));
+        assert_eq!(parse_time("2-0"), Some(TimeReq::Minutes(2880)));
+        assert_eq!(parse_time("1-2:30"), Some(TimeReq::Minutes(1590)));
+        assert_eq!(parse_time("1-00:00:01"), Some(TimeReq::Minutes(1441)));
+        assert_eq!(parse_time("UNLIMITED"), Some(TimeReq::Unlimited));
+        assert_eq!(parse_time("0"), Some(TimeReq::Unlimited));
+        for bad in ["", "bogus", "1:2:3:4", "x-1"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(parse_gres("gpu"), Some((None, 1)));
+        assert_eq!(parse_gres("gpu:2"), Some((None, 2)));
+        assert_eq!(parse_gres("gpu:a100"), Some((Some("a100".into()), 1)));
+        assert_eq!(parse_gres("gpu:a100:3"), Some((Some("a100".into()), 3)));
+        assert_eq!(parse_gres("shard:1"), None);
+        assert_eq!(parse_gpu_count("a6000:2"), Some((Some("a6000".into()), 2)));
+        assert_eq!(parse_gpu_count("4"), Some((None, 4)));
+        assert_eq!(parse_mem("4G"), Some(4096));
+        assert_eq!(parse_mem("16000"), Some(16_000));
+        assert_eq!(parse_mem("2048K"), Some(2));
+        assert_eq!(parse_mem("lots"), None);
+        assert_eq!(split_top_level("a100-[1-2],cpu-1"), ["a100-[1-2]", "cpu-1"]);
+        assert_eq!(
+            parse_constraint("a100&a100_80gb|a6000"),
+            Some(vec![
+                vec!["a100".to_string(), "a100_80gb".to_string()],
+                vec!["a6000".to_string()]
+            ])
+        );
+        assert_eq!(
+            script_directives(
+                "#!/bin/sh\n#SBATCH -p a100 --time=5\n#SBATCHx\ntrue\n#SBATCH -J late\n"
+            ),
+            ["-p", "a100", "--time=5"]
+        );
+    }
+
+    #[test]
+    fn constraints_pick_nodes_by_feature() {
+        let s = sim();
+        let id = submit(
+            &s,
+            &["-p", "urgent", "--constraint=a100_80gb", "--gres=gpu:1"],
+        );
+        let other = submit(&s, &["-p", "urgent", "-C", "a6000", "--gres=gpu:1"]);
+        s.step();
+        assert_eq!(get(&s, id).nodes, ["a100-1"]);
+        assert_eq!(get(&s, other).nodes, ["a6000-1"]);
+    }
+}
+#[cfg(test)]
+mod probe_tmp {
+    use super::*;
+    use std::time::Instant;
+    #[test]
+    fn probe_phases() {
+        let s = SimSlurm::new(SimCluster::test_cluster());
+        s.on_start(|job| Behaviour::Exit {
+            after: Duration::from_secs(10 * (job.id.0 % 17 + 1)),
+            code: 0,
+        });
+        let shapes: [&[&str]; 5] = [
+            &["-p", "a100", "--gres=gpu:a100:1"],
+            &["-p", "a6000", "--gres=gpu:a6000:3"],
+            &["-p", "rtx4090,a100", "--gres=gpu:2"],
+            &["-p", "cpu", "-c", "2"],
+            &["-p", "urgent", "--gres=gpu:4"],
+        ];
+        let t = Instant::now();
+        for i in 0..1000 {
+            let r = SubmitRequest {
+                script: ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
+                args: shapes[i % 5].iter().map(|s| s.to_string()).collect(),
+                env: None,
+            };
+            s.submit(&r).unwrap();
+        }
+        eprintln!("submit {:?}", t.elapsed());
+        let t = Instant::now();
+        let mut ticks = 0;
+        while s.live_job_count() > 0 {
+            s.advance(Duration::from_secs(60));
+            ticks += 1;
+        }
+        eprintln!("advance {:?} ticks {ticks}", t.elapsed());
+        let t = Instant::now();
+        for _ in 0..12 {
+            let _ = s.all_jobs();
+        }
+        eprintln!("12 all_jobs {:?}", t.elapsed());
+    }
+}
