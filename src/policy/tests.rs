@@ -334,7 +334,10 @@ fn stalled_progress_is_the_workloads_hang() {
     assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
     s.tick(80, seen(ended(1, JobState::Cancelled, 0)));
     let end = s.state.attempts[0].end.clone().unwrap();
-    assert_eq!((end.class, end.blame), (FailureClass::Hang, Blame::Workload));
+    assert_eq!(
+        (end.class, end.blame),
+        (FailureClass::Hang, Blame::Workload)
+    );
     assert_eq!(s.state.workload_failures, 1);
     assert!(s.actions.is_empty(), "backoff before the next attempt");
 }

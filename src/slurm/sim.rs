@@ -8,8 +8,13 @@
 //! waits to rerun gets no final accounting record, accounting returns only
 //! ended runs (a requeue after a node failure is logged `NODE_FAIL`, after a
 //! preemption `PREEMPTED`, after `scontrol requeue` `REQUEUED`), ended jobs stay
-//! in the controller for `MinJobAge`, rejections carry Slurm's own sentences.
-//! It never replaces the tests on a real cluster: it encodes what they showed.
+//! in the controller for `MinJobAge`, rejections carry Slurm's own sentences
+//! (so [`Rejection::classify`] agrees with their kind), and a submission
+//! refused with `Requested node configuration is not available` still uses up
+//! a job id and leaves a `FAILED` job (`BadConstraints`) in the controller.
+//! Calls that make the adapter run no command (an empty id list) succeed
+//! whatever the faults. Answers list jobs by id. It never replaces the tests
+//! on a real cluster: it encodes what they showed.
 //!
 //! # Time and workload
 //!
@@ -20,8 +25,9 @@
 //! without moving the clock. Like Slurm, a fresh submission is `PENDING` with
 //! no reason until the scheduler has looked at it.
 //!
-//! Scripts are never run. What a job does once it starts is scripted by the
-//! test through a workload model ([`Behaviour`]): per node
+//! Scripts are never run, but their `#SBATCH` lines are read as sbatch does
+//! (the command line wins). What a job does once it starts is scripted by
+//! the test through a workload model ([`Behaviour`]): per node
 //! ([`SimSlurm::behave_on_node`], to model a bad node), per job name
 //! ([`SimSlurm::behave_named`]), or by a closure ([`SimSlurm::on_start`]);
 //! jobs run forever otherwise. Faults are injected by the test: node failures
@@ -32,14 +38,20 @@
 //!
 //! Multiple GPU types per node, memory allocation (the test cluster uses
 //! `CR_Core`: `AllocMem` is always 0), fair-share or multifactor priority
-//! (FIFO within a priority tier, with backfill that never delays anyone),
-//! the `COMPLETING` state, the ~30 s period of Slurm's time-limit checks (limits
-//! are exact), reservations, QOS and account limits, job arrays, dependencies,
-//! `--begin`, holds, suspension, gang scheduling, topology-aware placement,
+//! (the queue is FIFO within a priority tier, and a job that cannot start
+//! does not hold back smaller ones behind it: there are no reservations, so
+//! a large job can starve), the `COMPLETING` state, the ~30 s period of
+//! Slurm's time-limit checks (limits are exact), reservations, QOS and account
+//! limits, job arrays, dependencies, `--begin`, holds, suspension, gang
+//! scheduling, topology-aware placement, preemption for multi-node jobs,
 //! sub-second timestamps (Slurm prints whole seconds; so does the sim), the
 //! orphaned first instance of a job requeued off a crashed node, slurmdbd's
-//! partly filled fresh records. The cluster keeps running while the
-//! controller is "unreachable": the fault is between Shepherd and Slurm.
+//! partly filled fresh records, sbatch options other than `-p`, `-J`, `-t`,
+//! `--gres`, `-G`/`--gpus`, `--gpus-per-node`, `-N`, `-n`, `-c`, `--mem`,
+//! `-x`, `-w`, `-C`, `--requeue` and `--no-requeue` (the others are kept in
+//! [`SimJob::ignored_args`]). The cluster keeps running while the controller
+//! is "unreachable": the fault is between Shepherd and Slurm, not a
+//! controller crash.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -63,6 +75,15 @@ pub const SIM_SLURM_VERSION: &str = "22.05.8";
 const UNREACHABLE: &str = "Unable to contact slurm controller (connect failure)";
 const ALL_NODES_DOWN: &str =
     "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions";
+/// Exit status 0:0, which accounting also logs for cancelled, preempted,
+/// timed-out and node-failed runs.
+const EXIT_OK: ExitStatus = ExitStatus { code: 0, signal: 0 };
+/// 0:15: what squeue shows for a job Slurm killed (cancel, preemption, time
+/// limit).
+const EXIT_TERM: ExitStatus = ExitStatus {
+    code: 0,
+    signal: 15,
+};
 /// What Slurm assumes for a job without a time limit when it estimates starts
 /// (it prints absurd dates on a full cluster); also the sim's "never".
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -649,10 +670,10 @@ impl SimSlurm {
     }
 
     /// The node's slurmd dies. Its jobs stay `RUNNING` (their scripts no
-    /// longer end) until Slurm notices after the crash detection delay; the
-    /// node shows `NOT_RESPONDING` after half of it and takes no new jobs.
-    /// Then it is `DOWN` ("Not responding") and its jobs are handled as by
-    /// [`SimSlurm::fail_node`].
+    /// longer end) until Slurm notices after the crash detection delay. The
+    /// node takes no new jobs from the crash on, and shows `NOT_RESPONDING`
+    /// after half the delay. Then it is `DOWN` ("Not responding") and its
+    /// jobs are handled as by [`SimSlurm::fail_node`].
     pub fn crash_node(&self, node: &str) {
         let mut st = self.state();
         let n = st.node_index(node);
@@ -1249,8 +1270,8 @@ struct Faults {
 /// What a scheduler pass concluded for a job that did not start.
 #[derive(Debug, Clone)]
 enum Verdict {
-    /// Waits for resources in this partition.
-    Waits(usize),
+    /// Waits for resources (or behind a job that does).
+    Waits,
     /// Waits for something else, with this reason.
     Blocked(String),
 }
@@ -2002,12 +2023,13 @@ impl State {
                 if j.nodes.iter().any(|&n| self.nodes[n].crashed.is_some()) {
                     return;
                 }
-                let ok = ExitStatus { code: 0, signal: 0 };
                 match j
                     .planned
                     .expect("a running job with an end event has an outcome")
                 {
-                    Outcome::Exit(0) => self.end_job(idx, JobState::Completed, ok, "", Some(ok)),
+                    Outcome::Exit(0) => {
+                        self.end_job(idx, JobState::Completed, EXIT_OK, "", Some(EXIT_OK))
+                    }
                     Outcome::Exit(code) => {
                         let exit = ExitStatus { code, signal: 0 };
                         self.end_job(idx, JobState::Failed, exit, "NonZeroExitCode", Some(exit));
@@ -2017,11 +2039,13 @@ impl State {
                         self.end_job(idx, JobState::Failed, exit, "JobLaunchFailure", Some(exit));
                     }
                     Outcome::Timeout => {
-                        let exit = ExitStatus {
-                            code: 0,
-                            signal: 15,
-                        };
-                        self.end_job(idx, JobState::Timeout, exit, "TimeLimit", Some(ok));
+                        self.end_job(
+                            idx,
+                            JobState::Timeout,
+                            EXIT_TERM,
+                            "TimeLimit",
+                            Some(EXIT_OK),
+                        );
                     }
                 }
             }
@@ -2103,7 +2127,7 @@ impl State {
         if self.jobs[idx].state.is_active() {
             self.release(idx);
             if self.cfg.accounting != AccountingSource::Controller {
-                let rec = self.record(&self.jobs[idx], cause, ExitStatus { code: 0, signal: 0 });
+                let rec = self.record(&self.jobs[idx], cause, EXIT_OK);
                 let now = self.now;
                 self.jobs[idx].records.push((now, rec));
             }
@@ -2131,18 +2155,13 @@ impl State {
 
     fn cancel_job(&mut self, idx: usize) {
         let job = &self.jobs[idx];
-        let ok = ExitStatus { code: 0, signal: 0 };
         if job.state.is_active() {
-            let term = ExitStatus {
-                code: 0,
-                signal: 15,
-            };
-            self.end_job(idx, JobState::Cancelled, term, "", Some(ok));
+            self.end_job(idx, JobState::Cancelled, EXIT_TERM, "", Some(EXIT_OK));
         } else if job.state.is_pending() {
             // Cancelled while waiting to rerun: Slurm writes no final record,
             // accounting's last word stays the requeue.
-            let record = (!job.awaiting_rerun).then_some(ok);
-            self.end_job(idx, JobState::Cancelled, ok, "", record);
+            let record = (!job.awaiting_rerun).then_some(EXIT_OK);
+            self.end_job(idx, JobState::Cancelled, EXIT_OK, "", record);
         }
     }
 
@@ -2153,12 +2172,7 @@ impl State {
         if self.partitions[p].preempt == PreemptMode::Requeue && self.jobs[idx].req.requeueable {
             self.requeue_job(idx, JobState::Preempted);
         } else {
-            let term = ExitStatus {
-                code: 0,
-                signal: 15,
-            };
-            let ok = ExitStatus { code: 0, signal: 0 };
-            self.end_job(idx, JobState::Preempted, term, "", Some(ok));
+            self.end_job(idx, JobState::Preempted, EXIT_TERM, "", Some(EXIT_OK));
         }
     }
 
@@ -2172,8 +2186,7 @@ impl State {
             if self.jobs[idx].req.requeueable {
                 self.requeue_job(idx, JobState::NodeFail);
             } else {
-                let ok = ExitStatus { code: 0, signal: 0 };
-                self.end_job(idx, JobState::NodeFail, ok, "NodeDown", Some(ok));
+                self.end_job(idx, JobState::NodeFail, EXIT_OK, "NodeDown", Some(EXIT_OK));
             }
         }
     }
@@ -2298,31 +2311,32 @@ impl State {
                 .filter(|(first, _)| self.jobs[*first].req.same_shape(req))
                 .map(|(_, verdict)| verdict.clone());
             match known {
-                Some(Verdict::Waits(_)) => self.set_reason(idx, "Priority"),
+                Some(Verdict::Waits) => self.set_reason(idx, "Priority"),
                 Some(Verdict::Blocked(reason)) => self.set_reason(idx, &reason),
-                None => {
-                    if let Some(verdict) = self.place_or_explain(idx, &mut waiting) {
+                None => match self.place_or_explain(idx, &mut waiting) {
+                    Err(verdict) => {
                         let shape = self.jobs[idx].req.shape;
                         failed.insert(shape, (idx, verdict));
-                    } else if !self.jobs[idx].state.is_active() {
-                        // Started by preempting others: resources grew.
-                        failed.clear();
                     }
-                }
+                    // Started by preempting others: resources grew.
+                    Ok(true) => failed.clear(),
+                    Ok(false) => {}
+                },
             }
         }
     }
 
-    /// Starts the job if it fits (preempting lower tiers if it may), or sets
-    /// its pending reason and returns why it waits.
-    fn place_or_explain(&mut self, idx: usize, waiting: &mut [bool]) -> Option<Verdict> {
+    /// Starts the job if it fits, preempting lower tiers if it may (`Ok`,
+    /// true when it preempted), or sets its pending reason and says why it
+    /// waits.
+    fn place_or_explain(&mut self, idx: usize, waiting: &mut [bool]) -> Result<bool, Verdict> {
         let mut best: Option<(u8, usize, Why)> = None;
         for k in 0..self.jobs[idx].req.partitions.len() {
             let p = self.jobs[idx].req.partitions[k];
             match self.try_place(&self.jobs[idx].req, p) {
                 Ok(nodes) => {
                     self.start_job(idx, p, nodes);
-                    return None;
+                    return Ok(false);
                 }
                 Err(why) => {
                     let rank = self.rank(&why);
@@ -2334,15 +2348,15 @@ impl State {
         }
         if let Some((p, nodes)) = self.try_preempt_for(idx) {
             self.start_job(idx, p, nodes);
-            return None;
+            return Ok(true);
         }
-        let (_, p, why) = best?;
+        let (_, p, why) = best.expect("a job names at least one partition");
         let verdict = match why {
             Why::Resources => {
                 let reason = if waiting[p] { "Priority" } else { "Resources" };
                 waiting[p] = true;
                 self.set_reason(idx, reason);
-                return Some(Verdict::Waits(p));
+                return Err(Verdict::Waits);
             }
             Why::Static(s) => s.to_string(),
             Why::NodesUnavailable(nodes) => format!(
@@ -2351,7 +2365,7 @@ impl State {
             ),
         };
         self.set_reason(idx, &verdict);
-        Some(Verdict::Blocked(verdict))
+        Err(Verdict::Blocked(verdict))
     }
 
     fn set_reason(&mut self, idx: usize, reason: &str) {
@@ -3699,6 +3713,30 @@ mod tests {
     }
 
     #[test]
+    fn same_shaped_jobs_each_preempt_in_one_pass() {
+        let s = sim();
+        let victims = [
+            submit(&s, &["-p", "a100", "--gres=gpu:a100:4"]),
+            submit(&s, &["-p", "a100", "--gres=gpu:a100:4"]),
+        ];
+        s.step();
+        let urgent: Vec<JobId> = (0..3)
+            .map(|_| submit(&s, &["-p", "urgent", "--gres=gpu:a100:4"]))
+            .collect();
+        s.step();
+        let nodes: Vec<Vec<String>> = urgent[..2].iter().map(|&id| get(&s, id).nodes).collect();
+        assert_eq!(nodes, [["a100-1"], ["a100-2"]]);
+        let third = get(&s, urgent[2]);
+        assert_eq!(
+            (third.state, third.reason.as_str()),
+            (JobState::Pending, "Resources")
+        );
+        for id in victims {
+            assert_eq!(get(&s, id).restarts, 1);
+        }
+    }
+
+    #[test]
     fn time_limits_end_jobs_timeout() {
         let s = sim();
         let short = submit(&s, &["-p", "short"]);
@@ -4401,47 +4439,5 @@ mod tests {
         s.step();
         assert_eq!(get(&s, id).nodes, ["a100-1"]);
         assert_eq!(get(&s, other).nodes, ["a6000-1"]);
-    }
-}
-#[cfg(test)]
-mod probe_tmp {
-    use super::*;
-    use std::time::Instant;
-    #[test]
-    fn probe_phases() {
-        let s = SimSlurm::new(SimCluster::test_cluster());
-        s.on_start(|job| Behaviour::Exit {
-            after: Duration::from_secs(10 * (job.id.0 % 17 + 1)),
-            code: 0,
-        });
-        let shapes: [&[&str]; 5] = [
-            &["-p", "a100", "--gres=gpu:a100:1"],
-            &["-p", "a6000", "--gres=gpu:a6000:3"],
-            &["-p", "rtx4090,a100", "--gres=gpu:2"],
-            &["-p", "cpu", "-c", "2"],
-            &["-p", "urgent", "--gres=gpu:4"],
-        ];
-        let t = Instant::now();
-        for i in 0..1000 {
-            let r = SubmitRequest {
-                script: ScriptSource::Text("#!/bin/bash\ntrue\n".into()),
-                args: shapes[i % 5].iter().map(|s| s.to_string()).collect(),
-                env: None,
-            };
-            s.submit(&r).unwrap();
-        }
-        eprintln!("submit {:?}", t.elapsed());
-        let t = Instant::now();
-        let mut ticks = 0;
-        while s.live_job_count() > 0 {
-            s.advance(Duration::from_secs(60));
-            ticks += 1;
-        }
-        eprintln!("advance {:?} ticks {ticks}", t.elapsed());
-        let t = Instant::now();
-        for _ in 0..12 {
-            let _ = s.all_jobs();
-        }
-        eprintln!("12 all_jobs {:?}", t.elapsed());
     }
 }

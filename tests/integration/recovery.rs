@@ -540,3 +540,37 @@ fn controller_outage_is_not_a_failure() {
     assert!(log.contains("Slurm unavailable"), "{log}");
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn stuck_node_is_blamed_and_the_run_moves_on() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let run = shep.submit(
+        "stuck.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 600; fi\necho fine\n"
+        ),
+        &["--heartbeat-grace", "8s"],
+    );
+    let s = shep.wait_status(&run, &["running"], LONG);
+    let node = s["node"].as_str().unwrap().to_string();
+    // SIGSTOP slurmd, slurmstepd, the wrapper and the workload: the node is
+    // alive but nothing on it answers.
+    cluster.inject(&["hang", &node]);
+    let s = shep.wait_status(&run, &["completed"], Duration::from_secs(180));
+    let first = &s["attempts"][0];
+    // Shepherd's lost heartbeat and Slurm's own node-down race; either way the
+    // node is blamed and the workload is not charged.
+    assert!(
+        matches!(first["outcome"].as_str(), Some("hang" | "node_fault")),
+        "{first}"
+    );
+    assert_eq!(first["blame"], "node", "{first}");
+    assert_eq!(s["workload_failures"], 0);
+    let last = s["attempts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["outcome"], "success");
+    assert_ne!(last["node"], node.as_str());
+    cluster.inject(&["unhang", &node]);
+    shep.assert_no_duplicates();
+}

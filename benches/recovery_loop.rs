@@ -1,0 +1,198 @@
+//! `cargo bench --bench recovery_loop`: the recovery loop's costs, printed as
+//! figures (not asserted; targets from the recovery-loop issue in brackets).
+//!
+//! - daemon tick CPU time and Slurm commands per tick with 1,000 active runs,
+//!   against the in-memory simulated Slurm [≤ 20 ms, ≤ 2 query commands];
+//! - `shepherd list` wall time over 1,000 runs [≤ 15 ms];
+//! - the wrapper's peak RSS and CPU time around a 2-second workload [≤ 4 MiB].
+//!
+//! Recovery latency on the real test cluster is measured separately by
+//! `scripts/bench-recovery`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use shepherd::daemon::tick::Ticker;
+use shepherd::model::{Mode, Policy, Resources, RunSpec};
+use shepherd::slurm::sim::{Behaviour, SimCluster, SimSlurm};
+use shepherd::store::StateDir;
+
+const RUNS: usize = 1000;
+
+fn spec(i: usize, now: Timestamp, workdir: &Path) -> RunSpec {
+    RunSpec {
+        run_id: format!("run-{i:04}").parse().unwrap(),
+        script_path: workdir.join("train.sh"),
+        workdir: workdir.to_path_buf(),
+        created_at: now,
+        mode: Mode::RunOnce,
+        resources: Resources {
+            gpus: Some(1),
+            ..Resources::default()
+        },
+        policy: Policy {
+            heartbeat_grace: Duration::from_secs(3600),
+            ..Policy::default()
+        },
+        sbatch_lines: vec![],
+        user_output: false,
+        user_error: false,
+    }
+}
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime) are 12 and 13 after the state field.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 1000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    100 // sysconf(_SC_CLK_TCK) on Linux
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::new(tmp.path().join("state"));
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let slurm = SimSlurm::new(SimCluster::uniform(RUNS / 4 + 10, 4));
+    slurm.on_start(|_| Behaviour::RunForever);
+    let now = slurm.now();
+    for i in 0..RUNS {
+        state
+            .create_run(&spec(i, now, &work), b"#!/bin/bash\nsleep 1\n", vec![])
+            .unwrap();
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_shepherd"));
+    let ticker = Ticker {
+        slurm: &slurm,
+        state_dir: &state,
+        exe: exe.clone(),
+    };
+
+    // First tick submits every run; then Slurm starts them.
+    let t = Instant::now();
+    let first = ticker.tick(slurm.now());
+    let submit_wall = t.elapsed();
+    slurm.advance(Duration::from_secs(5));
+    ticker.tick(slurm.now());
+    assert_eq!(first.submitted, RUNS, "{:?}", first.problems);
+
+    // Steady state: every run active, nothing to do but observe.
+    let mut cpu = Vec::new();
+    let mut wall = Vec::new();
+    let mut queries = Vec::new();
+    let mut commands = Vec::new();
+    for _ in 0..20 {
+        slurm.advance(Duration::from_secs(10));
+        slurm.reset_calls();
+        let (c0, w0) = (cpu_time(), Instant::now());
+        let r = ticker.tick(slurm.now());
+        wall.push(w0.elapsed());
+        cpu.push(cpu_time().saturating_sub(c0));
+        let calls = slurm.calls();
+        queries.push(calls.queries());
+        commands.push(calls.commands);
+        assert_eq!(r.active, RUNS);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+    }
+    println!("daemon tick, {RUNS} active runs (simulated Slurm):");
+    println!("  first tick (submits all {RUNS}): {:.1} ms wall", submit_wall.as_secs_f64() * 1e3);
+    println!(
+        "  steady tick: median {:.1} ms wall, {:.1} ms CPU (CPU counted in 10 ms ticks; mean {:.1} ms)   [target <= 20 ms]",
+        median(wall.clone()).as_secs_f64() * 1e3,
+        median(cpu.clone()).as_secs_f64() * 1e3,
+        cpu.iter().sum::<Duration>().as_secs_f64() * 1e3 / cpu.len() as f64,
+    );
+    println!(
+        "  Slurm query commands per tick: max {}; all commands per tick: max {}   [target <= 2]",
+        queries.iter().max().unwrap(),
+        commands.iter().max().unwrap()
+    );
+
+    // `shepherd list` over the same 1,000 runs, as a user would run it.
+    let mut list = Vec::new();
+    for json in [false, true] {
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let t = Instant::now();
+            let mut cmd = Command::new(&exe);
+            cmd.env("SHEPHERD_STATE_DIR", state.root()).arg("list");
+            if json {
+                cmd.arg("--json");
+            }
+            let out = cmd.output().unwrap();
+            times.push(t.elapsed());
+            assert!(out.status.success());
+        }
+        list.push((json, median(times)));
+    }
+    for (json, t) in list {
+        println!(
+            "shepherd list{} over {RUNS} runs: median {:.1} ms wall   [target <= 15 ms]",
+            if json { " --json" } else { "" },
+            t.as_secs_f64() * 1e3
+        );
+    }
+
+    wrapper_footprint(&exe, tmp.path());
+}
+
+/// Runs `shepherd wrap` around a 2-second CPU-idle workload and samples its
+/// peak RSS (VmHWM) and CPU time from /proc until it exits.
+fn wrapper_footprint(exe: &Path, tmp: &Path) {
+    let state = StateDir::new(tmp.join("wrap-state"));
+    let mut s = spec(0, Timestamp::now(), tmp);
+    s.resources.gpus = None;
+    s.policy.heartbeat_interval = Duration::from_secs(1);
+    let run = state.create_run(&s, b"#!/bin/bash\nsleep 2\n", vec![]).unwrap();
+    std::fs::create_dir_all(run.attempt(1).path()).unwrap();
+    let mut child = Command::new(exe)
+        .args(["wrap", "--run-dir"])
+        .arg(run.path())
+        .args(["--attempt", "1"])
+        .env("SLURM_JOB_ID", "4242")
+        .env("SLURMD_NODENAME", "bench-node")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (mut hwm_kib, mut cpu_ticks) = (0u64, 0u64);
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            hwm_kib = hwm_kib.max(line.split_whitespace().nth(1).unwrap().parse().unwrap());
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = after.split(' ').collect();
+            if f.len() > 13 {
+                cpu_ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall = started.elapsed();
+    println!(
+        "wrapper around a {:.1} s workload: peak RSS {:.2} MiB   [target <= 4 MiB]; CPU {} ms ({:.2} % of wall)",
+        wall.as_secs_f64(),
+        hwm_kib as f64 / 1024.0,
+        cpu_ticks * 1000 / clock_ticks(),
+        cpu_ticks as f64 * 1000.0 / clock_ticks() as f64 / (wall.as_secs_f64() * 1e3) * 100.0
+    );
+}
