@@ -76,11 +76,7 @@ fn main() {
             .unwrap();
     }
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_shepherd"));
-    let ticker = Ticker {
-        slurm: &slurm,
-        state_dir: &state,
-        exe: exe.clone(),
-    };
+    let ticker = Ticker::new(&slurm, &state, exe.clone());
 
     // First tick submits every run; then Slurm starts them.
     let t = Instant::now();
@@ -148,12 +144,19 @@ fn main() {
     }
 
     wrapper_footprint(&exe, tmp.path());
+    // The wrapper as deployed: the static musl build, when one was made.
+    let musl = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/shepherd");
+    if musl.exists() {
+        print!("static musl build: ");
+        wrapper_footprint(&musl, tmp.path());
+    }
 }
 
 /// Runs `shepherd wrap` around a 2-second CPU-idle workload and samples its
 /// peak RSS (VmHWM) and CPU time from /proc until it exits.
 fn wrapper_footprint(exe: &Path, tmp: &Path) {
-    let state = StateDir::new(tmp.join("wrap-state"));
+    let state = StateDir::new(tmp.join(format!("wrap-state-{}", exe.to_string_lossy().len())));
     let mut s = spec(0, Timestamp::now(), tmp);
     s.resources.gpus = None;
     s.policy.heartbeat_interval = Duration::from_secs(1);

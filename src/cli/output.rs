@@ -1,7 +1,7 @@
 //! Everything the CLI prints goes through here, so that JSON and human output
 //! stay consistent and a closed pipe (`shepherd … | head`) ends quietly.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 use serde_json::json;
@@ -16,10 +16,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// the human rendering otherwise.
 pub fn emit<T: Serialize>(json: bool, key: &str, value: &T, human: impl FnOnce(&T) -> String) {
     if json {
-        let doc = json!({ "schema_version": SCHEMA_VERSION, key: value });
+        // Pretty for people at a terminal, compact (and faster) for programs.
+        let body = if io::stdout().is_terminal() {
+            serde_json::to_string_pretty(value)
+        } else {
+            serde_json::to_string(value)
+        };
+        let key = serde_json::to_string(key).unwrap_or_default();
         print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+            "{{\"schema_version\":{SCHEMA_VERSION},{key}:{}}}\n",
+            body.unwrap_or_default()
         ));
     } else {
         print(&human(value));

@@ -62,11 +62,7 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
             .context("cannot install signal handlers")?;
     }
     let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
-    let ticker = Ticker {
-        slurm,
-        state_dir,
-        exe,
-    };
+    let ticker = Ticker::new(slurm, state_dir, exe);
     let mut unavailable = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();

@@ -6,6 +6,7 @@
 //! one `squeue --name` for submissions whose answer was lost. Submissions and
 //! cancellations are the only per-run commands, and only when a run needs one.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -42,14 +43,37 @@ struct Loaded {
     state: RunState,
 }
 
-pub struct Ticker<'a, S: Slurm + ?Sized> {
-    pub slurm: &'a S,
-    pub state_dir: &'a StateDir,
-    /// The shepherd binary the jobs run as their wrapper.
-    pub exe: PathBuf,
+/// A run's spec (immutable) and state as last read or written, with the state
+/// file's size and mtime then: unchanged files are not read again.
+struct Cached {
+    spec: RunSpec,
+    state: Option<RunState>,
+    stamp: Option<(std::time::SystemTime, u64)>,
 }
 
-impl<S: Slurm + ?Sized> Ticker<'_, S> {
+pub struct Ticker<'a, S: Slurm + ?Sized> {
+    slurm: &'a S,
+    state_dir: &'a StateDir,
+    /// The shepherd binary the jobs run as their wrapper.
+    exe: PathBuf,
+    cache: RefCell<HashMap<RunId, Cached>>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
+    pub fn new(slurm: &'a S, state_dir: &'a StateDir, exe: PathBuf) -> Self {
+        Ticker {
+            slurm,
+            state_dir,
+            exe,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
     pub fn tick(&self, now: Timestamp) -> TickReport {
         let mut report = TickReport::default();
         let ids = match self.state_dir.run_ids() {
@@ -154,23 +178,42 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     }
 
     /// Loads a run that may need attention. Ended runs without pending
-    /// controls are skipped cheaply.
+    /// controls are skipped cheaply; the spec is read once per daemon, the
+    /// state only when its file changed.
     fn load(&self, id: &RunId, now: Timestamp) -> Result<Option<Loaded>, StoreError> {
         let dir = self.state_dir.run(id);
-        let state = dir.load_state()?;
-        if let Some(s) = &state
+        let current = stamp(&dir.state());
+        let mut cache = self.cache.borrow_mut();
+        let fresh = cache
+            .get(id)
+            .is_some_and(|c| c.stamp == current && (current.is_some() || c.state.is_none()));
+        if !fresh {
+            let spec = match cache.remove(id) {
+                Some(c) => c.spec,
+                None => dir.load_spec()?,
+            };
+            let state = dir.load_state()?;
+            cache.insert(
+                id.clone(),
+                Cached {
+                    spec,
+                    state,
+                    stamp: current,
+                },
+            );
+        }
+        let cached = cache.get(id).expect("just cached");
+        if let Some(s) = &cached.state
             && s.status.is_terminal()
             && dir.pending_controls().is_empty()
         {
             return Ok(None);
         }
-        let spec = dir.load_spec()?;
-        let state = state.unwrap_or_else(|| RunState::new(now));
         Ok(Some(Loaded {
             id: id.clone(),
             dir,
-            spec,
-            state,
+            spec: cached.spec.clone(),
+            state: cached.state.clone().unwrap_or_else(|| RunState::new(now)),
         }))
     }
 
@@ -229,6 +272,10 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     ) -> Result<(), StoreError> {
         if *state != run.state || !run.dir.state().exists() {
             run.dir.save_state(state)?;
+            if let Some(c) = self.cache.borrow_mut().get_mut(&run.id) {
+                c.state = Some(state.clone());
+                c.stamp = stamp(&run.dir.state());
+            }
         }
         run.dir.append_events(events, state.status.as_str(), now)
     }
