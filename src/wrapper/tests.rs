@@ -105,6 +105,7 @@ impl Fixture {
         Rescue {
             signals,
             go: self.marker("go"),
+            ready: self.marker("ready"),
         }
     }
 
@@ -132,11 +133,13 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// When a test fails while `run_attempt` runs in a scoped thread, the scope
-/// waits for that thread: end the workload so the failure is reported
-/// instead of hanging (the "go" marker, then SIGTERM with its short grace).
+/// waits for that thread: end the workload so that the failure is reported
+/// instead of hanging (the "go" marker, then SIGKILL to the group of the pid
+/// the script wrote into "ready").
 struct Rescue<'a> {
     signals: &'a Signals,
     go: PathBuf,
+    ready: PathBuf,
 }
 
 impl Drop for Rescue<'_> {
@@ -144,8 +147,20 @@ impl Drop for Rescue<'_> {
         if std::thread::panicking() {
             let _ = fs::write(&self.go, "");
             self.signals.raise(SIGTERM);
+            let pid = fs::read_to_string(&self.ready).ok();
+            if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+            }
         }
     }
+}
+
+/// Joins `run`, failing (instead of hanging) when it takes longer than 20 s.
+fn join<T>(run: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    poll("run_attempt to return", || run.is_finished().then_some(()));
+    run.join().unwrap()
 }
 
 fn exists(p: &Path) -> Option<()> {
@@ -230,7 +245,7 @@ exit 0"#,
 #[test]
 fn heartbeats_name_identity_and_increasing_seq() {
     let f = Fixture::new(
-        r#"echo ready > "$S/ready"
+        r#"echo $$ > "$S/ready"
 while [ ! -e "$S/go" ]; do sleep 0.05; done
 exit 0"#,
         None,
@@ -263,7 +278,7 @@ exit 0"#,
         assert!(later.time > first.time);
         assert_eq!(later.started_at, first.started_at);
         fs::write(f.marker("go"), "").unwrap();
-        assert_eq!(run.join().unwrap().exit_code, 0);
+        assert_eq!(join(run).exit_code, 0);
     });
     assert!(f.outcome().stderr_tail.is_empty());
 }
@@ -272,7 +287,7 @@ exit 0"#,
 fn sigterm_is_forwarded_to_the_group_and_the_workload_may_finish() {
     let f = Fixture::new(
         r#"trap 'echo term > "$S/term"; while [ ! -e "$S/go" ]; do sleep 0.05; done; echo checkpointed >&2; exit 0' TERM
-echo ready > "$S/ready"
+echo $$ > "$S/ready"
 while :; do sleep 0.05; done"#,
         None,
     );
@@ -288,7 +303,7 @@ while :; do sleep 0.05; done"#,
         });
         assert!(hb.seq >= 2);
         fs::write(f.marker("go"), "").unwrap();
-        let finished = run.join().unwrap();
+        let finished = join(run);
         assert_eq!(finished.exit_code, 0);
     });
     let o = f.outcome();
@@ -303,7 +318,7 @@ while :; do sleep 0.05; done"#,
 fn a_workload_ignoring_sigterm_is_killed_after_the_grace() {
     let f = Fixture::new(
         r#"trap '' TERM
-echo ready > "$S/ready"
+echo $$ > "$S/ready"
 while :; do sleep 0.05; done"#,
         None,
     );
@@ -316,7 +331,7 @@ while :; do sleep 0.05; done"#,
         poll("the workload", || exists(&f.marker("ready")));
         let t = Instant::now();
         signals.raise(SIGINT);
-        let finished = run.join().unwrap();
+        let finished = join(run);
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         assert!(
             t.elapsed() >= Duration::from_millis(250),
@@ -333,7 +348,7 @@ while :; do sleep 0.05; done"#,
 fn sigusr1_is_forwarded_and_the_workload_keeps_running() {
     let f = Fixture::new(
         r#"trap 'echo usr1 >> "$S/usr1"' USR1
-echo ready > "$S/ready"
+echo $$ > "$S/ready"
 while [ ! -e "$S/go" ]; do sleep 0.05; done
 exit 3"#,
         None,
@@ -347,7 +362,7 @@ exit 3"#,
         poll("the workload's USR1 trap", || exists(&f.marker("usr1")));
         assert!(!run.is_finished(), "the warning stopped the workload");
         fs::write(f.marker("go"), "").unwrap();
-        assert_eq!(run.join().unwrap().exit_code, 3);
+        assert_eq!(join(run).exit_code, 3);
     });
     let o = f.outcome();
     assert!(o.warned);
