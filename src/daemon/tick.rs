@@ -311,3 +311,126 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{Mode, Policy, Resources};
+    use crate::policy::state::RunStatus;
+    use crate::slurm::sim::{Behaviour, SimCluster, SimSlurm};
+
+    fn spec(id: &str, now: Timestamp) -> RunSpec {
+        RunSpec {
+            run_id: id.parse().unwrap(),
+            script_path: "/w/train.sh".into(),
+            workdir: "/w".into(),
+            created_at: now,
+            mode: Mode::RunOnce,
+            resources: Resources::default(),
+            policy: Policy {
+                heartbeat_grace: Duration::from_secs(3600),
+                ..Policy::default()
+            },
+            sbatch_lines: vec![],
+            user_output: false,
+            user_error: false,
+        }
+    }
+
+    fn setup(runs: usize) -> (tempfile::TempDir, StateDir, SimSlurm) {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(tmp.path());
+        let slurm = SimSlurm::new(SimCluster::test_cluster());
+        for i in 0..runs {
+            sd.create_run(&spec(&format!("r{i}"), slurm.now()), b"#!/bin/bash\n", vec![])
+                .unwrap();
+        }
+        (tmp, sd, slurm)
+    }
+
+    #[test]
+    fn slurm_queries_per_tick_do_not_grow_with_runs() {
+        let (_tmp, sd, slurm) = setup(40);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        let first = ticker.tick(slurm.now());
+        assert_eq!(first.submitted, 40, "{:?}", first.problems);
+        for _ in 0..5 {
+            slurm.advance(Duration::from_secs(10));
+            slurm.reset_calls();
+            let r = ticker.tick(slurm.now());
+            assert!(r.problems.is_empty(), "{:?}", r.problems);
+            assert_eq!(slurm.calls().queries(), 1, "{:?}", slurm.calls());
+            assert_eq!(slurm.calls().submit, 0);
+        }
+        for j in slurm.all_jobs() {
+            assert_eq!(slurm.live_jobs_named(&j.info.name).len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_run_is_quarantined_and_the_others_go_on() {
+        let (_tmp, sd, slurm) = setup(2);
+        slurm.on_start(|_| Behaviour::Exit {
+            after: Duration::from_secs(5),
+            code: 0,
+        });
+        let bad = sd.run(&"r0".parse().unwrap());
+        std::fs::write(bad.state(), "{\"version\": 1, \"status\": ").unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        let mut problems = Vec::new();
+        for _ in 0..4 {
+            let r = ticker.tick(slurm.now());
+            problems.extend(r.problems);
+            slurm.advance(Duration::from_secs(10));
+        }
+        assert!(problems.iter().any(|p| p.contains("r0") && p.contains("corrupt")), "{problems:?}");
+        let good = sd.run(&"r1".parse().unwrap()).load_state().unwrap().unwrap();
+        assert_eq!(good.status, RunStatus::Completed);
+        // The corrupt file is left for the user to inspect, not overwritten.
+        assert!(std::fs::read_to_string(bad.state()).unwrap().ends_with(": "));
+    }
+
+    #[test]
+    fn slurm_unreachable_changes_no_run() {
+        let (_tmp, sd, slurm) = setup(3);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        slurm.advance(Duration::from_secs(10));
+        ticker.tick(slurm.now());
+        let before: Vec<_> = (0..3)
+            .map(|i| sd.run(&format!("r{i}").parse().unwrap()).load_state().unwrap())
+            .collect();
+        slurm.set_unreachable(true);
+        for _ in 0..10 {
+            slurm.advance(Duration::from_secs(60));
+            let r = ticker.tick(slurm.now());
+            assert!(r.slurm_unavailable.is_some());
+            assert_eq!((r.submitted, r.cancelled), (0, 0));
+        }
+        let after: Vec<_> = (0..3)
+            .map(|i| sd.run(&format!("r{i}").parse().unwrap()).load_state().unwrap())
+            .collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_lost_sbatch_answer_is_reconciled_without_a_duplicate() {
+        let (_tmp, sd, slurm) = setup(1);
+        slurm.on_start(|_| Behaviour::RunForever);
+        slurm.set_submit_reply_lost(true);
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        slurm.set_submit_reply_lost(false);
+        for _ in 0..6 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        let state = sd.run(&"r0".parse().unwrap()).load_state().unwrap().unwrap();
+        assert_eq!(state.status, RunStatus::Running, "{state:?}");
+        assert_eq!(slurm.all_jobs().len(), 1, "exactly one job submitted");
+    }
+}
