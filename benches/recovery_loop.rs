@@ -105,7 +105,10 @@ fn main() {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
     println!("daemon tick, {RUNS} active runs (simulated Slurm):");
-    println!("  first tick (submits all {RUNS}): {:.1} ms wall", submit_wall.as_secs_f64() * 1e3);
+    println!(
+        "  first tick (submits all {RUNS}): {:.1} ms wall",
+        submit_wall.as_secs_f64() * 1e3
+    );
     println!(
         "  steady tick: median {:.1} ms wall, {:.1} ms CPU (CPU counted in 10 ms ticks; mean {:.1} ms)   [target <= 20 ms]",
         median(wall.clone()).as_secs_f64() * 1e3,
@@ -160,7 +163,9 @@ fn wrapper_footprint(exe: &Path, tmp: &Path) {
     let mut s = spec(0, Timestamp::now(), tmp);
     s.resources.gpus = None;
     s.policy.heartbeat_interval = Duration::from_secs(1);
-    let run = state.create_run(&s, b"#!/bin/bash\nsleep 2\n", vec![]).unwrap();
+    let run = state
+        .create_run(&s, b"#!/bin/bash\nsleep 2\n", vec![])
+        .unwrap();
     std::fs::create_dir_all(run.attempt(1).path()).unwrap();
     let mut child = Command::new(exe)
         .args(["wrap", "--run-dir"])

@@ -3,6 +3,7 @@
 
 mod args;
 pub mod exit;
+mod logs_cmd;
 mod output;
 mod runs_cmd;
 mod slurm_cmd;
@@ -33,6 +34,7 @@ pub fn main() -> ExitCode {
         Some(Command::List) => runs_cmd::list(&cli.global),
         Some(Command::Status { run }) => runs_cmd::status(&cli.global, &run),
         Some(Command::Events { run }) => runs_cmd::events(&cli.global, &run),
+        Some(Command::Logs(args)) => logs_cmd::logs(&cli.global, &args),
         Some(Command::Stop { run }) => runs_cmd::control(&cli.global, &run, Control::Stop),
         Some(Command::Pause { run }) => runs_cmd::control(&cli.global, &run, Control::Pause),
         Some(Command::Unpause { run }) => runs_cmd::control(&cli.global, &run, Control::Unpause),

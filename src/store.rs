@@ -9,6 +9,7 @@
 
 pub mod atomic;
 pub mod layout;
+pub mod logs;
 pub mod records;
 pub mod runs;
 

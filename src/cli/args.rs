@@ -66,6 +66,8 @@ pub enum Command {
         /// The run id
         run: String,
     },
+    /// Show a run's output (newest attempt by default), optionally following it
+    Logs(LogsArgs),
     /// Stop a run: cancel its job and end it as stopped
     Stop {
         /// The run id
@@ -111,6 +113,24 @@ pub enum Command {
     /// `shepherd SCRIPT [OPTIONS]`: the same as `shepherd run SCRIPT [OPTIONS]`
     #[command(external_subcommand)]
     External(Vec<OsString>),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run id
+    pub run: String,
+    /// Keep printing new output, across attempts, until the run ends
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines from the end to show first (0: everything)
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub lines: usize,
+    /// Show standard error instead of standard output
+    #[arg(long)]
+    pub stderr: bool,
+    /// Show this attempt (1 is the first) instead of the newest
+    #[arg(long, value_name = "K")]
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -208,7 +208,7 @@ fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
 }
 
 /// Resolves a run id given on the command line, suggesting close ids.
-fn find_run(sd: &StateDir, id: &str) -> anyhow::Result<RunId> {
+pub(super) fn find_run(sd: &StateDir, id: &str) -> anyhow::Result<RunId> {
     let ids = sd.run_ids()?;
     if let Some(found) = ids.iter().find(|r| r.as_str() == id) {
         return Ok(found.clone());

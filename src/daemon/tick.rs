@@ -344,8 +344,12 @@ mod tests {
         let sd = StateDir::new(tmp.path());
         let slurm = SimSlurm::new(SimCluster::test_cluster());
         for i in 0..runs {
-            sd.create_run(&spec(&format!("r{i}"), slurm.now()), b"#!/bin/bash\n", vec![])
-                .unwrap();
+            sd.create_run(
+                &spec(&format!("r{i}"), slurm.now()),
+                b"#!/bin/bash\n",
+                vec![],
+            )
+            .unwrap();
         }
         (tmp, sd, slurm)
     }
@@ -386,11 +390,24 @@ mod tests {
             problems.extend(r.problems);
             slurm.advance(Duration::from_secs(10));
         }
-        assert!(problems.iter().any(|p| p.contains("r0") && p.contains("corrupt")), "{problems:?}");
-        let good = sd.run(&"r1".parse().unwrap()).load_state().unwrap().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("r0") && p.contains("corrupt")),
+            "{problems:?}"
+        );
+        let good = sd
+            .run(&"r1".parse().unwrap())
+            .load_state()
+            .unwrap()
+            .unwrap();
         assert_eq!(good.status, RunStatus::Completed);
         // The corrupt file is left for the user to inspect, not overwritten.
-        assert!(std::fs::read_to_string(bad.state()).unwrap().ends_with(": "));
+        assert!(
+            std::fs::read_to_string(bad.state())
+                .unwrap()
+                .ends_with(": ")
+        );
     }
 
     #[test]
@@ -402,7 +419,11 @@ mod tests {
         slurm.advance(Duration::from_secs(10));
         ticker.tick(slurm.now());
         let before: Vec<_> = (0..3)
-            .map(|i| sd.run(&format!("r{i}").parse().unwrap()).load_state().unwrap())
+            .map(|i| {
+                sd.run(&format!("r{i}").parse().unwrap())
+                    .load_state()
+                    .unwrap()
+            })
             .collect();
         slurm.set_unreachable(true);
         for _ in 0..10 {
@@ -412,7 +433,11 @@ mod tests {
             assert_eq!((r.submitted, r.cancelled), (0, 0));
         }
         let after: Vec<_> = (0..3)
-            .map(|i| sd.run(&format!("r{i}").parse().unwrap()).load_state().unwrap())
+            .map(|i| {
+                sd.run(&format!("r{i}").parse().unwrap())
+                    .load_state()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(before, after);
     }
@@ -429,7 +454,11 @@ mod tests {
             slurm.advance(Duration::from_secs(10));
             ticker.tick(slurm.now());
         }
-        let state = sd.run(&"r0".parse().unwrap()).load_state().unwrap().unwrap();
+        let state = sd
+            .run(&"r0".parse().unwrap())
+            .load_state()
+            .unwrap()
+            .unwrap();
         assert_eq!(state.status, RunStatus::Running, "{state:?}");
         assert_eq!(slurm.all_jobs().len(), 1, "exactly one job submitted");
     }

@@ -97,7 +97,11 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, supported: u32) -> Result<T, 
 
 /// Parses a versioned document. The version is checked first, so a newer
 /// file is reported as such rather than as corrupt.
-pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8], supported: u32) -> Result<T, StoreError> {
+pub fn parse_json<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    supported: u32,
+) -> Result<T, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         detail,

@@ -16,7 +16,22 @@ pub struct Parsed {
     pub sbatch_lines: Vec<String>,
     pub user_output: bool,
     pub user_error: bool,
+    /// The `--output`/`--error` file patterns the script sets (`%j` and friends).
+    pub output: Option<String>,
+    pub error: Option<String>,
     pub chdir: Option<String>,
+}
+
+/// The output and error file patterns and the working directory set by
+/// `#SBATCH` lines (as kept in a run's spec).
+pub fn sbatch_files(lines: &[String]) -> Parsed {
+    let mut parsed = Parsed::default();
+    for line in lines {
+        if let Some(rest) = directive(line.trim(), "#SBATCH") {
+            inspect_sbatch(&shlex::split(rest).unwrap_or_default(), &mut parsed);
+        }
+    }
+    parsed
 }
 
 #[derive(Debug, Parser)]
@@ -105,18 +120,20 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
         match name {
             "--output" | "-o" => {
                 parsed.user_output = true;
-                value();
+                parsed.output = value();
             }
             "--error" | "-e" => {
                 parsed.user_error = true;
-                value();
+                parsed.error = value();
             }
             "--chdir" | "-D" => parsed.chdir = value(),
             _ => {
-                if short_inline("-o").is_some() {
+                if let Some(v) = short_inline("-o") {
                     parsed.user_output = true;
-                } else if short_inline("-e").is_some() {
+                    parsed.output = Some(v);
+                } else if let Some(v) = short_inline("-e") {
                     parsed.user_error = true;
+                    parsed.error = Some(v);
                 } else if let Some(d) = short_inline("-D") {
                     parsed.chdir = Some(d);
                 }

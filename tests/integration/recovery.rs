@@ -574,3 +574,58 @@ fn stuck_node_is_blamed_and_the_run_moves_on() {
     cluster.inject(&["unhang", &node]);
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn logs_are_found_per_attempt_and_followed_across_attempts() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // Default files: one pair per attempt in the run directory.
+    let run = shep.submit(
+        "talky.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}\
+             for i in 1 2 3; do echo \"attempt $SHEPHERD_ATTEMPT line $i\"; sleep 1; done\n\
+             echo \"oops $SHEPHERD_ATTEMPT\" >&2\n[ \"$SHEPHERD_ATTEMPT\" -ge 2 ]\n"
+        ),
+        &[],
+    );
+    // Follow from the start: both attempts' output arrives, then it ends.
+    let followed = shep.ok(&["logs", &run, "-f", "-n", "0"]);
+    for k in 1..=2 {
+        for i in 1..=3 {
+            assert!(
+                followed.contains(&format!("attempt {k} line {i}")),
+                "{followed}"
+            );
+        }
+    }
+    assert!(followed.contains("==> attempt 2"), "{followed}");
+    assert_eq!(shep.status(&run)["status"], "completed");
+    assert_eq!(
+        shep.ok(&["logs", &run, "-n", "1"]).trim(),
+        "attempt 2 line 3"
+    );
+    assert_eq!(
+        shep.ok(&["logs", &run, "--attempt", "1", "--stderr"])
+            .trim(),
+        "oops 1"
+    );
+
+    // The script's own --output pattern is honoured and found.
+    std::fs::create_dir_all(shep.work.join("out")).unwrap();
+    let mine = shep.submit(
+        "mine.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu --output=out/%x-%j.txt\n{FAST}echo custom\n"
+        ),
+        &[],
+    );
+    let s = shep.wait_status(&mine, &["completed"], LONG);
+    let job = s["slurm_job_id"].as_u64().unwrap();
+    let file = shep.work.join(format!("out/shepherd.mine.1-{job}.txt"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "custom");
+    assert_eq!(shep.ok(&["logs", &mine]).trim(), "custom");
+    let out = shep.run(&["logs", &mine, "--attempt", "7"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no attempt 7"));
+    shep.assert_no_duplicates();
+}
