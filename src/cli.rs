@@ -4,6 +4,7 @@
 mod args;
 pub mod exit;
 mod logs_cmd;
+mod nodes_cmd;
 mod output;
 mod runs_cmd;
 mod slurm_cmd;
@@ -40,6 +41,7 @@ pub fn main() -> ExitCode {
         Some(Command::Unpause { run }) => runs_cmd::control(&cli.global, &run, Control::Unpause),
         Some(Command::Restart { run }) => runs_cmd::control(&cli.global, &run, Control::Restart),
         Some(Command::Daemon(cmd)) => runs_cmd::daemon(&cli.global, cmd),
+        Some(Command::Nodes { command }) => nodes_cmd::run(&cli.global, command),
         Some(Command::Progress { step, message }) => runs_cmd::progress(step, message),
         Some(Command::Wrap { run_dir, attempt }) => {
             let code = crate::wrapper::wrap(&crate::wrapper::WrapArgs { run_dir, attempt });

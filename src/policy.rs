@@ -5,6 +5,7 @@
 //! exhaustively with plain data. The daemon is the shell that observes, calls
 //! [`decide::step`], carries out the actions and records the result.
 
+pub mod blacklist;
 pub mod classify;
 pub mod decide;
 pub mod state;

@@ -8,6 +8,7 @@
 //! reader never sees half a file and an older binary refuses newer data.
 
 pub mod atomic;
+pub mod blacklist;
 pub mod layout;
 pub mod logs;
 pub mod records;

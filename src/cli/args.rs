@@ -88,6 +88,11 @@ pub enum Command {
         /// The run id
         run: String,
     },
+    /// Nodes: state, GPUs, bans (`nodes ban|unban` to manage the blacklist)
+    Nodes {
+        #[command(subcommand)]
+        command: Option<NodesCommand>,
+    },
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
@@ -151,6 +156,24 @@ pub struct ExternalRun {
     pub global: GlobalArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// Every node with state, partitions, GPUs, switch and ban (the default)
+    List,
+    /// Ban a node for all your runs on this cluster
+    Ban {
+        node: String,
+        /// How long (e.g. 6h); without it the ban lasts until `unban`
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Why, for the record
+        #[arg(long, default_value = "banned by hand")]
+        reason: String,
+    },
+    /// Lift a node's ban and forget its strikes
+    Unban { node: String },
 }
 
 #[derive(Debug, Subcommand)]

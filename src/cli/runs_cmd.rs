@@ -44,7 +44,7 @@ pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     Ok(StateDir::new(root))
 }
 
-fn slurm(global: &GlobalArgs) -> SlurmCli {
+pub(super) fn slurm(global: &GlobalArgs) -> SlurmCli {
     SlurmCli::new(SlurmCliConfig {
         timeout: global.slurm_timeout,
         ..SlurmCliConfig::default()

@@ -14,9 +14,10 @@ use jiff::Timestamp;
 
 use super::attempt;
 use crate::model::{RunId, RunSpec};
+use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
-use crate::policy::state::RunState;
-use crate::slurm::{JobId, JobInfo, JobRecord, Slurm, SlurmError};
+use crate::policy::state::{AttemptPhase, Blame, RunState};
+use crate::slurm::{JobId, JobInfo, JobRecord, PendingUpdate, Slurm, SlurmError};
 use crate::store::atomic::{self, StoreError};
 use crate::store::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
@@ -57,7 +58,15 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// The shepherd binary the jobs run as their wrapper.
     exe: PathBuf,
     cache: RefCell<HashMap<RunId, Cached>>,
+    /// Slurm's cluster name (keys the blacklist), learnt once.
+    cluster: RefCell<Option<String>>,
+    /// Node names the cluster knows, and when they were read: only these may
+    /// go into `--exclude`.
+    known: RefCell<Option<(Timestamp, Vec<String>)>>,
 }
+
+/// How long the node names read from Slurm are trusted.
+const INVENTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -71,7 +80,105 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             state_dir,
             exe,
             cache: RefCell::new(HashMap::new()),
+            cluster: RefCell::new(None),
+            known: RefCell::new(None),
         }
+    }
+
+    fn cluster_name(&self) -> Option<String> {
+        let mut c = self.cluster.borrow_mut();
+        if c.is_none() {
+            *c = self.slurm.cluster().ok().map(|i| i.name);
+        }
+        c.clone()
+    }
+
+    fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
+        let mut k = self.known.borrow_mut();
+        let fresh = k
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
+        if !fresh {
+            let names = self
+                .slurm
+                .nodes()
+                .ok()?
+                .into_iter()
+                .map(|n| n.name)
+                .collect();
+            *k = Some((now, names));
+        }
+        k.as_ref().map(|(_, n)| n.clone())
+    }
+
+    /// The `--exclude` list for a run's next job. Without an inventory no
+    /// list is passed, so the script's own `--exclude` applies as written.
+    fn exclude_for(&self, spec: &RunSpec, now: Timestamp) -> Vec<String> {
+        let Some(known) = self.known_nodes(now) else {
+            return Vec::new();
+        };
+        let banned = match (spec.policy.blacklist, self.cluster_name()) {
+            (true, Some(cluster)) => self
+                .state_dir
+                .load_blacklist(&cluster)
+                .map(|bl| bl.exclude_list(&known, now))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        attempt::exclude_list(spec, &banned, &known)
+    }
+
+    /// Strikes the nodes blamed by attempts that ended in this step.
+    fn strike_nodes(
+        &self,
+        run: &Loaded,
+        before: &RunState,
+        after: &RunState,
+        now: Timestamp,
+    ) -> usize {
+        if !run.spec.policy.blacklist {
+            return 0;
+        }
+        let Some(cluster) = self.cluster_name() else {
+            return 0;
+        };
+        let mut banned = 0;
+        for a in &after.attempts {
+            let was_live = before
+                .attempts
+                .iter()
+                .any(|b| b.attempt == a.attempt && b.is_live());
+            let Some(end) = a.end.as_ref().filter(|e| e.blame == Blame::Node) else {
+                continue;
+            };
+            let (true, Some(node)) = (was_live, a.node.as_deref()) else {
+                continue;
+            };
+            let evidence = Strike {
+                time: now,
+                run_id: run.id.to_string(),
+                job_id: a.job_id.map(|j| j.0),
+                reason: end.detail.clone(),
+            };
+            let ttl = run.spec.policy.blacklist_ttl;
+            if let Ok(ban) = self
+                .state_dir
+                .update_blacklist(&cluster, |bl| bl.strike(node, evidence, ttl))
+            {
+                banned += 1;
+                let until = ban
+                    .until
+                    .map_or("until unbanned".to_string(), |u| format!("until {u}"));
+                let event = decide::Event {
+                    kind: "node_banned",
+                    attempt: Some(a.attempt),
+                    job_id: a.job_id,
+                    message: format!("banned node {node} {until}: {}", end.detail),
+                };
+                let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+            }
+        }
+        banned
     }
 
     pub fn tick(&self, now: Timestamp) -> TickReport {
@@ -136,6 +243,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         }
 
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
+        let mut new_bans = 0;
         let mut steps = Vec::new();
         for (i, run) in runs.iter().enumerate() {
             let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref());
@@ -149,6 +257,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 report.problems.push(format!("run {}: {e}", run.id));
                 continue;
             }
+            new_bans += self.strike_nodes(run, &run.state, &step.state, now);
             run.state = step.state;
             for f in control_files {
                 let _ = std::fs::remove_file(f);
@@ -165,6 +274,9 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 }
             }
         }
+        if new_bans > 0 {
+            self.exclude_from_pending(&runs, now);
+        }
         if !cancels.is_empty() {
             let ids: Vec<JobId> = cancels.iter().map(|(_, j)| *j).collect();
             report.cancelled = ids.len();
@@ -175,6 +287,35 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             }
         }
         report
+    }
+
+    /// After a new ban, pending jobs learn to avoid the node in place
+    /// (`scontrol update`), rather than being cancelled and resubmitted.
+    fn exclude_from_pending(&self, runs: &[Loaded], now: Timestamp) {
+        for run in runs {
+            let Some(a) = run.state.live_attempt() else {
+                continue;
+            };
+            if let (AttemptPhase::Pending, Some(job)) = (a.phase, a.job_id) {
+                let exclude = self.exclude_for(&run.spec, now);
+                let update = PendingUpdate {
+                    exclude: Some(exclude.clone()),
+                    partition: None,
+                };
+                // A job that started meanwhile refuses: nothing to do then.
+                if self.slurm.update_pending(job, &update).is_ok() {
+                    let event = decide::Event {
+                        kind: "exclude_updated",
+                        attempt: Some(a.attempt),
+                        job_id: Some(job),
+                        message: format!("pending job {job} now excludes {}", exclude.join(",")),
+                    };
+                    let _ = run
+                        .dir
+                        .append_events(&[event], run.state.status.as_str(), now);
+                }
+            }
+        }
     }
 
     /// Loads a run that may need attention. Ended runs without pending
@@ -291,7 +432,8 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             attempt::job_script(&run.spec, &run.dir, attempt, &self.exe).as_bytes(),
         )?;
         let env = run.dir.load_env()?;
-        let request = attempt::submit_request(&run.spec, &run.dir, attempt, env);
+        let exclude = self.exclude_for(&run.spec, now);
+        let request = attempt::submit_request(&run.spec, &run.dir, attempt, env, &exclude);
         let result = match self.slurm.submit(&request) {
             Ok(id) => SubmitResult::Accepted(id),
             Err(SlurmError::Rejected { kind, message, .. }) => {

@@ -20,6 +20,8 @@ pub struct Parsed {
     pub output: Option<String>,
     pub error: Option<String>,
     pub chdir: Option<String>,
+    /// Nodes the script excludes itself (`--exclude`/`-x`), as written.
+    pub exclude: Option<String>,
 }
 
 /// The output and error file patterns and the working directory set by
@@ -127,6 +129,7 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
                 parsed.error = value();
             }
             "--chdir" | "-D" => parsed.chdir = value(),
+            "--exclude" | "-x" => parsed.exclude = value(),
             _ => {
                 if let Some(v) = short_inline("-o") {
                     parsed.user_output = true;
@@ -134,6 +137,8 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
                 } else if let Some(v) = short_inline("-e") {
                     parsed.user_error = true;
                     parsed.error = Some(v);
+                } else if let Some(x) = short_inline("-x") {
+                    parsed.exclude = Some(x);
                 } else if let Some(d) = short_inline("-D") {
                     parsed.chdir = Some(d);
                 }

@@ -264,7 +264,10 @@ fn bad_scripts_are_refused_and_nothing_is_created() {
     // A run whose state file is damaged is reported, not fatal to the others.
     let state = shep.state.join("runs/twice/state.json");
     poll(LONG, "the daemon to write twice's state", || {
-        state.exists().then_some(()).ok_or_else(|| "no state yet".to_string())
+        state
+            .exists()
+            .then_some(())
+            .ok_or_else(|| "no state yet".to_string())
     });
     std::fs::write(&state, "{\"version\": 1, \"stat").unwrap();
     let out = shep.run(&["status", "twice"]);

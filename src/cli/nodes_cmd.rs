@@ -1,0 +1,166 @@
+//! `shepherd nodes [list | ban NODE | unban NODE]`.
+
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::args::{GlobalArgs, NodesCommand};
+use super::output::{Table, emit};
+use super::runs_cmd::{slurm, state_dir};
+use crate::slurm::Slurm;
+
+#[derive(Debug, Serialize)]
+struct BanDoc {
+    reason: String,
+    since: Timestamp,
+    /// `null`: until unbanned.
+    until: Option<Timestamp>,
+    manual: bool,
+    strikes: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeDoc {
+    name: String,
+    state: String,
+    usable: bool,
+    partitions: Vec<String>,
+    gpu_type: Option<String>,
+    gpus: u32,
+    gpus_free: u32,
+    switch: Option<String>,
+    /// Why an admin drained or downed it (`sinfo -R`), if so.
+    admin_reason: Option<String>,
+    banned: Option<BanDoc>,
+}
+
+#[derive(Debug, Serialize)]
+struct NodesDoc {
+    cluster: String,
+    nodes: Vec<NodeDoc>,
+}
+
+pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let slurm = slurm(global);
+    let cluster = slurm.cluster()?.name;
+    let now = Timestamp::now();
+    match cmd.unwrap_or(NodesCommand::List) {
+        NodesCommand::List => {
+            let nodes = slurm.nodes()?;
+            // Without a topology plugin there are no switches; not an error.
+            let switches = slurm.topology().unwrap_or_default();
+            let bl = sd.load_blacklist(&cluster)?;
+            let docs: Vec<NodeDoc> = nodes
+                .iter()
+                .map(|n| NodeDoc {
+                    name: n.name.clone(),
+                    state: n.state.to_string(),
+                    usable: n.state.is_usable(),
+                    partitions: n.partitions.clone(),
+                    gpu_type: n.gpu_types().first().map(|t| t.to_string()),
+                    gpus: n.gpus_total(),
+                    gpus_free: if n.state.is_usable() {
+                        n.gpus_free()
+                    } else {
+                        0
+                    },
+                    switch: switches
+                        .iter()
+                        .find(|s| s.nodes.contains(&n.name))
+                        .map(|s| s.name.clone()),
+                    admin_reason: n.reason.clone(),
+                    banned: bl.active_ban(&n.name, now).map(|b| BanDoc {
+                        reason: b.reason.clone(),
+                        since: b.since,
+                        until: b.until,
+                        manual: b.manual,
+                        strikes: bl.strikes(&n.name, now),
+                    }),
+                })
+                .collect();
+            let doc = NodesDoc {
+                cluster: cluster.clone(),
+                nodes: docs,
+            };
+            emit(global.json, "nodes", &doc, |d| {
+                let mut t = Table::new(&[
+                    "NODE",
+                    "STATE",
+                    "PARTITIONS",
+                    "GPUS",
+                    "FREE",
+                    "SWITCH",
+                    "BANNED",
+                    "REASON",
+                ]);
+                for n in &d.nodes {
+                    let gpus = match (&n.gpu_type, n.gpus) {
+                        (_, 0) => "-".to_string(),
+                        (Some(t), g) => format!("{t}x{g}"),
+                        (None, g) => g.to_string(),
+                    };
+                    let banned = n
+                        .banned
+                        .as_ref()
+                        .map_or("-".to_string(), |b| match b.until {
+                            None => "until unbanned".to_string(),
+                            Some(u) => format!(
+                                "{} left",
+                                crate::duration::format(u.duration_since(now).unsigned_abs())
+                            ),
+                        });
+                    let reason = n
+                        .banned
+                        .as_ref()
+                        .map(|b| b.reason.clone())
+                        .or_else(|| n.admin_reason.clone().map(|r| format!("admin: {r}")))
+                        .unwrap_or_default();
+                    t.row(vec![
+                        n.name.clone(),
+                        n.state.clone(),
+                        n.partitions.join(","),
+                        gpus,
+                        if n.gpus == 0 {
+                            "-".into()
+                        } else {
+                            n.gpus_free.to_string()
+                        },
+                        n.switch.clone().unwrap_or_else(|| "-".into()),
+                        banned,
+                        reason,
+                    ]);
+                }
+                t.render()
+            });
+        }
+        NodesCommand::Ban { node, ttl, reason } => {
+            let known = slurm.nodes()?;
+            if !known.iter().any(|n| n.name == node) {
+                bail!("cluster {cluster} has no node {node:?}; `shepherd nodes` lists them");
+            }
+            sd.update_blacklist(&cluster, |bl| bl.ban(&node, &reason, ttl, now))
+                .context("cannot update the blacklist")?;
+            let until = ttl.map(|t| crate::duration::format(t));
+            emit(global.json, "banned", &node, |n| match &until {
+                Some(t) => format!("banned {n} for {t} on cluster {cluster}\n"),
+                None => {
+                    format!("banned {n} on cluster {cluster} until `shepherd nodes unban {n}`\n")
+                }
+            });
+        }
+        NodesCommand::Unban { node } => {
+            let was = sd
+                .update_blacklist(&cluster, |bl| bl.unban(&node))
+                .context("cannot update the blacklist")?;
+            emit(global.json, "unbanned", &node, |n| {
+                if was {
+                    format!("unbanned {n}\n")
+                } else {
+                    format!("{n} was not banned\n")
+                }
+            });
+        }
+    }
+    Ok(())
+}
