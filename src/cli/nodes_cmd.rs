@@ -141,7 +141,7 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
             }
             sd.update_blacklist(&cluster, |bl| bl.ban(&node, &reason, ttl, now))
                 .context("cannot update the blacklist")?;
-            let until = ttl.map(|t| crate::duration::format(t));
+            let until = ttl.map(crate::duration::format);
             emit(global.json, "banned", &node, |n| match &until {
                 Some(t) => format!("banned {n} for {t} on cluster {cluster}\n"),
                 None => {
