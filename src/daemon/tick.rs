@@ -63,6 +63,9 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// Node names the cluster knows, and when they were read: only these may
     /// go into `--exclude`.
     known: RefCell<Option<(Timestamp, Vec<String>)>>,
+    /// The blacklist file as last seen: a change (a ban by the CLI, or by
+    /// this daemon) makes pending jobs learn the new exclude list.
+    blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
 }
 
 /// How long the node names read from Slurm are trusted.
@@ -82,7 +85,20 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             cache: RefCell::new(HashMap::new()),
             cluster: RefCell::new(None),
             known: RefCell::new(None),
+            blacklist_stamp: RefCell::new(None),
         }
+    }
+
+    /// True when the blacklist changed since the last call.
+    fn blacklist_changed(&self) -> bool {
+        let Some(cluster) = self.cluster.borrow().clone() else {
+            return false;
+        };
+        let now = stamp(&self.state_dir.blacklist_path(&cluster));
+        let mut last = self.blacklist_stamp.borrow_mut();
+        let changed = *last != now;
+        *last = now;
+        changed
     }
 
     fn cluster_name(&self) -> Option<String> {
@@ -129,20 +145,13 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
     }
 
     /// Strikes the nodes blamed by attempts that ended in this step.
-    fn strike_nodes(
-        &self,
-        run: &Loaded,
-        before: &RunState,
-        after: &RunState,
-        now: Timestamp,
-    ) -> usize {
+    fn strike_nodes(&self, run: &Loaded, before: &RunState, after: &RunState, now: Timestamp) {
         if !run.spec.policy.blacklist {
-            return 0;
+            return;
         }
         let Some(cluster) = self.cluster_name() else {
-            return 0;
+            return;
         };
-        let mut banned = 0;
         for a in &after.attempts {
             let was_live = before
                 .attempts
@@ -165,7 +174,6 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 .state_dir
                 .update_blacklist(&cluster, |bl| bl.strike(node, evidence, ttl))
             {
-                banned += 1;
                 let until = ban
                     .until
                     .map_or("until unbanned".to_string(), |u| format!("until {u}"));
@@ -178,7 +186,6 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 let _ = run.dir.append_events(&[event], after.status.as_str(), now);
             }
         }
-        banned
     }
 
     pub fn tick(&self, now: Timestamp) -> TickReport {
@@ -243,7 +250,6 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         }
 
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
-        let mut new_bans = 0;
         let mut steps = Vec::new();
         for (i, run) in runs.iter().enumerate() {
             let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref());
@@ -257,7 +263,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 report.problems.push(format!("run {}: {e}", run.id));
                 continue;
             }
-            new_bans += self.strike_nodes(run, &run.state, &step.state, now);
+            self.strike_nodes(run, &run.state, &step.state, now);
             run.state = step.state;
             for f in control_files {
                 let _ = std::fs::remove_file(f);
@@ -274,7 +280,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 }
             }
         }
-        if new_bans > 0 {
+        if self.blacklist_changed() {
             self.exclude_from_pending(&runs, now);
         }
         if !cancels.is_empty() {

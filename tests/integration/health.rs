@@ -1,0 +1,193 @@
+//! Node health end to end: a failed GPU probe bans the node and the run moves
+//! on; bans by hand, their expiry, stale names, and pending jobs updated in
+//! place.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::recovery_support::{Shepherd, outcomes};
+use crate::support::{Mode, TestCluster, poll};
+
+const LONG: Duration = Duration::from_secs(120);
+const FAST: &str =
+    "#SHEPHERD --heartbeat-interval 1s --heartbeat-grace 20s --backoff-base 1s --backoff-max 2s\n";
+
+/// Submits a plain Slurm job (not a run) that holds GPUs for a while.
+fn blocker(cluster: &TestCluster, args: &[&str], secs: u32) -> String {
+    let out = Command::new("sbatch")
+        .env("SLURM_CONF", cluster.conf())
+        .args(["--parsable", "-o", "/dev/null"])
+        .args(args)
+        .args(["--wrap", &format!("sleep {secs}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn node<'a>(nodes: &'a Value, name: &str) -> &'a Value {
+    nodes["nodes"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn failed_gpu_probe_bans_the_node_and_the_run_completes_elsewhere() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    cluster.inject(&["gpu-fault", "a100-1", "lost"]);
+    // a100-2's GPUs are busy for a while: the first attempt lands on a100-1.
+    blocker(
+        &cluster,
+        &["-p", "a100", "-w", "a100-2", "--gres=gpu:a100:4"],
+        12,
+    );
+    let run = shep.submit(
+        "gpu.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a100\n{FAST}echo \"trained on $(hostname)\"\n"),
+        &["--gpus", "1"],
+    );
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(outcomes(&s), ["node_fault", "success"]);
+    let first = &s["attempts"][0];
+    assert_eq!(
+        (first["node"].as_str(), first["blame"].as_str()),
+        (Some("a100-1"), Some("node"))
+    );
+    assert!(
+        first["detail"].as_str().unwrap().contains("probe"),
+        "{first}"
+    );
+    assert_eq!(first["exit_code"], 97);
+    assert_eq!(s["attempts"][1]["node"], "a100-2");
+    assert_eq!(s["workload_failures"], 0);
+    // The failed attempt was short: probes, not the workload, ended it.
+    let at = |k: &str| {
+        first[k]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+    let took = at("ended_at").duration_since(at("submitted_at"));
+    assert!(
+        took.as_secs() < 30,
+        "the probe failed within seconds: {first}"
+    );
+    let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+    let banned = &node(&nodes, "a100-1")["banned"];
+    assert_eq!(banned["strikes"], 1, "{banned}");
+    assert_eq!(banned["manual"], false);
+    assert!(banned["until"].is_string());
+    assert!(node(&nodes, "a100-2")["banned"].is_null());
+    assert!(shep.ok(&["events", &run]).contains("node_banned"));
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn bans_by_hand_expire_stale_names_are_harmless_and_pending_jobs_learn() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+
+    // Unknown nodes cannot be banned by hand...
+    let out = shep.run(&["nodes", "ban", "nosuch-9"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node"));
+    // ...but a stale name that got into the blacklist (a node retired since)
+    // must never break a submission.
+    let bl_dir = shep.state.join("clusters/shepherd-test");
+    std::fs::create_dir_all(&bl_dir).unwrap();
+    std::fs::write(
+        bl_dir.join("blacklist.json"),
+        r#"{"version":1,"cluster":"shepherd-test","nodes":{"retired-9":{"strikes":3,"last_strike_at":null,"ban":{"reason":"old","since":"2026-01-01T00:00:00Z","until":null,"manual":true},"history":[]}}}"#,
+    )
+    .unwrap();
+
+    // A short ban by hand keeps runs off the node until it expires.
+    shep.ok(&[
+        "nodes",
+        "ban",
+        "cpu-1",
+        "--ttl",
+        "8s",
+        "--reason",
+        "flaky fan",
+    ]);
+    let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+    assert_eq!(node(&nodes, "cpu-1")["banned"]["reason"], "flaky fan");
+    let run = shep.submit(
+        "avoid.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}sleep 2\n"),
+        &[],
+    );
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(s["attempts"][0]["node"], "cpu-2", "{s}");
+    poll(LONG, "the ban to expire", || {
+        let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+        if node(&nodes, "cpu-1")["banned"].is_null() {
+            Ok(())
+        } else {
+            Err("still banned".into())
+        }
+    });
+    let pinned = shep.submit(
+        "back.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu --nodelist=cpu-1\n{FAST}true\n"),
+        &[],
+    );
+    let s = shep.wait_status(&pinned, &["completed"], LONG);
+    assert_eq!(s["attempts"][0]["node"], "cpu-1");
+
+    // A pending job learns a new ban in place: same job, new exclude list.
+    blocker(
+        &cluster,
+        &["-p", "a6000", "-w", "a6000-1", "--gres=gpu:a6000:8"],
+        600,
+    );
+    blocker(
+        &cluster,
+        &["-p", "a6000", "-w", "a6000-2", "--gres=gpu:a6000:8"],
+        600,
+    );
+    let waiting = shep.submit(
+        "waiting.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a6000 --gres=gpu:a6000:1\n{FAST}true\n"),
+        &[],
+    );
+    let s = shep.wait_status(&waiting, &["pending"], LONG);
+    let job = s["slurm_job_id"].as_u64().unwrap().to_string();
+    shep.ok(&["nodes", "ban", "a6000-1", "--reason", "ECC errors"]);
+    let excluded = poll(LONG, "the pending job's exclude list", || {
+        let out = Command::new("scontrol")
+            .env("SLURM_CONF", cluster.conf())
+            .args(["show", "job", &job])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("ExcNodeList=a6000-1") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(
+        !excluded.contains("retired-9"),
+        "stale names never reach Slurm"
+    );
+    let s = shep.status(&waiting);
+    assert_eq!(
+        s["attempts"].as_array().unwrap().len(),
+        1,
+        "not resubmitted"
+    );
+    assert!(shep.ok(&["events", &waiting]).contains("exclude_updated"));
+    shep.ok(&["nodes", "unban", "a6000-1"]);
+    shep.ok(&["stop", &waiting]);
+    shep.wait_status(&waiting, &["stopped"], LONG);
+    shep.assert_no_duplicates();
+}
