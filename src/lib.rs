@@ -18,6 +18,7 @@ pub mod cli;
 pub mod daemon;
 pub mod duration;
 pub mod model;
+pub mod placement;
 pub mod policy;
 pub mod slurm;
 pub mod store;

@@ -8,6 +8,7 @@
 pub mod blacklist;
 pub mod classify;
 pub mod decide;
+pub mod signatures;
 pub mod state;
 
 pub use decide::{

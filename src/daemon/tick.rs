@@ -16,6 +16,7 @@ use super::attempt;
 use crate::model::{RunId, RunSpec};
 use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
+use crate::policy::signatures::SignatureAction;
 use crate::policy::state::{AttemptPhase, Blame, RunState};
 use crate::slurm::{JobId, JobInfo, JobRecord, PendingUpdate, Slurm, SlurmError};
 use crate::store::atomic::{self, StoreError};
@@ -42,6 +43,19 @@ struct Loaded {
     dir: RunDir,
     spec: RunSpec,
     state: RunState,
+}
+
+/// The node of the run's last ended attempt, when its failure asks the next
+/// attempt to go elsewhere.
+fn suspect_node(state: &RunState) -> Option<String> {
+    let last = state.attempts.iter().rev().find(|a| a.end.is_some())?;
+    let action = last.end.as_ref()?.signature.as_ref()?.action;
+    matches!(
+        action,
+        SignatureAction::RetryElsewhere | SignatureAction::CountAndRetryElsewhere
+    )
+    .then(|| last.node.clone())
+    .flatten()
 }
 
 /// A run's spec (immutable) and state as last read or written, with the state
@@ -129,11 +143,11 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
 
     /// The `--exclude` list for a run's next job. Without an inventory no
     /// list is passed, so the script's own `--exclude` applies as written.
-    fn exclude_for(&self, spec: &RunSpec, now: Timestamp) -> Vec<String> {
+    fn exclude_for(&self, spec: &RunSpec, state: &RunState, now: Timestamp) -> Vec<String> {
         let Some(known) = self.known_nodes(now) else {
             return Vec::new();
         };
-        let banned = match (spec.policy.blacklist, self.cluster_name()) {
+        let mut banned = match (spec.policy.blacklist, self.cluster_name()) {
             (true, Some(cluster)) => self
                 .state_dir
                 .load_blacklist(&cluster)
@@ -141,6 +155,12 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
+        // A node this run's last attempt failed on in a way that may be the
+        // node's: the next attempt tries elsewhere.
+        if let Some(node) = suspect_node(state).filter(|n| known.contains(n) && !banned.contains(n))
+        {
+            banned.push(node);
+        }
         attempt::exclude_list(spec, &banned, &known)
     }
 
@@ -157,23 +177,37 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 .attempts
                 .iter()
                 .any(|b| b.attempt == a.attempt && b.is_live());
-            let Some(end) = a.end.as_ref().filter(|e| e.blame == Blame::Node) else {
+            let (true, Some(end), Some(node)) = (was_live, a.end.as_ref(), a.node.as_deref())
+            else {
                 continue;
             };
-            let (true, Some(node)) = (was_live, a.node.as_deref()) else {
-                continue;
-            };
-            let evidence = Strike {
+            let action = end.signature.as_ref().map(|s| s.action);
+            let mut evidence = Strike {
                 time: now,
                 run_id: run.id.to_string(),
                 job_id: a.job_id.map(|j| j.0),
                 reason: end.detail.clone(),
             };
             let ttl = run.spec.policy.blacklist_ttl;
-            if let Ok(ban) = self
-                .state_dir
-                .update_blacklist(&cluster, |bl| bl.strike(node, evidence, ttl))
-            {
+            let result = match (end.blame, action) {
+                // Suspected, not proven: avoided by this run, no strike.
+                (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
+                (Blame::Node, _) => self
+                    .state_dir
+                    .update_blacklist(&cluster, |bl| Some(bl.strike(node, evidence, ttl))),
+                // Ambiguous: only the same failure from another run bans it.
+                (_, Some(SignatureAction::CountAndRetryElsewhere)) => {
+                    evidence.reason = end
+                        .signature
+                        .as_ref()
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default();
+                    self.state_dir
+                        .update_blacklist(&cluster, |bl| bl.suspect(node, evidence, ttl))
+                }
+                _ => continue,
+            };
+            if let Ok(Some(ban)) = result {
                 let until = ban
                     .until
                     .map_or("until unbanned".to_string(), |u| format!("until {u}"));
@@ -303,7 +337,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 continue;
             };
             if let (AttemptPhase::Pending, Some(job)) = (a.phase, a.job_id) {
-                let exclude = self.exclude_for(&run.spec, now);
+                let exclude = self.exclude_for(&run.spec, &run.state, now);
                 let update = PendingUpdate {
                     exclude: Some(exclude.clone()),
                     partition: None,
@@ -438,7 +472,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             attempt::job_script(&run.spec, &run.dir, attempt, &self.exe).as_bytes(),
         )?;
         let env = run.dir.load_env()?;
-        let exclude = self.exclude_for(&run.spec, now);
+        let exclude = self.exclude_for(&run.spec, &run.state, now);
         let request = attempt::submit_request(&run.spec, &run.dir, attempt, env, &exclude);
         let result = match self.slurm.submit(&request) {
             Ok(id) => SubmitResult::Accepted(id),

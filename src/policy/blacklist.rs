@@ -59,7 +59,14 @@ pub struct NodeRecord {
     pub last_strike_at: Option<Timestamp>,
     pub ban: Option<Ban>,
     pub history: Vec<Strike>,
+    /// Failures that could be the node's or the workload's (an ambiguous
+    /// signature). Alone they ban nothing; from different runs they do.
+    #[serde(default)]
+    pub suspicions: Vec<Strike>,
 }
+
+/// Suspicions older than this are forgotten.
+pub const SUSPICION_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// `STATE/clusters/CLUSTER/blacklist.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +137,39 @@ impl Blacklist {
             r.history.remove(0);
         }
         ban
+    }
+
+    /// Records a failure that may be the node's. When failures of at least
+    /// two different runs point at the node within [`SUSPICION_WINDOW`], it
+    /// is a bad node even though each run alone could not tell: the node gets
+    /// a strike, and the ban is returned.
+    ///
+    /// Suspicions only add up for the same kind of failure (`evidence.reason`
+    /// names the signature): two runs with unrelated bugs prove nothing.
+    pub fn suspect(&mut self, node: &str, evidence: Strike, base: Duration) -> Option<Ban> {
+        let now = evidence.time;
+        let r = self.nodes.entry(node.to_string()).or_default();
+        r.suspicions
+            .retain(|s| now.duration_since(s.time).unsigned_abs() < SUSPICION_WINDOW);
+        r.suspicions.push(evidence.clone());
+        let mut runs: Vec<&str> = r
+            .suspicions
+            .iter()
+            .filter(|s| s.reason == evidence.reason)
+            .map(|s| s.run_id.as_str())
+            .collect();
+        runs.sort_unstable();
+        runs.dedup();
+        if runs.len() < 2 {
+            return None;
+        }
+        let runs = runs.join(", ");
+        r.suspicions.retain(|s| s.reason != evidence.reason);
+        let evidence = Strike {
+            reason: format!("failures of different runs ({runs}): {}", evidence.reason),
+            ..evidence
+        };
+        Some(self.strike(node, evidence, base))
     }
 
     /// A ban by hand: permanent without a TTL.
@@ -263,6 +303,36 @@ mod tests {
         bl.ban("n2", "maintenance", Some(Duration::from_secs(60)), t(0));
         assert!(bl.active_ban("n2", t(59)).is_some());
         assert!(bl.active_ban("n2", t(60)).is_none());
+    }
+
+    #[test]
+    fn a_node_failing_different_runs_is_banned() {
+        let mut bl = Blacklist::new("c");
+        let ev = |run: &str, secs| Strike {
+            run_id: run.into(),
+            ..strike_at(secs)
+        };
+        assert!(bl.suspect("n", ev("r1", 0), BASE).is_none());
+        assert!(
+            bl.suspect("n", ev("r1", 10), BASE).is_none(),
+            "the same run twice says nothing"
+        );
+        let other = Strike {
+            reason: "another signature".into(),
+            ..ev("r3", 15)
+        };
+        assert!(
+            bl.suspect("n", other, BASE).is_none(),
+            "different failures do not add up"
+        );
+        let ban = bl
+            .suspect("n", ev("r2", 20), BASE)
+            .expect("two runs: banned");
+        assert!(ban.reason.contains("r1, r2"), "{}", ban.reason);
+        assert_eq!(bl.strikes("n", t(20)), 1);
+        // Old suspicions fade.
+        assert!(bl.suspect("m", ev("r1", 0), BASE).is_none());
+        assert!(bl.suspect("m", ev("r2", 2 * 86400), BASE).is_none());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! exit status, the wrapper's outcome record, and whether Shepherd itself
 //! cancelled the job.
 
-use super::state::{AttemptEnd, Blame, CancelReason, FailureClass};
+use super::signatures::{Hit, SignatureAction, SignatureSet, scan, verdict};
+use super::state::{AttemptEnd, Blame, CancelReason, FailureClass, SignatureNote};
 use crate::slurm::{ExitStatus, JobState};
 use crate::store::records::{Outcome, Verdict};
 use crate::wrapper::EXIT_PROBE_FAILED;
@@ -15,6 +16,15 @@ pub struct EndEvidence<'a> {
     pub exit: Option<ExitStatus>,
     pub outcome: Option<&'a Outcome>,
     pub cancel: Option<CancelReason>,
+    /// Known fault signatures to look for in the wrapper's stderr tail.
+    pub signatures: Option<&'a SignatureSet>,
+}
+
+/// The decisive fault signature in the outcome's stderr tail.
+fn decisive_hit(ev: &EndEvidence<'_>) -> Option<Hit> {
+    let text = &ev.outcome?.stderr_tail;
+    let hits = scan(text, ev.signatures?);
+    verdict(&hits).map(|(_, hit)| hit.clone())
 }
 
 pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
@@ -24,6 +34,7 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         slurm_state: ev.state.map(ToString::to_string),
         exit: ev.exit,
         detail,
+        signature: None,
     };
     // A probe failure is the node's fault whatever Slurm recorded after it.
     if let Some(Outcome {
@@ -134,6 +145,35 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
             Blame::None,
             "the job was cancelled outside Shepherd (scancel or an admin)".to_string(),
         ),
+        JobState::Failed if workload_exit.is_some() && decisive_hit(ev).is_some() => {
+            // The workload failed and its output names the cause.
+            let hit = decisive_hit(ev).expect("checked");
+            let (class, blame) = match hit.action {
+                SignatureAction::BanNode | SignatureAction::RetryElsewhere => {
+                    (FailureClass::NodeFault, Blame::Node)
+                }
+                SignatureAction::CountAgainstWorkload | SignatureAction::CountAndRetryElsewhere => {
+                    (FailureClass::WorkloadFailure, Blame::Workload)
+                }
+            };
+            let mut e = end(
+                class,
+                blame,
+                format!(
+                    "{}; {} (signature {}: {})",
+                    workload_exit.unwrap_or_default(),
+                    hit.meaning,
+                    hit.id,
+                    hit.line
+                ),
+            );
+            e.signature = Some(SignatureNote {
+                id: hit.id,
+                action: hit.action,
+                line: hit.line,
+            });
+            e
+        }
         JobState::Failed => {
             if let Some(detail) = workload_exit {
                 end(FailureClass::WorkloadFailure, Blame::Workload, detail)
@@ -193,6 +233,7 @@ mod tests {
             exit: None,
             outcome,
             cancel: None,
+            signatures: None,
         });
         (end.class, end.blame)
     }
@@ -258,6 +299,7 @@ mod tests {
             }),
             outcome: None,
             cancel: None,
+            signatures: None,
         });
         assert_eq!(end.class, FailureClass::NodeFault);
     }
@@ -276,6 +318,7 @@ mod tests {
                 exit: None,
                 outcome: None,
                 cancel: Some(reason),
+                signatures: None,
             });
             assert_eq!(end.class, want);
         }

@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::classify::{EndEvidence, classify};
+use super::signatures::{SignatureAction, SignatureSet};
 use super::state::{
     Attempt, AttemptEnd, AttemptPhase, Blame, CancelReason, FailureClass, RunState, RunStatus,
 };
@@ -427,28 +428,30 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
     let policy = &cx.spec.policy;
     // The first heartbeat may only come after the wrapper's probes: the grace
     // period counts from when the job was first seen running.
-    if heartbeat_age > policy.heartbeat_grace {
+    let hang = |cx: &mut Ctx<'_>, what: &str, age: Duration, reason| {
+        let age = crate::duration::format(age);
         cx.event(
             "hang_detected",
-            format!(
-                "no heartbeat from job {} for {}; cancelling it",
-                info.id,
-                crate::duration::format(heartbeat_age)
-            ),
+            format!("{what} from job {} for {age}; cancelling it", info.id),
         );
-        cancel_live(cx, CancelReason::HeartbeatLost);
+        cancel_live(cx, reason);
+    };
+    if heartbeat_age > policy.heartbeat_grace {
+        hang(
+            cx,
+            "no heartbeat",
+            heartbeat_age,
+            CancelReason::HeartbeatLost,
+        );
     } else if let Some(stall) = policy.progress_stall
         && progress_age > stall
     {
-        cx.event(
-            "hang_detected",
-            format!(
-                "no progress and no output from job {} for {}; cancelling it",
-                info.id,
-                crate::duration::format(progress_age)
-            ),
+        hang(
+            cx,
+            "no progress and no output",
+            progress_age,
+            CancelReason::ProgressStalled,
         );
-        cancel_live(cx, CancelReason::ProgressStalled);
     } else if let Some(deadline) = keep_alive_deadline(cx.spec)
         && now >= deadline
     {
@@ -493,11 +496,13 @@ fn end_attempt(
     // The wrapper's outcome counts only if it belongs to this job instance.
     let outcome = outcome.filter(|o| Some(o.job_id) == a.job_id && o.restarts == a.restarts);
     let cancel = a.cancel;
+    let signatures = SignatureSet::builtin();
     let end = classify(&EndEvidence {
         state,
         exit,
         outcome,
         cancel,
+        signatures: Some(&signatures),
     });
     let warned = outcome.is_some_and(|o| o.warned);
     let now = cx.now;
@@ -571,6 +576,10 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
         FailureClass::Rejected => {
             cx.set_status(RunStatus::Failed, format!("Slurm refused the submission: {}", end.detail));
         }
+        FailureClass::WorkloadFailure if let Some(verdict) = fails_on_every_node(&cx.st, end) => {
+            cx.event("code_fault", verdict.clone());
+            cx.set_status(RunStatus::Failed, verdict);
+        }
         FailureClass::WorkloadFailure
         | FailureClass::OutOfMemory
         | FailureClass::Hang
@@ -599,6 +608,32 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
             }
         }
     }
+}
+
+/// An ambiguous failure (it could be the node's or the code's) that the run
+/// already had on another node is the code's: every node fails it.
+fn fails_on_every_node(st: &RunState, end: &AttemptEnd) -> Option<String> {
+    let sig = end
+        .signature
+        .as_ref()
+        .filter(|s| s.action == SignatureAction::CountAndRetryElsewhere)?;
+    let last = st.attempts.last()?;
+    let node = last.node.as_deref()?;
+    let other = st.attempts[..st.attempts.len() - 1].iter().find(|a| {
+        a.node.as_deref().is_some_and(|n| n != node)
+            && a.end
+                .as_ref()
+                .and_then(|e| e.signature.as_ref())
+                .is_some_and(|s| s.id == sig.id)
+    })?;
+    Some(format!(
+        "workload fails on every node: {} on {} (attempt {}) and {node} (attempt {}): {}",
+        sig.id,
+        other.node.as_deref().unwrap_or("?"),
+        other.attempt,
+        last.attempt,
+        sig.line
+    ))
 }
 
 /// With no live attempt: submit the next one, or wait.
@@ -684,6 +719,7 @@ pub fn submitted(
                     slurm_state: None,
                     exit: None,
                     detail: format!("{kind:?}: {message}"),
+                    signature: None,
                 };
                 a.end = Some(end.clone());
                 cx.event("submit_rejected", end.detail.clone());

@@ -110,6 +110,18 @@ pub struct AttemptEnd {
     pub exit: Option<ExitStatus>,
     /// One sentence for people: what happened.
     pub detail: String,
+    /// The known fault signature in the job's output that decided, if any.
+    #[serde(default)]
+    pub signature: Option<SignatureNote>,
+}
+
+/// A fault signature found in an attempt's output ([`super::signatures`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureNote {
+    pub id: String,
+    pub action: super::signatures::SignatureAction,
+    /// The line that matched.
+    pub line: String,
 }
 
 /// Why Shepherd cancelled a job, so its end is classified correctly.

@@ -637,3 +637,71 @@ fn backoff_grows_and_is_capped() {
     let secs: Vec<u64> = (1..=5).map(|f| backoff(&sp, f).as_secs()).collect();
     assert_eq!(secs, [10, 20, 40, 60, 60]);
 }
+
+fn failed_with_stderr(id: u64, node: &str, tail: &str) -> Observation {
+    let mut info = ended(id, JobState::Failed, 1);
+    info.nodes = vec![node.to_string()];
+    let mut o = seen(info);
+    let mut out = outcome(id, 0, Verdict::Exited { code: 1 });
+    out.node = node.to_string();
+    out.stderr_tail = tail.to_string();
+    o.outcome = Some(out);
+    o
+}
+
+#[test]
+fn a_hardware_signature_in_stderr_blames_the_node() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(
+        5,
+        failed_with_stderr(
+            1,
+            "a100-1",
+            "Traceback (most recent call last):\nRuntimeError: CUDA error: an illegal memory access was encountered\n\
+             [ 1234.5] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, GPU has fallen off the bus.\n",
+        ),
+    );
+    let end = s.state.attempts[0].end.clone().unwrap();
+    assert_eq!(
+        (end.class, end.blame),
+        (FailureClass::NodeFault, Blame::Node)
+    );
+    assert_eq!(end.signature.as_ref().unwrap().id, "gpu-fallen-off-bus");
+    assert_eq!(s.state.workload_failures, 0);
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+}
+
+#[test]
+fn an_ambiguous_failure_on_two_nodes_is_the_codes_fault() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    let crash = "RuntimeError: CUDA error: an illegal memory access was encountered\n";
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, failed_with_stderr(1, "a100-1", crash));
+    assert_eq!(
+        s.status(),
+        RunStatus::Queued,
+        "the benefit of the doubt: retry"
+    );
+    assert_eq!(s.state.workload_failures, 1);
+    s.tick(20, Observation::nothing()).accept(20, 2);
+    s.tick(25, failed_with_stderr(2, "a100-2", crash));
+    assert_eq!(s.status(), RunStatus::Failed);
+    assert!(
+        s.state.reason.starts_with("workload fails on every node"),
+        "{}",
+        s.state.reason
+    );
+    assert!(s.state.reason.contains("a100-1") && s.state.reason.contains("a100-2"));
+    assert!(s.events.iter().any(|e| e.kind == "code_fault"));
+
+    // The same failure twice on the same node says nothing about the code.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, failed_with_stderr(1, "a100-1", crash));
+    s.tick(20, Observation::nothing()).accept(20, 2);
+    s.tick(25, failed_with_stderr(2, "a100-1", crash));
+    assert_eq!(s.status(), RunStatus::Queued);
+}
