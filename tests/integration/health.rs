@@ -191,3 +191,64 @@ fn bans_by_hand_expire_stale_names_are_harmless_and_pending_jobs_learn() {
     shep.wait_status(&waiting, &["stopped"], LONG);
     shep.assert_no_duplicates();
 }
+
+const ILLEGAL: &str =
+    "echo 'RuntimeError: CUDA error: an illegal memory access was encountered' >&2; exit 1";
+
+#[test]
+fn a_bug_on_every_node_stops_the_run_and_bans_nothing() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let run = shep.submit(
+        "buggy.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}{ILLEGAL}\n"),
+        &["--max-retries", "10"],
+    );
+    let s = shep.wait_status(&run, &["failed"], LONG);
+    assert_eq!(outcomes(&s), ["workload_failure", "workload_failure"]);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("workload fails on every node"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("cpu-1") && reason.contains("cpu-2"),
+        "{reason}"
+    );
+    let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+    for n in nodes["nodes"]["nodes"].as_array().unwrap() {
+        assert!(n["banned"].is_null(), "{n}");
+    }
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn a_node_failing_two_different_runs_is_banned() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    for name in ["first.sh", "second.sh"] {
+        let run = shep.submit(
+            name,
+            &format!("#!/bin/bash\n#SBATCH --partition=cpu --nodelist=cpu-2\n{FAST}{ILLEGAL}\n"),
+            &["--max-retries", "0"],
+        );
+        shep.wait_status(&run, &["failed"], LONG);
+    }
+    let banned = poll(LONG, "cpu-2 banned", || {
+        let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+        let b = node(&nodes, "cpu-2")["banned"].clone();
+        if b.is_null() {
+            Err(nodes.to_string())
+        } else {
+            Ok(b)
+        }
+    });
+    let reason = banned["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("first") && reason.contains("second"),
+        "{reason}"
+    );
+    let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+    assert!(node(&nodes, "cpu-1")["banned"].is_null());
+    shep.assert_no_duplicates();
+}
