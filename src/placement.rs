@@ -7,3 +7,4 @@
 //!   functions, no I/O (see `docs/gpu-catalog.md`).
 
 pub mod catalog;
+pub mod inventory;

@@ -21,17 +21,12 @@ fn duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
 
-fn partitions(s: &str) -> Result<Vec<String>, String> {
-    let parts: Vec<String> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-    if parts.is_empty() {
-        return Err("empty partition list".into());
+fn partition_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty partition name".into());
     }
-    Ok(parts)
+    Ok(s.to_string())
 }
 
 /// Every option of a run, settable on the command line and in `#SHEPHERD`
@@ -60,7 +55,7 @@ pub struct RunOptions {
     #[arg(long, value_name = "min|max")]
     pub prefer: Option<Prefer>,
     /// Partitions to use, in order of preference (comma-separated)
-    #[arg(long, value_name = "A,B", value_parser = partitions)]
+    #[arg(long, value_name = "A,B", value_delimiter = ',', value_parser = partition_name)]
     pub partitions: Option<Vec<String>>,
     /// Workload failures tolerated before the run fails
     #[arg(long, value_name = "N")]

@@ -93,6 +93,8 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<NodesCommand>,
     },
+    /// GPU availability per partition: type, memory, free GPUs, largest request that starts now
+    Gpus,
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),

@@ -1,4 +1,4 @@
-//! `shepherd nodes [list | ban NODE | unban NODE]`.
+//! `shepherd nodes [list | ban NODE | unban NODE]` and `shepherd gpus`.
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
@@ -162,5 +162,74 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
             });
         }
     }
+    Ok(())
+}
+
+/// `shepherd gpus`: one line per partition with GPUs.
+pub fn gpus(global: &GlobalArgs) -> anyhow::Result<()> {
+    use crate::placement::catalog::Catalog;
+    use crate::placement::inventory::{Availability, partition_gpus};
+    use std::io::IsTerminal;
+
+    let sd = state_dir(global)?;
+    let slurm = slurm(global);
+    let nodes = slurm.nodes()?;
+    let partitions = slurm.partitions()?;
+    let now = Timestamp::now();
+    let known: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    // Banned nodes are not available to your runs; without a cluster name
+    // (no answer) there is no blacklist to apply.
+    let banned = slurm
+        .cluster()
+        .ok()
+        .and_then(|c| sd.load_blacklist(&c.name).ok())
+        .map(|bl| bl.exclude_list(&known, now))
+        .unwrap_or_default();
+    let views: Vec<_> = partition_gpus(&partitions, &nodes, &banned, &Catalog::builtin())
+        .into_iter()
+        .filter(|v| v.gpus_total > 0)
+        .collect();
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    emit(global.json, "partitions", &views, |views| {
+        let mut t = Table::new(&[
+            "",
+            "PARTITION",
+            "GPU",
+            "VRAM",
+            "PER NODE",
+            "START NOW",
+            "NODES FREE",
+            "GPUS FREE",
+        ]);
+        for v in views {
+            let (icon, paint) = match (v.up, v.availability(1), v.largest_now == v.gpus_per_node) {
+                (false, _, _) => ("x", "\x1b[31m"),
+                (true, Availability::Full, true) => ("●", "\x1b[32m"),
+                (true, Availability::Full | Availability::Partial, _) => ("◐", "\x1b[33m"),
+                (true, Availability::None, _) => ("○", "\x1b[31m"),
+            };
+            let icon = if color {
+                format!("{paint}{icon}\x1b[0m")
+            } else {
+                icon.to_string()
+            };
+            let vram = match (v.vram_gb_min, v.vram_gb_max) {
+                (Some(a), Some(b)) if a == b => format!("{a} GB"),
+                (Some(a), Some(b)) => format!("{a}-{b} GB"),
+                _ => "unknown".into(),
+            };
+            t.row(vec![
+                icon,
+                format!("{}{}", v.partition, if v.up { "" } else { " (down)" }),
+                v.gpu_type.clone().unwrap_or_else(|| "gpu".into()),
+                vram,
+                v.gpus_per_node.to_string(),
+                v.largest_now.to_string(),
+                format!("{}/{}", v.nodes_free, v.nodes_usable),
+                format!("{}/{}", v.gpus_free, v.gpus_total),
+            ]);
+        }
+        t.render()
+    });
     Ok(())
 }

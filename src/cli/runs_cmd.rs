@@ -56,6 +56,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let prepared = crate::submit::prepare(&args.script, args.options, &cwd, Timestamp::now())?;
+    check_partitions(global, &prepared.spec.resources.partitions)?;
     let run = crate::submit::create(&sd, &prepared)?;
     let (lease, started) = service::start(&sd, args.poll.poll_interval, global.slurm_timeout)
         .context(
@@ -86,6 +87,31 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
             c.run_id, c.run_id
         )
     });
+    Ok(())
+}
+
+/// Pinned partitions must exist. When Slurm cannot be asked now, the run is
+/// created anyway: the daemon will meet sbatch's verdict.
+fn check_partitions(global: &GlobalArgs, pinned: &[String]) -> anyhow::Result<()> {
+    if pinned.is_empty() {
+        return Ok(());
+    }
+    let slurm = SlurmCli::new(SlurmCliConfig {
+        timeout: global.slurm_timeout.min(std::time::Duration::from_secs(10)),
+        ..SlurmCliConfig::default()
+    });
+    let Ok(parts) = crate::slurm::Slurm::partitions(&slurm) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    for p in pinned {
+        if !names.contains(&p.as_str()) {
+            bail!(
+                "unknown partition {p:?} in --partitions; this cluster has: {}",
+                names.join(", ")
+            );
+        }
+    }
     Ok(())
 }
 

@@ -59,12 +59,22 @@ pub fn exclude_list(spec: &RunSpec, banned: &[String], known: &[String]) -> Vec<
     all
 }
 
+/// Where an attempt may run, as decided at submission.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub exclude: Vec<String>,
+    /// Partitions in order of preference; `None` leaves the choice to the
+    /// script's own `--partition` or Slurm's default.
+    pub partitions: Option<Vec<String>>,
+}
+
 pub fn sbatch_args(
     spec: &RunSpec,
     attempt_dir: &AttemptDir,
     attempt: u32,
-    exclude: &[String],
+    placement: &Placement,
 ) -> Vec<String> {
+    let exclude = &placement.exclude;
     let mut args = vec![
         format!("--job-name={}", job_name(spec, attempt)),
         format!("--chdir={}", spec.workdir.display()),
@@ -90,11 +100,11 @@ pub fn sbatch_args(
             None => args.push(format!("--gres=gpu:{n}")),
         }
     }
-    if !spec.resources.partitions.is_empty() {
-        args.push(format!(
-            "--partition={}",
-            spec.resources.partitions.join(",")
-        ));
+    if let Some(partitions) = placement.partitions.as_ref().filter(|p| !p.is_empty()) {
+        // Several partitions: Slurm starts the job wherever it can start
+        // first (measured on the test cluster: an idle second choice starts
+        // at once while the first is full).
+        args.push(format!("--partition={}", partitions.join(",")));
     }
     if !exclude.is_empty() {
         args.push(format!("--exclude={}", exclude.join(",")));
@@ -112,12 +122,12 @@ pub fn submit_request(
     run: &RunDir,
     attempt: u32,
     env: Vec<(String, String)>,
-    exclude: &[String],
+    placement: &Placement,
 ) -> SubmitRequest {
     let dir = run.attempt(attempt);
     SubmitRequest {
         script: ScriptSource::File(dir.job_script()),
-        args: sbatch_args(spec, &dir, attempt, exclude),
+        args: sbatch_args(spec, &dir, attempt, placement),
         env: Some(env),
     }
 }
@@ -183,7 +193,11 @@ mod tests {
     #[test]
     fn arguments_leave_the_users_own_choices_alone() {
         let run = RunDir::at("/state/runs/train");
-        let args = sbatch_args(&spec(), &run.attempt(3), 3, &["bad-1".to_string()]);
+        let placement = Placement {
+            exclude: vec!["bad-1".to_string()],
+            partitions: Some(vec!["a100".into(), "a6000".into()]),
+        };
+        let args = sbatch_args(&spec(), &run.attempt(3), 3, &placement);
         assert_eq!(
             args,
             [

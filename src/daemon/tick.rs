@@ -14,11 +14,15 @@ use jiff::Timestamp;
 
 use super::attempt;
 use crate::model::{RunId, RunSpec};
+use crate::placement::catalog::Catalog;
+use crate::placement::inventory::{choose, partition_gpus, unfit};
 use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
 use crate::policy::signatures::SignatureAction;
 use crate::policy::state::{AttemptPhase, Blame, RunState};
-use crate::slurm::{JobId, JobInfo, JobRecord, PendingUpdate, Slurm, SlurmError};
+use crate::slurm::{
+    JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError,
+};
 use crate::store::atomic::{self, StoreError};
 use crate::store::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
@@ -76,10 +80,21 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     cluster: RefCell<Option<String>>,
     /// Node names the cluster knows, and when they were read: only these may
     /// go into `--exclude`.
-    known: RefCell<Option<(Timestamp, Vec<String>)>>,
+    known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
+    /// The cluster's partitions, read when a run needs placing.
+    partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
     /// this daemon) makes pending jobs learn the new exclude list.
     blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
+}
+
+/// Why a run's next job cannot be placed.
+enum PlanError {
+    /// Slurm's inventory cannot be read now, or no partition can hold the
+    /// job until nodes come back: try again later.
+    Unobservable,
+    /// No partition can hold the request; why not, per partition.
+    NoPartition(String),
 }
 
 /// How long the node names read from Slurm are trusted.
@@ -99,6 +114,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             cache: RefCell::new(HashMap::new()),
             cluster: RefCell::new(None),
             known: RefCell::new(None),
+            partitions: RefCell::new(None),
             blacklist_stamp: RefCell::new(None),
         }
     }
@@ -123,22 +139,81 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         c.clone()
     }
 
-    fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
+    /// The node inventory; `fresh` forces a new read (GPU availability
+    /// changes by the second; node names rarely).
+    fn inventory(&self, now: Timestamp, fresh: bool) -> Option<Vec<NodeInfo>> {
         let mut k = self.known.borrow_mut();
-        let fresh = k
+        let recent = k
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
+        if fresh || !recent {
+            *k = Some((now, self.slurm.nodes().ok()?));
+        }
+        k.as_ref().map(|(_, n)| n.clone())
+    }
+
+    fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
+        Some(self.inventory(now, false)?.into_iter().map(|n| n.name).collect())
+    }
+
+    fn partition_list(&self, now: Timestamp) -> Option<Vec<PartitionInfo>> {
+        let mut p = self.partitions.borrow_mut();
+        let fresh = p
             .as_ref()
             .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
         if !fresh {
-            let names = self
-                .slurm
-                .nodes()
-                .ok()?
-                .into_iter()
-                .map(|n| n.name)
-                .collect();
-            *k = Some((now, names));
+            *p = Some((now, self.slurm.partitions().ok()?));
         }
-        k.as_ref().map(|(_, n)| n.clone())
+        p.as_ref().map(|(_, v)| v.clone())
+    }
+
+    /// Where the run's next job may go: nodes to avoid, and for a GPU run
+    /// that pins no partition, the partitions that can hold it, best first.
+    fn plan(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Result<attempt::Placement, PlanError> {
+        let exclude = self.exclude_for(spec, state, now);
+        let script_pins = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+            .partition
+            .is_some();
+        let partitions = if !spec.resources.partitions.is_empty() {
+            Some(spec.resources.partitions.clone())
+        } else if spec.resources.gpus.is_some() && !script_pins {
+            let nodes = self.inventory(now, true).ok_or(PlanError::Unobservable)?;
+            let parts = self.partition_list(now).ok_or(PlanError::Unobservable)?;
+            let catalog = Catalog::builtin();
+            let views = partition_gpus(&parts, &nodes, &exclude, &catalog);
+            let chosen = choose(&views, &spec.resources, &catalog);
+            if chosen.is_empty() {
+                // Down, drained or banned nodes may come back: wait for them
+                // rather than fail the run.
+                let later = views.iter().any(|v| {
+                    v.gpus_total > 0
+                        && unfit(&v.with_all_nodes_usable(), &spec.resources, &catalog).is_none()
+                });
+                if later {
+                    return Err(PlanError::Unobservable);
+                }
+                let why: Vec<String> = views
+                    .iter()
+                    .filter(|v| v.gpus_total > 0)
+                    .filter_map(|v| {
+                        unfit(v, &spec.resources, &catalog).map(|w| format!("{}: {w}", v.partition))
+                    })
+                    .collect();
+                return Err(PlanError::NoPartition(why.join("; ")));
+            }
+            Some(chosen.iter().map(|v| v.partition.clone()).collect())
+        } else {
+            None
+        };
+        Ok(attempt::Placement {
+            exclude,
+            partitions,
+        })
     }
 
     /// The `--exclude` list for a run's next job. Without an inventory no
@@ -472,16 +547,39 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             attempt::job_script(&run.spec, &run.dir, attempt, &self.exe).as_bytes(),
         )?;
         let env = run.dir.load_env()?;
-        let exclude = self.exclude_for(&run.spec, &run.state, now);
-        let request = attempt::submit_request(&run.spec, &run.dir, attempt, env, &exclude);
-        let result = match self.slurm.submit(&request) {
-            Ok(id) => SubmitResult::Accepted(id),
-            Err(SlurmError::Rejected { kind, message, .. }) => {
-                SubmitResult::Rejected { kind, message }
-            }
-            Err(e) => SubmitResult::Unknown {
-                message: e.to_string(),
+        let result = match self.plan(&run.spec, &run.state, now) {
+            Err(PlanError::NoPartition(why)) => SubmitResult::Rejected {
+                kind: Rejection::NodeConfigUnavailable,
+                message: format!("no partition can hold this job ({why})"),
             },
+            // Without an inventory nothing is submitted; the attempt stays
+            // unconfirmed and is retried once Slurm answers.
+            Err(PlanError::Unobservable) => SubmitResult::Unknown {
+                message: "cannot read the node inventory to place the job".into(),
+            },
+            Ok(placement) => {
+                if let Some(p) = &placement.partitions {
+                    let event = decide::Event {
+                        kind: "placement",
+                        attempt: Some(attempt),
+                        job_id: None,
+                        message: format!("partitions in order of preference: {}", p.join(", ")),
+                    };
+                    run.dir
+                        .append_events(&[event], run.state.status.as_str(), now)?;
+                }
+                let request =
+                    attempt::submit_request(&run.spec, &run.dir, attempt, env, &placement);
+                match self.slurm.submit(&request) {
+                    Ok(id) => SubmitResult::Accepted(id),
+                    Err(SlurmError::Rejected { kind, message, .. }) => {
+                        SubmitResult::Rejected { kind, message }
+                    }
+                    Err(e) => SubmitResult::Unknown {
+                        message: e.to_string(),
+                    },
+                }
+            }
         };
         let step = decide::submitted(&run.spec, &run.state, attempt, &result, now);
         self.record(run, &step.state, &step.events, now)?;

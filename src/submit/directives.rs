@@ -22,6 +22,8 @@ pub struct Parsed {
     pub chdir: Option<String>,
     /// Nodes the script excludes itself (`--exclude`/`-x`), as written.
     pub exclude: Option<String>,
+    /// Partitions the script asks for itself (`--partition`/`-p`).
+    pub partition: Option<String>,
 }
 
 /// The output and error file patterns and the working directory set by
@@ -130,6 +132,7 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
             }
             "--chdir" | "-D" => parsed.chdir = value(),
             "--exclude" | "-x" => parsed.exclude = value(),
+            "--partition" | "-p" => parsed.partition = value(),
             _ => {
                 if let Some(v) = short_inline("-o") {
                     parsed.user_output = true;
@@ -139,6 +142,8 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
                     parsed.error = Some(v);
                 } else if let Some(x) = short_inline("-x") {
                     parsed.exclude = Some(x);
+                } else if let Some(p) = short_inline("-p") {
+                    parsed.partition = Some(p);
                 } else if let Some(d) = short_inline("-D") {
                     parsed.chdir = Some(d);
                 }

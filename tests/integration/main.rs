@@ -10,5 +10,6 @@ mod adapter_inventory;
 mod adapter_jobs;
 mod health;
 mod parsers_on_fixtures;
+mod placement;
 mod recovery;
 mod recovery_support;

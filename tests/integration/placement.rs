@@ -1,0 +1,178 @@
+//! Placement end to end: partitions chosen by GPU memory and availability,
+//! `shepherd gpus`, and pinned partitions checked at submit time.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::recovery_support::Shepherd;
+use crate::support::{Mode, TestCluster};
+
+const LONG: Duration = Duration::from_secs(120);
+const FAST: &str = "#SHEPHERD --heartbeat-interval 1s --heartbeat-grace 20s --backoff-base 1s\n";
+
+fn hold(cluster: &TestCluster, node: &str, gres: &str) {
+    let out = Command::new("sbatch")
+        .env("SLURM_CONF", cluster.conf())
+        .args([
+            "-o",
+            "/dev/null",
+            "-p",
+            node.split('-').next().unwrap(),
+            "-w",
+            node,
+        ])
+        .args([&format!("--gres={gres}"), "--wrap", "sleep 600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn placement_event(shep: &Shepherd, run: &str) -> String {
+    shep.ok(&["events", run])
+        .lines()
+        .find(|l| l.contains("placement"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn memory_decides_the_partitions_and_free_gpus_the_order() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // >= 40 GB: a6000 (48 GB) and a100 (80 GB), never rtx4090 (24 GB), never
+    // the preempting high-priority partition; the smallest sufficient first.
+    let big = shep.submit(
+        "big.sh",
+        &format!("#!/bin/bash\n{FAST}echo \"$SLURM_JOB_PARTITION\"\n"),
+        &["--gpus", "1", "--min-vram", "40"],
+    );
+    let s = shep.wait_status(&big, &["completed"], LONG);
+    assert_eq!(s["attempts"][0]["partition"], "a6000");
+    let event = placement_event(&shep, &big);
+    assert!(event.contains("a6000, a100"), "{event}");
+    assert!(
+        !event.contains("rtx4090") && !event.contains("urgent"),
+        "{event}"
+    );
+
+    // With the preferred partition full and the next one idle, the job starts
+    // in the idle one at once (one submission naming both; Slurm picks).
+    hold(&cluster, "a6000-1", "gpu:a6000:8");
+    hold(&cluster, "a6000-2", "gpu:a6000:8");
+    let started = std::time::Instant::now();
+    let moved = shep.submit(
+        "moved.sh",
+        &format!("#!/bin/bash\n{FAST}sleep 1\n"),
+        &["--gpus", "2", "--min-vram", "40"],
+    );
+    let s = shep.wait_status(&moved, &["running", "completed"], LONG);
+    assert_eq!(s["attempts"][0]["partition"], "a100", "{s}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let event = placement_event(&shep, &moved);
+    assert!(event.contains("a100, a6000"), "availability first: {event}");
+
+    // A DOWN partition is never chosen; a request no partition can hold fails
+    // the run with the reasons.
+    let small = shep.submit(
+        "small.sh",
+        &format!("#!/bin/bash\n{FAST}true\n"),
+        &["--gpus", "1", "--max-vram", "24"],
+    );
+    let s = shep.wait_status(&small, &["completed"], LONG);
+    assert_eq!(s["attempts"][0]["partition"], "rtx4090");
+    assert!(!placement_event(&shep, &small).contains("offline"));
+    let huge = shep.submit(
+        "huge.sh",
+        &format!("#!/bin/bash\n{FAST}true\n"),
+        &["--gpus", "2", "--min-vram", "100"],
+    );
+    let s = shep.wait_status(&huge, &["failed"], LONG);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no partition can hold this job"),
+        "{reason}"
+    );
+    assert!(reason.contains("less than --min-vram 100"), "{reason}");
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn gpus_table_matches_slurm_and_pinned_partitions_are_checked() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let shep = Shepherd::new(&cluster);
+    hold(&cluster, "a100-1", "gpu:a100:3");
+    crate::support::poll(LONG, "the holder to run", || {
+        let v: Value = serde_json::from_str(&shep.ok(&["gpus", "--json"])).unwrap();
+        let a100 = v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["partition"] == "a100")
+            .unwrap()
+            .clone();
+        if a100["gpus_free"] == 5 {
+            Ok(a100)
+        } else {
+            Err(a100.to_string())
+        }
+    });
+    let v: Value = serde_json::from_str(&shep.ok(&["gpus", "--json"])).unwrap();
+    let p = |name: &str| {
+        v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["partition"] == name)
+            .unwrap()
+            .clone()
+    };
+    let a100 = p("a100");
+    assert_eq!(
+        (
+            &a100["gpu_type"],
+            &a100["vram_gb_min"],
+            &a100["gpus_per_node"],
+            &a100["largest_now"],
+            &a100["nodes_free"],
+            &a100["gpus_total"]
+        ),
+        (
+            &Value::from("a100"),
+            &Value::from(80),
+            &Value::from(4),
+            &Value::from(4),
+            &Value::from(2),
+            &Value::from(8)
+        )
+    );
+    assert_eq!(p("a6000")["gpus_free"], 16);
+    assert_eq!(p("offline")["up"], false);
+    assert!(
+        v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["partition"] != "cpu")
+    );
+    let text = shep.ok(&["gpus"]);
+    assert!(
+        text.contains("PARTITION") && text.contains("80 GB") && text.contains("5/8"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour when piped");
+
+    std::fs::write(shep.work.join("pin.sh"), "#!/bin/bash\ntrue\n").unwrap();
+    let out = shep.run(&["pin.sh", "--partitions", "a100,nosuch"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown partition \"nosuch\"") && err.contains("a6000"),
+        "{err}"
+    );
+}
