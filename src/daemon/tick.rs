@@ -153,7 +153,12 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
     }
 
     fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
-        Some(self.inventory(now, false)?.into_iter().map(|n| n.name).collect())
+        Some(
+            self.inventory(now, false)?
+                .into_iter()
+                .map(|n| n.name)
+                .collect(),
+        )
     }
 
     fn partition_list(&self, now: Timestamp) -> Option<Vec<PartitionInfo>> {
@@ -572,6 +577,19 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     attempt::submit_request(&run.spec, &run.dir, attempt, env, &placement);
                 match self.slurm.submit(&request) {
                     Ok(id) => SubmitResult::Accepted(id),
+                    // Our own exclude list may leave the job no node at all
+                    // (every node it may use is banned): wait for a ban to
+                    // expire rather than fail the run.
+                    Err(SlurmError::Rejected {
+                        kind: Rejection::NodeConfigUnavailable,
+                        message,
+                        ..
+                    }) if !placement.exclude.is_empty() => SubmitResult::Unknown {
+                        message: format!(
+                            "{message}; with nodes {} excluded, waiting for a ban to expire",
+                            placement.exclude.join(",")
+                        ),
+                    },
                     Err(SlurmError::Rejected { kind, message, .. }) => {
                         SubmitResult::Rejected { kind, message }
                     }

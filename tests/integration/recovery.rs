@@ -303,15 +303,18 @@ fn node_crash_mid_run_is_recovered_elsewhere() {
     let lost = shep.submit(
         "lost.sh",
         &format!(
-            "#!/bin/bash\n#SBATCH --partition=a6000 --no-requeue --exclude=a6000-2\n{FAST}\
+            "#!/bin/bash\n#SBATCH --partition=a6000 --no-requeue\n{FAST}\
              if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 600; fi\necho fine\n"
         ),
         &[],
     );
     shep.wait_status(&requeued, &["running"], LONG);
-    shep.wait_status(&lost, &["running"], LONG);
+    let lost_node = shep.wait_status(&lost, &["running"], LONG)["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
     cluster.inject(&["crash", "cpu-1"]);
-    cluster.inject(&["down-node", "a6000-1", "injected failure"]);
+    cluster.inject(&["down-node", &lost_node, "injected failure"]);
     // The requeued job may only rerun on cpu-1 (nodelist): bring it back.
     poll(LONG, "Slurm to requeue the job of the crashed node", || {
         let s = shep.status(&requeued);
@@ -334,11 +337,16 @@ fn node_crash_mid_run_is_recovered_elsewhere() {
             .contains("requeued_by_slurm")
     );
 
-    cluster.inject(&["resume", "a6000-1"]);
     let s = shep.wait_status(&lost, &["completed"], Duration::from_secs(180));
     assert_eq!(outcomes(&s), ["node_fault", "success"]);
     assert_eq!(s["attempts"][0]["blame"], "node");
-    assert_eq!(s["attempts"][0]["node"], "a6000-1");
+    assert_eq!(s["attempts"][0]["node"], lost_node.as_str());
+    assert_ne!(
+        s["attempts"][1]["node"],
+        lost_node.as_str(),
+        "the failed node is banned"
+    );
+    cluster.inject(&["resume", &lost_node]);
     assert_eq!(
         s["workload_failures"], 0,
         "a node fault is not charged to the workload"
