@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::args::{DaemonCommand, GlobalArgs, PollArgs, RunArgs};
+use super::args::{DaemonCommand, GlobalArgs, RunArgs};
 use super::output::{Table, emit, print};
 use crate::daemon::service;
 use crate::model::{Mode, RunId, RunSpec};
@@ -382,10 +382,12 @@ pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Resu
     let id = find_run(&sd, run)?;
     let dir = sd.run(&id);
     dir.request_control(control, Timestamp::now())?;
-    let poll = PollArgs {
-        poll_interval: std::time::Duration::from_secs(10),
-    };
-    let (lease, _) = service::start(&sd, poll.poll_interval, global.slurm_timeout)?;
+    // A daemon started here polls as configured for `daemon start`.
+    let poll = std::env::var("SHEPHERD_POLL_INTERVAL")
+        .ok()
+        .and_then(|v| crate::duration::parse(&v).ok())
+        .unwrap_or(std::time::Duration::from_secs(10));
+    let (lease, _) = service::start(&sd, poll, global.slurm_timeout)?;
     #[derive(Serialize)]
     struct Requested {
         run_id: String,
