@@ -212,6 +212,30 @@ fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
     }
 }
 
+/// Reads many runs on several threads: on a shared filesystem each read is a
+/// round trip, and `list` is what people run most.
+fn run_docs(sd: &StateDir, ids: &[RunId]) -> Vec<RunDoc> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if ids.len() < 64 || threads == 1 {
+        return ids.iter().map(|id| run_doc(sd, id)).collect();
+    }
+    let chunk = ids.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|id| run_doc(sd, id)).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
     let last = state.attempts.last();
     RunDoc {
@@ -273,7 +297,7 @@ fn age(t: Timestamp, now: Timestamp) -> String {
 
 pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
-    let docs: Vec<RunDoc> = sd.run_ids()?.iter().map(|id| run_doc(&sd, id)).collect();
+    let docs = run_docs(&sd, &sd.run_ids()?);
     emit(global.json, "runs", &docs, |docs| {
         if docs.is_empty() {
             return "no runs yet; submit one with `shepherd SCRIPT`\n".to_string();
