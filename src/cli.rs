@@ -31,7 +31,7 @@ pub fn main() -> ExitCode {
             let ext = args::ExternalRun::parse_from(argv);
             runs_cmd::run(&ext.global, ext.run)
         }
-        Some(Command::Run(args)) => runs_cmd::run(&cli.global, args),
+        Some(Command::Run(args)) => runs_cmd::run(&cli.global, *args),
         Some(Command::List) => runs_cmd::list(&cli.global),
         Some(Command::Status { run }) => runs_cmd::status(&cli.global, &run),
         Some(Command::Events { run }) => runs_cmd::events(&cli.global, &run),

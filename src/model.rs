@@ -173,6 +173,9 @@ pub struct Policy {
     /// Send the workload SIGUSR1 this long before the time limit.
     #[serde(with = "secs_opt")]
     pub signal_before: Option<Duration>,
+    /// A job pending this long is moved to a partition that can start it now.
+    #[serde(with = "secs_opt", default)]
+    pub pending_timeout: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -188,6 +191,7 @@ impl Default for Policy {
             blacklist_ttl: Duration::from_secs(3600),
             blacklist: true,
             signal_before: None,
+            pending_timeout: Some(Duration::from_secs(1800)),
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct RunOptions {
     /// Never ban nodes for this run's failures
     #[arg(long)]
     pub no_blacklist: bool,
+    /// Move a job pending this long to a partition that can start it now (0: never)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub pending_timeout: Option<Duration>,
     /// Send SIGUSR1 to the workload this long before the time limit, to checkpoint
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub signal_before: Option<Duration>,
@@ -120,7 +123,8 @@ impl RunOptions {
             backoff_base,
             backoff_max,
             blacklist_ttl,
-            signal_before
+            signal_before,
+            pending_timeout
         )
     }
 }
@@ -190,6 +194,11 @@ pub fn prepare(
         blacklist_ttl: opts.blacklist_ttl.unwrap_or(defaults.blacklist_ttl),
         blacklist: !opts.no_blacklist,
         signal_before: opts.signal_before,
+        pending_timeout: match opts.pending_timeout {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => defaults.pending_timeout,
+        },
     };
     validate(mode, &policy, &opts)?;
     let spec = RunSpec {

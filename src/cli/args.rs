@@ -53,7 +53,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Submit a batch script as a run that Shepherd keeps alive (also: `shepherd SCRIPT`)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List runs
     List,
     /// Show a run: status, current job, attempts

@@ -391,6 +391,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                             report.problems.push(format!("run {}: {e}", run.id));
                         }
                     }
+                    Action::Reconsider { job } => self.reconsider(run, job, now),
                 }
             }
         }
@@ -407,6 +408,67 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             }
         }
         report
+    }
+
+    /// Moves a long-pending job, in place, to the partitions that can hold
+    /// it when one of them can start it now. Runs that pin their partitions
+    /// are left alone.
+    fn reconsider(&self, run: &Loaded, job: JobId, now: Timestamp) {
+        let Some(a) = run.state.live_attempt() else {
+            return;
+        };
+        if !run.spec.resources.partitions.is_empty() {
+            return;
+        }
+        let Ok(placement) = self.plan(&run.spec, &run.state, now) else {
+            return;
+        };
+        let Some(wanted) = placement.partitions else {
+            return;
+        };
+        let current: Vec<&str> = a.partition.as_deref().unwrap_or("").split(',').collect();
+        let first = &wanted[0];
+        let can_start_now = self
+            .inventory(now, false)
+            .zip(self.partition_list(now))
+            .map(|(nodes, parts)| {
+                let views = partition_gpus(&parts, &nodes, &placement.exclude, &Catalog::builtin());
+                views.iter().any(|v| {
+                    v.partition == *first
+                        && v.availability(run.spec.resources.gpus.unwrap_or(1))
+                            == crate::placement::inventory::Availability::Full
+                })
+            })
+            .unwrap_or(false);
+        let same =
+            wanted.len() == current.len() && wanted.iter().all(|w| current.contains(&w.as_str()));
+        if same || !can_start_now {
+            return;
+        }
+        let update = PendingUpdate {
+            exclude: Some(placement.exclude.clone()),
+            partition: Some(wanted.join(",")),
+        };
+        let message = match self.slurm.update_pending(job, &update) {
+            Ok(()) => format!(
+                "job {job} pending ({}) in {}: moved to partitions {} ({first} can start it now)",
+                a.pending_reason.as_deref().unwrap_or("waiting"),
+                a.partition.as_deref().unwrap_or("?"),
+                wanted.join(", ")
+            ),
+            // It started meanwhile: nothing to move.
+            Err(e) if e.rejection() == Some(Rejection::JobNotPending) => return,
+            Err(e) => format!("could not move pending job {job}: {e}"),
+        };
+        let event = decide::Event {
+            kind: "failover",
+            attempt: Some(a.attempt),
+            job_id: Some(job),
+            message,
+        };
+        let _ = run
+            .dir
+            .append_events(&[event], run.state.status.as_str(), now);
     }
 
     /// After a new ban, pending jobs learn to avoid the node in place

@@ -80,6 +80,11 @@ pub enum Action {
     Cancel {
         job: JobId,
     },
+    /// The pending job waited too long (or can never start where it is):
+    /// look for partitions that can start it now and move it there in place.
+    Reconsider {
+        job: JobId,
+    },
 }
 
 /// One journal entry.
@@ -382,7 +387,28 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
     if info.state.is_pending() {
         a.phase = AttemptPhase::Pending;
         a.pending_reason = Some(info.reason.clone()).filter(|r| !r.is_empty());
+        if requeued {
+            a.pending_since = None;
+        }
+        let since_pending = *a.pending_since.get_or_insert(now);
         let reason = a.pending_reason.clone().unwrap_or_else(|| "waiting".into());
+        // Look for a better partition when the job waited past
+        // --pending-timeout, or at once when its reason can never resolve;
+        // at most once a minute.
+        let stuck = crate::slurm::reasons::classify_pending(&reason)
+            != crate::slurm::reasons::PendingOutlook::Waiting;
+        let waited = cx
+            .spec
+            .policy
+            .pending_timeout
+            .is_some_and(|t| since(now, since_pending) >= t);
+        let recently = a
+            .reconsidered_at
+            .is_some_and(|t| since(now, t) < Duration::from_secs(60));
+        if (stuck || waited) && !recently && a.cancel.is_none() {
+            a.reconsidered_at = Some(now);
+            cx.actions.push(Action::Reconsider { job: info.id });
+        }
         if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
             cx.set_status(
                 RunStatus::Pending,

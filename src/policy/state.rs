@@ -165,6 +165,12 @@ pub struct Attempt {
     pub restarts: u32,
     /// Slurm's pending reason, as last seen.
     pub pending_reason: Option<String>,
+    /// When the daemon first saw this job instance pending, and when it last
+    /// looked for a better partition for it.
+    #[serde(default)]
+    pub pending_since: Option<Timestamp>,
+    #[serde(default)]
+    pub reconsidered_at: Option<Timestamp>,
     /// Last heartbeat sequence number seen, and when (login-node clock) it
     /// last changed: staleness is judged on one clock only.
     pub heartbeat_seq: Option<u64>,
@@ -189,6 +195,8 @@ impl Attempt {
             node: None,
             restarts: 0,
             pending_reason: None,
+            pending_since: None,
+            reconsidered_at: None,
             heartbeat_seq: None,
             heartbeat_changed_at: None,
             progress_mark: None,

@@ -705,3 +705,28 @@ fn an_ambiguous_failure_on_two_nodes_is_the_codes_fault() {
     s.tick(25, failed_with_stderr(2, "a100-1", crash));
     assert_eq!(s.status(), RunStatus::Queued);
 }
+
+#[test]
+fn long_or_hopeless_pending_asks_for_a_better_partition_at_most_once_a_minute() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.pending_timeout = Some(Duration::from_secs(300));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(10, seen(job(1, JobState::Pending, 0)));
+    assert!(s.actions.is_empty());
+    s.tick(309, seen(job(1, JobState::Pending, 0)));
+    assert!(s.actions.is_empty(), "not yet 300 s pending");
+    s.tick(310, seen(job(1, JobState::Pending, 0)));
+    assert_eq!(s.actions, [Action::Reconsider { job: JobId(1) }]);
+    s.tick(330, seen(job(1, JobState::Pending, 0)));
+    assert!(s.actions.is_empty(), "once a minute at most");
+    s.tick(371, seen(job(1, JobState::Pending, 0)));
+    assert_eq!(s.actions, [Action::Reconsider { job: JobId(1) }]);
+
+    // A reason that never resolves: at once.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let mut down = job(1, JobState::Pending, 0);
+    down.reason = "PartitionDown".into();
+    s.tick(5, seen(down));
+    assert_eq!(s.actions, [Action::Reconsider { job: JobId(1) }]);
+}

@@ -176,3 +176,41 @@ fn gpus_table_matches_slurm_and_pinned_partitions_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn a_job_pending_too_long_moves_in_place_to_a_partition_that_can_start_it() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // At submission a100 is drained, so only a6000 qualifies, and it is full.
+    cluster.inject(&["drain", "a100-1", "maintenance"]);
+    cluster.inject(&["drain", "a100-2", "maintenance"]);
+    hold(&cluster, "a6000-1", "gpu:a6000:8");
+    hold(&cluster, "a6000-2", "gpu:a6000:8");
+    let run = shep.submit(
+        "patient.sh",
+        &format!("#!/bin/bash\n{FAST}true\n"),
+        &["--gpus", "4", "--min-vram", "40", "--pending-timeout", "5s"],
+    );
+    let s = crate::support::poll(LONG, "the job pending in a6000", || {
+        let s = shep.status(&run);
+        if s["status"] == "pending" && s["attempts"][0]["partition"] == "a6000" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    });
+    let job = s["slurm_job_id"].clone();
+    // a100 comes back: after --pending-timeout the job moves there.
+    cluster.inject(&["resume", "a100-1"]);
+    cluster.inject(&["resume", "a100-2"]);
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(s["slurm_job_id"], job, "moved in place, not resubmitted");
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(s["attempts"][0]["partition"], "a100");
+    let events = shep.ok(&["events", &run]);
+    assert!(
+        events.contains("failover") && events.contains("a100 can start it now"),
+        "{events}"
+    );
+    shep.assert_no_duplicates();
+}
