@@ -38,6 +38,8 @@ struct NodeDoc {
 struct NodesDoc {
     cluster: String,
     nodes: Vec<NodeDoc>,
+    /// Nodes under one switch failing together, newest last.
+    incidents: Vec<crate::policy::blacklist::Incident>,
 }
 
 pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()> {
@@ -82,6 +84,7 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
             let doc = NodesDoc {
                 cluster: cluster.clone(),
                 nodes: docs,
+                incidents: bl.incidents.clone(),
             };
             emit(global.json, "nodes", &doc, |d| {
                 let mut t = Table::new(&[
@@ -131,7 +134,18 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
                         reason,
                     ]);
                 }
-                t.render()
+                let mut out = t.render();
+                for i in &d.incidents {
+                    out.push_str(&format!(
+                        "incident {}: switch {} ({} failed) banned {} until {}\n",
+                        i.time.strftime("%Y-%m-%d %H:%M"),
+                        i.switch,
+                        i.failed.join(", "),
+                        i.banned.join(", "),
+                        i.until.strftime("%Y-%m-%d %H:%M")
+                    ));
+                }
+                out
             });
         }
         NodesCommand::Ban { node, ttl, reason } => {

@@ -81,6 +81,8 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// Node names the cluster knows, and when they were read: only these may
     /// go into `--exclude`.
     known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
+    /// Leaf switches, for correlated failures.
+    topology: RefCell<Option<Vec<(String, Vec<String>)>>>,
     /// The cluster's partitions, read when a run needs placing.
     partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
@@ -115,6 +117,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             cluster: RefCell::new(None),
             known: RefCell::new(None),
             partitions: RefCell::new(None),
+            topology: RefCell::new(None),
             blacklist_stamp: RefCell::new(None),
         }
     }
@@ -244,6 +247,23 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         attempt::exclude_list(spec, &banned, &known)
     }
 
+    /// Leaf switches and their nodes, read once per daemon (the topology
+    /// changes with hardware, not by the minute). Empty without a topology
+    /// plugin.
+    fn switch_groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut t = self.topology.borrow_mut();
+        if t.is_none() {
+            *t = self.slurm.topology().ok().map(|switches| {
+                switches
+                    .into_iter()
+                    .filter(|s| !s.nodes.is_empty())
+                    .map(|s| (s.name, s.nodes))
+                    .collect()
+            });
+        }
+        t.clone().unwrap_or_default()
+    }
+
     /// Strikes the nodes blamed by attempts that ended in this step.
     fn strike_nodes(&self, run: &Loaded, before: &RunState, after: &RunState, now: Timestamp) {
         if !run.spec.policy.blacklist {
@@ -272,9 +292,29 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             let result = match (end.blame, action) {
                 // Suspected, not proven: avoided by this run, no strike.
                 (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
-                (Blame::Node, _) => self
-                    .state_dir
-                    .update_blacklist(&cluster, |bl| Some(bl.strike(node, evidence, ttl))),
+                (Blame::Node, _) => {
+                    let groups = self.switch_groups();
+                    let incident = self.state_dir.update_blacklist(&cluster, |bl| {
+                        let ban = bl.strike(node, evidence, ttl);
+                        (ban, bl.correlate(node, &groups, now, ttl))
+                    });
+                    if let Ok((_, Some(inc))) = &incident {
+                        let event = decide::Event {
+                            kind: "switch_banned",
+                            attempt: Some(a.attempt),
+                            job_id: a.job_id,
+                            message: format!(
+                                "nodes {} under switch {} failed within minutes: one incident; banned {} until {}",
+                                inc.failed.join(", "),
+                                inc.switch,
+                                inc.banned.join(", "),
+                                inc.until
+                            ),
+                        };
+                        let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+                    }
+                    incident.map(|(ban, _)| Some(ban))
+                }
                 // Ambiguous: only the same failure from another run bans it.
                 (_, Some(SignatureAction::CountAndRetryElsewhere)) => {
                     evidence.reason = end

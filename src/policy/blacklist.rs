@@ -68,12 +68,31 @@ pub struct NodeRecord {
 /// Suspicions older than this are forgotten.
 pub const SUSPICION_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// Nodes under one leaf switch failing together: one incident, not several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub time: Timestamp,
+    pub switch: String,
+    /// The nodes whose failures made the incident.
+    pub failed: Vec<String>,
+    /// Every node under the switch, all banned for the incident.
+    pub banned: Vec<String>,
+    pub until: Timestamp,
+}
+
+/// Failures of nodes under one switch this close together are one incident.
+pub const INCIDENT_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Incidents remembered (for `shepherd nodes`).
+const INCIDENTS: usize = 20;
+
 /// `STATE/clusters/CLUSTER/blacklist.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blacklist {
     pub version: u32,
     pub cluster: String,
     pub nodes: BTreeMap<String, NodeRecord>,
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
@@ -95,6 +114,7 @@ impl Blacklist {
             version: BLACKLIST_VERSION,
             cluster: cluster.to_string(),
             nodes: BTreeMap::new(),
+            incidents: Vec::new(),
         }
     }
 
@@ -170,6 +190,73 @@ impl Blacklist {
             ..evidence
         };
         Some(self.strike(node, evidence, base))
+    }
+
+    /// After a strike on `node`: when another node under the same leaf
+    /// switch was struck within [`INCIDENT_WINDOW`], the switch is the likely
+    /// cause (power, cooling, network): every node under it is banned for the
+    /// base TTL, and the incident recorded. `groups` are the leaf switches
+    /// (or user-defined groups) as (name, nodes).
+    pub fn correlate(
+        &mut self,
+        node: &str,
+        groups: &[(String, Vec<String>)],
+        now: Timestamp,
+        base: Duration,
+    ) -> Option<Incident> {
+        let (switch, members) = groups
+            .iter()
+            .find(|(_, nodes)| nodes.iter().any(|n| n == node))?;
+        let recent = |r: &NodeRecord| {
+            r.last_strike_at
+                .is_some_and(|t| now.duration_since(t).unsigned_abs() <= INCIDENT_WINDOW)
+        };
+        let failed: Vec<String> = members
+            .iter()
+            .filter(|m| self.nodes.get(*m).is_some_and(recent))
+            .cloned()
+            .collect();
+        if failed.len() < 2 {
+            return None;
+        }
+        // One incident per switch and window.
+        if self.incidents.iter().any(|i| {
+            i.switch == *switch && now.duration_since(i.time).unsigned_abs() <= INCIDENT_WINDOW
+        }) {
+            return None;
+        }
+        let until = add(now, base);
+        let reason = format!(
+            "switch {switch}: {} failed within minutes",
+            failed.join(", ")
+        );
+        for m in members {
+            let r = self.nodes.entry(m.clone()).or_default();
+            let longer = r
+                .ban
+                .as_ref()
+                .is_some_and(|b| b.active(now) && b.until.is_none_or(|u| u >= until));
+            if !longer {
+                r.ban = Some(Ban {
+                    reason: reason.clone(),
+                    since: now,
+                    until: Some(until),
+                    manual: false,
+                });
+            }
+        }
+        let incident = Incident {
+            time: now,
+            switch: switch.clone(),
+            failed,
+            banned: members.clone(),
+            until,
+        };
+        self.incidents.push(incident.clone());
+        if self.incidents.len() > INCIDENTS {
+            self.incidents.remove(0);
+        }
+        Some(incident)
     }
 
     /// A ban by hand: permanent without a TTL.
@@ -333,6 +420,48 @@ mod tests {
         // Old suspicions fade.
         assert!(bl.suspect("m", ev("r1", 0), BASE).is_none());
         assert!(bl.suspect("m", ev("r2", 2 * 86400), BASE).is_none());
+    }
+
+    #[test]
+    fn nodes_failing_together_under_one_switch_ban_the_switch() {
+        let mut bl = Blacklist::new("c");
+        let groups = vec![
+            (
+                "leaf1".to_string(),
+                vec!["a".to_string(), "b".to_string(), "c".to_string()],
+            ),
+            ("leaf2".to_string(), vec!["d".to_string()]),
+        ];
+        bl.strike("a", strike_at(0), BASE);
+        assert!(
+            bl.correlate("a", &groups, t(0), BASE).is_none(),
+            "one node is not an incident"
+        );
+        bl.strike("d", strike_at(60), BASE);
+        assert!(
+            bl.correlate("d", &groups, t(60), BASE).is_none(),
+            "another switch"
+        );
+        bl.strike("b", strike_at(120), BASE);
+        let inc = bl
+            .correlate("b", &groups, t(120), BASE)
+            .expect("an incident");
+        assert_eq!((inc.switch.as_str(), inc.failed.len()), ("leaf1", 2));
+        assert!(
+            bl.active_ban("c", t(121))
+                .unwrap()
+                .reason
+                .contains("switch leaf1")
+        );
+        assert!(
+            bl.correlate("b", &groups, t(130), BASE).is_none(),
+            "one incident per window"
+        );
+        // Failures far apart are not one incident.
+        let mut bl = Blacklist::new("c");
+        bl.strike("a", strike_at(0), BASE);
+        bl.strike("b", strike_at(3600), BASE);
+        assert!(bl.correlate("b", &groups, t(3600), BASE).is_none());
     }
 
     #[test]

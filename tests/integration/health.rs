@@ -252,3 +252,49 @@ fn a_node_failing_two_different_runs_is_banned() {
     assert!(node(&nodes, "cpu-1")["banned"].is_null());
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn two_nodes_failing_under_one_switch_ban_the_switch() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // leaf1 holds a100-1, a100-2 and rtx4090-1. Both a100 nodes lose a GPU.
+    cluster.inject(&["gpu-fault", "a100-1", "lost"]);
+    cluster.inject(&["gpu-fault", "a100-2", "lost"]);
+    let run = shep.submit(
+        "rack.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a100\n{FAST}true\n"),
+        &["--gpus", "1"],
+    );
+    let nodes = poll(LONG, "the incident", || {
+        let v: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
+        if v["nodes"]["incidents"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty())
+        {
+            Ok(v)
+        } else {
+            Err(v["nodes"]["incidents"].to_string())
+        }
+    });
+    let incident = &nodes["nodes"]["incidents"][0];
+    assert_eq!(incident["switch"], "leaf1");
+    // The third node under the switch never failed, but is banned with it.
+    let rtx = &node(&nodes, "rtx4090-1")["banned"];
+    assert!(
+        rtx["reason"].as_str().unwrap().contains("switch leaf1"),
+        "{rtx}"
+    );
+    assert!(
+        node(&nodes, "rtx4090-2")["banned"].is_null(),
+        "another switch"
+    );
+    let events = shep.ok(&["events", &run]);
+    assert!(events.contains("switch_banned"), "{events}");
+    let s = shep.status(&run);
+    assert_eq!(outcomes(&s)[..2], ["node_fault", "node_fault"]);
+    // Every a100 node is banned: the run waits rather than fails.
+    assert!(!matches!(s["status"].as_str(), Some("failed")), "{s}");
+    shep.ok(&["stop", &run]);
+    shep.wait_status(&run, &["stopped"], LONG);
+    shep.assert_no_duplicates();
+}
