@@ -82,13 +82,16 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// go into `--exclude`.
     known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
     /// Leaf switches, for correlated failures.
-    topology: RefCell<Option<Vec<(String, Vec<String>)>>>,
+    topology: RefCell<Option<Vec<SwitchGroup>>>,
     /// The cluster's partitions, read when a run needs placing.
     partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
     /// this daemon) makes pending jobs learn the new exclude list.
     blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
 }
+
+/// A leaf switch and the nodes under it.
+type SwitchGroup = (String, Vec<String>);
 
 /// Why a run's next job cannot be placed.
 enum PlanError {
@@ -250,7 +253,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
     /// Leaf switches and their nodes, read once per daemon (the topology
     /// changes with hardware, not by the minute). Empty without a topology
     /// plugin.
-    fn switch_groups(&self) -> Vec<(String, Vec<String>)> {
+    fn switch_groups(&self) -> Vec<SwitchGroup> {
         let mut t = self.topology.borrow_mut();
         if t.is_none() {
             *t = self.slurm.topology().ok().map(|switches| {
