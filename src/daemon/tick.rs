@@ -15,7 +15,9 @@ use jiff::Timestamp;
 use super::attempt;
 use crate::model::{RunId, RunSpec};
 use crate::placement::catalog::Catalog;
-use crate::placement::inventory::{choose, partition_gpus, unfit};
+use crate::placement::inventory::{
+    Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
+};
 use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
 use crate::policy::signatures::SignatureAction;
@@ -217,6 +219,12 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     .collect();
                 return Err(PlanError::NoPartition(why.join("; ")));
             }
+            let gpus = spec.resources.gpus.unwrap_or(1);
+            let chosen = if chosen[0].availability(gpus) == Availability::None {
+                self.by_estimate(spec, state, &exclude, chosen)
+            } else {
+                chosen
+            };
             Some(chosen.iter().map(|v| v.partition.clone()).collect())
         } else {
             None
@@ -248,6 +256,46 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             banned.push(node);
         }
         attempt::exclude_list(spec, &banned, &known)
+    }
+
+    /// Nothing is free anywhere: ask Slurm when the job would start in each
+    /// partition (`sbatch --test-only`, at most four), soonest first.
+    fn by_estimate<'v>(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        exclude: &[String],
+        chosen: Vec<&'v PartitionGpus>,
+    ) -> Vec<&'v PartitionGpus> {
+        let Some(attempt) = state.attempts.last().map(|a| a.attempt) else {
+            return chosen;
+        };
+        let script = self
+            .state_dir
+            .run(&spec.run_id)
+            .attempt(attempt)
+            .job_script();
+        let gres = match (&spec.resources.gpu_type, spec.resources.gpus) {
+            (Some(t), Some(n)) => format!("--gres=gpu:{t}:{n}"),
+            (None, Some(n)) => format!("--gres=gpu:{n}"),
+            _ => String::new(),
+        };
+        let mut estimates = HashMap::new();
+        for p in chosen.iter().take(4) {
+            let mut args = vec![format!("--partition={}", p.partition), gres.clone()];
+            if !exclude.is_empty() {
+                args.push(format!("--exclude={}", exclude.join(",")));
+            }
+            let request = crate::slurm::SubmitRequest {
+                script: crate::slurm::ScriptSource::File(script.clone()),
+                args,
+                env: None,
+            };
+            if let Ok(e) = self.slurm.estimate_start(&request) {
+                estimates.insert(p.partition.clone(), e.start);
+            }
+        }
+        order_by_estimate(chosen, |p| estimates.get(p).copied())
     }
 
     /// Leaf switches and their nodes, read once per daemon (the topology

@@ -234,6 +234,27 @@ pub fn choose<'a>(
     fit
 }
 
+/// When no qualifying partition has a free GPU, Slurm's own start estimates
+/// (`sbatch --test-only`) order them: the soonest start first; partitions
+/// without an estimate keep their order, after those with one.
+pub fn order_by_estimate<'a>(
+    chosen: Vec<&'a PartitionGpus>,
+    estimate: impl Fn(&str) -> Option<jiff::Timestamp>,
+) -> Vec<&'a PartitionGpus> {
+    let mut keyed: Vec<(Option<jiff::Timestamp>, usize, &PartitionGpus)> = chosen
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (estimate(&p.partition), i, p))
+        .collect();
+    keyed.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => x.cmp(&y).then(a.1.cmp(&b.1)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.1.cmp(&b.1),
+    });
+    keyed.into_iter().map(|(_, _, p)| p).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +364,23 @@ mod tests {
             unfit(a100, &req(1, None), &cat).unwrap(),
             "all its nodes are down, drained or banned"
         );
+    }
+
+    #[test]
+    fn estimates_order_partitions_when_nothing_is_free() {
+        let sim = SimSlurm::new(SimCluster::test_cluster());
+        let v = views(&sim, &[]);
+        let pick: Vec<&PartitionGpus> = ["a6000", "a100", "rtx4090"]
+            .iter()
+            .map(|n| v.iter().find(|p| p.partition == *n).unwrap())
+            .collect();
+        let t = |m: i64| Some(jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_mins(m));
+        let ordered = order_by_estimate(pick, |p| match p {
+            "a6000" => t(600),
+            "a100" => t(5),
+            _ => None,
+        });
+        assert_eq!(names(ordered), ["a100", "a6000", "rtx4090"]);
     }
 
     #[test]

@@ -214,3 +214,58 @@ fn a_job_pending_too_long_moves_in_place_to_a_partition_that_can_start_it() {
     );
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn when_nothing_is_free_slurms_start_estimates_decide_the_order() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // Everything is full; the a100 jobs end within minutes, the a6000 ones
+    // have no time limit.
+    for node in ["a100-1", "a100-2"] {
+        let out = Command::new("sbatch")
+            .env("SLURM_CONF", cluster.conf())
+            .args([
+                "-o",
+                "/dev/null",
+                "-p",
+                "a100",
+                "-w",
+                node,
+                "--gres=gpu:a100:4",
+            ])
+            .args(["--time=3", "--wrap", "sleep 600"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    hold(&cluster, "a6000-1", "gpu:a6000:8");
+    hold(&cluster, "a6000-2", "gpu:a6000:8");
+    crate::support::poll(LONG, "every GPU busy", || {
+        let v: Value = serde_json::from_str(&shep.ok(&["gpus", "--json"])).unwrap();
+        let busy = v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["partition"] == "a100" || p["partition"] == "a6000")
+            .all(|p| p["gpus_free"] == 0);
+        if busy { Ok(()) } else { Err(v.to_string()) }
+    });
+    let run = shep.submit(
+        "later.sh",
+        &format!("#!/bin/bash\n{FAST}true\n"),
+        &["--gpus", "4", "--min-vram", "40"],
+    );
+    let event = crate::support::poll(LONG, "the placement event", || {
+        let e = placement_event(&shep, &run);
+        if e.is_empty() {
+            Err("none yet".into())
+        } else {
+            Ok(e)
+        }
+    });
+    // --prefer min alone would put a6000 (48 GB) first.
+    assert!(event.contains("a100, a6000"), "{event}");
+    shep.ok(&["stop", &run]);
+    shep.wait_status(&run, &["stopped"], LONG);
+    shep.assert_no_duplicates();
+}
