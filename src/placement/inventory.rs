@@ -237,10 +237,10 @@ pub fn choose<'a>(
 /// When no qualifying partition has a free GPU, Slurm's own start estimates
 /// (`sbatch --test-only`) order them: the soonest start first; partitions
 /// without an estimate keep their order, after those with one.
-pub fn order_by_estimate<'a>(
-    chosen: Vec<&'a PartitionGpus>,
+pub fn order_by_estimate(
+    chosen: Vec<&PartitionGpus>,
     estimate: impl Fn(&str) -> Option<jiff::Timestamp>,
-) -> Vec<&'a PartitionGpus> {
+) -> Vec<&PartitionGpus> {
     let mut keyed: Vec<(Option<jiff::Timestamp>, usize, &PartitionGpus)> = chosen
         .into_iter()
         .enumerate()
