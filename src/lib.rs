@@ -15,6 +15,7 @@
 //! - [`cli`] and [`tui`]: the user's interfaces.
 
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod model;

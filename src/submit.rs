@@ -137,8 +137,11 @@ pub struct Prepared {
 
 /// Reads and checks the script, merges its directives with the command line,
 /// and builds the run's spec. Writes nothing.
+/// `defaults` come from the configuration file; the script's `#SHEPHERD`
+/// lines override them, and the command line overrides both.
 pub fn prepare(
     script: &Path,
+    defaults: RunOptions,
     cli: RunOptions,
     submit_dir: &Path,
     now: Timestamp,
@@ -154,7 +157,7 @@ pub fn prepare(
     let text = String::from_utf8_lossy(&bytes);
     let parsed =
         directives::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", script.display()))?;
-    let opts = parsed.options.overridden_by(cli);
+    let opts = defaults.overridden_by(parsed.options).overridden_by(cli);
 
     let script_path = if script.is_absolute() {
         script.to_path_buf()

@@ -55,7 +55,13 @@ pub(super) fn slurm(global: &GlobalArgs) -> SlurmCli {
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let prepared = crate::submit::prepare(&args.script, args.options, &cwd, Timestamp::now())?;
+    let (config, _) = crate::config::load(sd.root())?;
+    let defaults = config
+        .defaults
+        .run_options()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let prepared =
+        crate::submit::prepare(&args.script, defaults, args.options, &cwd, Timestamp::now())?;
     check_partitions(global, &prepared.spec.resources.partitions)?;
     let run = crate::submit::create(&sd, &prepared)?;
     let (lease, started) = service::start(&sd, args.poll.poll_interval, global.slurm_timeout)

@@ -62,7 +62,13 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
             .context("cannot install signal handlers")?;
     }
     let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
-    let ticker = Ticker::new(slurm, state_dir, exe);
+    let (config, config_path) = crate::config::load(state_dir.root())?;
+    if let Some(p) = &config_path {
+        log.line(&format!("configuration from {}", p.display()));
+    }
+    let ticker = Ticker::new(slurm, state_dir, exe)
+        .with_config(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.unwrap_or_default().display()))?;
     let mut unavailable = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();

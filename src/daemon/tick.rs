@@ -20,7 +20,7 @@ use crate::placement::inventory::{
 };
 use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
-use crate::policy::signatures::SignatureAction;
+use crate::policy::signatures::{SignatureAction, SignatureSet};
 use crate::policy::state::{AttemptPhase, Blame, RunState};
 use crate::slurm::{
     JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError,
@@ -85,6 +85,11 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
     /// Leaf switches, for correlated failures.
     topology: RefCell<Option<Vec<SwitchGroup>>>,
+    /// From the configuration file: the GPU catalog with the lab's entries,
+    /// fault signatures, and node groups for clusters without a topology.
+    catalog: Catalog,
+    signatures: std::sync::Arc<SignatureSet>,
+    groups: Vec<SwitchGroup>,
     /// The cluster's partitions, read when a run needs placing.
     partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
@@ -123,8 +128,19 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             known: RefCell::new(None),
             partitions: RefCell::new(None),
             topology: RefCell::new(None),
+            catalog: Catalog::builtin(),
+            signatures: std::sync::Arc::new(SignatureSet::builtin()),
+            groups: Vec::new(),
             blacklist_stamp: RefCell::new(None),
         }
+    }
+
+    /// Applies the configuration file's catalog, signatures and node groups.
+    pub fn with_config(mut self, config: &crate::config::Config) -> Result<Self, String> {
+        self.catalog = config.catalog();
+        self.signatures = std::sync::Arc::new(config.signatures()?);
+        self.groups = config.node_groups()?;
+        Ok(self)
     }
 
     /// True when the blacklist changed since the last call.
@@ -197,15 +213,15 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         } else if spec.resources.gpus.is_some() && !script_pins {
             let nodes = self.inventory(now, true).ok_or(PlanError::Unobservable)?;
             let parts = self.partition_list(now).ok_or(PlanError::Unobservable)?;
-            let catalog = Catalog::builtin();
-            let views = partition_gpus(&parts, &nodes, &exclude, &catalog);
-            let chosen = choose(&views, &spec.resources, &catalog);
+            let catalog = &self.catalog;
+            let views = partition_gpus(&parts, &nodes, &exclude, catalog);
+            let chosen = choose(&views, &spec.resources, catalog);
             if chosen.is_empty() {
                 // Down, drained or banned nodes may come back: wait for them
                 // rather than fail the run.
                 let later = views.iter().any(|v| {
                     v.gpus_total > 0
-                        && unfit(&v.with_all_nodes_usable(), &spec.resources, &catalog).is_none()
+                        && unfit(&v.with_all_nodes_usable(), &spec.resources, catalog).is_none()
                 });
                 if later {
                     return Err(PlanError::Unobservable);
@@ -214,7 +230,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     .iter()
                     .filter(|v| v.gpus_total > 0)
                     .filter_map(|v| {
-                        unfit(v, &spec.resources, &catalog).map(|w| format!("{}: {w}", v.partition))
+                        unfit(v, &spec.resources, catalog).map(|w| format!("{}: {w}", v.partition))
                     })
                     .collect();
                 return Err(PlanError::NoPartition(why.join("; ")));
@@ -312,7 +328,11 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     .collect()
             });
         }
-        t.clone().unwrap_or_default()
+        // Without a topology plugin, the configured node groups stand in.
+        match t.clone().unwrap_or_default() {
+            switches if switches.is_empty() => self.groups.clone(),
+            switches => switches,
+        }
     }
 
     /// Strikes the nodes blamed by attempts that ended in this step.
@@ -523,7 +543,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             .inventory(now, false)
             .zip(self.partition_list(now))
             .map(|(nodes, parts)| {
-                let views = partition_gpus(&parts, &nodes, &placement.exclude, &Catalog::builtin());
+                let views = partition_gpus(&parts, &nodes, &placement.exclude, &self.catalog);
                 views.iter().any(|v| {
                     v.partition == *first
                         && v.availability(run.spec.resources.gpus.unwrap_or(1))
@@ -639,6 +659,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         found: Option<&[JobInfo]>,
     ) -> (Observation, Vec<PathBuf>) {
         let mut obs = Observation::nothing();
+        obs.signatures = Some(std::sync::Arc::clone(&self.signatures));
         let mut files = Vec::new();
         for (path, control) in run.dir.pending_controls() {
             if let Ok(c) = control {

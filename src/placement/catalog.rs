@@ -91,7 +91,7 @@ impl<'c> Match<'c> {
 
 /// A lab's own entry: the memory of a GRES type or feature that the built-in
 /// table does not know, or knows only ambiguously. In the configuration file
-/// (upcoming):
+/// :
 ///
 /// ```toml
 /// [[gpu]]

@@ -56,6 +56,9 @@ pub struct Observation {
     pub progress: Option<Progress>,
     pub outcome: Option<Outcome>,
     pub controls: Vec<Control>,
+    /// The fault signatures to judge an ended attempt's output by (the
+    /// built-in set when `None`).
+    pub signatures: Option<std::sync::Arc<SignatureSet>>,
 }
 
 impl Observation {
@@ -67,6 +70,7 @@ impl Observation {
             progress: None,
             outcome: None,
             controls: Vec::new(),
+            signatures: None,
         }
     }
 }
@@ -277,7 +281,7 @@ fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
             if let Some(r) = last {
                 note_placement(cx, &r.partition, &r.nodes);
             }
-            end_attempt(cx, state, exit, obs.outcome.as_ref());
+            end_attempt(cx, state, exit, obs);
         }
         (Some(_), JobView::Gone(None)) => {}
     }
@@ -357,7 +361,7 @@ fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) 
 fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observation) {
     if info.state.is_terminal() {
         note_placement(cx, &info.partition, &info.nodes);
-        end_attempt(cx, Some(&info.state), info.exit, obs.outcome.as_ref());
+        end_attempt(cx, Some(&info.state), info.exit, obs);
         return;
     }
     let now = cx.now;
@@ -514,21 +518,29 @@ fn end_attempt(
     cx: &mut Ctx<'_>,
     state: Option<&JobState>,
     exit: Option<crate::slurm::ExitStatus>,
-    outcome: Option<&Outcome>,
+    obs: &Observation,
 ) {
+    let outcome = obs.outcome.as_ref();
     let Some(a) = cx.st.live_attempt() else {
         return;
     };
     // The wrapper's outcome counts only if it belongs to this job instance.
     let outcome = outcome.filter(|o| Some(o.job_id) == a.job_id && o.restarts == a.restarts);
     let cancel = a.cancel;
-    let signatures = SignatureSet::builtin();
+    let builtin;
+    let signatures = match &obs.signatures {
+        Some(s) => s.as_ref(),
+        None => {
+            builtin = SignatureSet::builtin();
+            &builtin
+        }
+    };
     let end = classify(&EndEvidence {
         state,
         exit,
         outcome,
         cancel,
-        signatures: Some(&signatures),
+        signatures: Some(signatures),
     });
     let warned = outcome.is_some_and(|o| o.warned);
     let now = cx.now;

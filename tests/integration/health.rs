@@ -298,3 +298,47 @@ fn two_nodes_failing_under_one_switch_ban_the_switch() {
     shep.wait_status(&run, &["stopped"], LONG);
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn the_config_files_defaults_and_signatures_apply() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    std::fs::create_dir_all(&shep.state).unwrap();
+    let config = shep.state.join("config.toml");
+    std::fs::write(&config, "[defaults]\nmax_retrys = 0\n").unwrap();
+    std::fs::write(shep.work.join("fabric.sh"), "#!/bin/bash\ntrue\n").unwrap();
+    let out = shep.run(&["fabric.sh"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml") && err.contains("max_retrys"),
+        "{err}"
+    );
+
+    // No retries allowed by default, but the lab's own signature says the
+    // node is at fault: the run moves on instead of failing.
+    std::fs::write(
+        &config,
+        "[defaults]\nmax_retries = 0\n\n[[signature]]\nid = \"lab-fabric\"\npattern = \"FABRIC DOWN\"\nblame = \"node\"\n",
+    )
+    .unwrap();
+    let run = shep.submit(
+        "fabric.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then echo 'mlx: FABRIC DOWN on port 1' >&2; exit 1; fi\n"
+        ),
+        &[],
+    );
+    let s = shep.wait_status(&run, &["completed", "failed"], LONG);
+    assert_eq!(outcomes(&s), ["node_fault", "success"], "{s}");
+    assert!(
+        s["attempts"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lab-fabric"),
+        "{s}"
+    );
+    assert_eq!(s["max_retries"], 0);
+    shep.assert_no_duplicates();
+}

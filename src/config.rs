@@ -1,0 +1,260 @@
+//! The configuration file: defaults users set once, the lab's GPU catalog
+//! entries, fault signatures and node groups.
+//!
+//! Read from `STATE/config.toml` if present, else
+//! `$XDG_CONFIG_HOME/shepherd/config.toml` (`~/.config/shepherd/config.toml`).
+//! Unknown keys are errors: a typo must not be silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{Mode, Prefer};
+use crate::placement::catalog::UserEntry;
+use crate::policy::signatures::{SignatureSet, UserSignature};
+use crate::submit::RunOptions;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Defaults for every run; `#SHEPHERD` lines and the command line win.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// GPU catalog additions and overrides.
+    #[serde(default)]
+    pub gpu: Vec<UserEntry>,
+    /// Fault signatures of your own (checked before the built-in ones).
+    #[serde(default)]
+    pub signature: Vec<UserSignature>,
+    /// Groups of nodes that fail together, for clusters without a topology
+    /// plugin.
+    #[serde(default)]
+    pub node_group: Vec<NodeGroup>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub mode: Option<String>,
+    pub partitions: Option<Vec<String>>,
+    pub gpus: Option<u32>,
+    pub min_vram: Option<u32>,
+    pub max_vram: Option<u32>,
+    pub gpu_type: Option<String>,
+    pub prefer: Option<String>,
+    pub max_retries: Option<u32>,
+    pub keep_alive: Option<String>,
+    pub heartbeat_interval: Option<String>,
+    pub heartbeat_grace: Option<String>,
+    pub progress_stall: Option<String>,
+    pub backoff_base: Option<String>,
+    pub backoff_max: Option<String>,
+    pub blacklist_ttl: Option<String>,
+    pub pending_timeout: Option<String>,
+    pub signal_before: Option<String>,
+    pub no_blacklist: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    pub name: String,
+    /// A Slurm host list: `gpu-[01-16]`.
+    pub nodes: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Where the configuration is looked for, in order; the first that exists
+/// is used.
+pub fn candidates(state_dir: &Path) -> Vec<PathBuf> {
+    let mut c = vec![state_dir.join("config.toml")];
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(x) = xdg {
+        c.push(x.join("shepherd/config.toml"));
+    }
+    c
+}
+
+/// Loads the configuration; no file is an empty configuration.
+pub fn load(state_dir: &Path) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let Some(path) = candidates(state_dir).into_iter().find(|p| p.exists()) else {
+        return Ok((Config::default(), None));
+    };
+    let err = |message: String| ConfigError {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let config = parse(&text).map_err(err)?;
+    Ok((config, Some(path)))
+}
+
+/// Parses and checks a configuration.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+    config.defaults.run_options()?;
+    config.signatures()?;
+    config.node_groups()?;
+    Ok(config)
+}
+
+fn duration(key: &str, v: &Option<String>) -> Result<Option<Duration>, String> {
+    v.as_deref()
+        .map(|s| crate::duration::parse(s).map_err(|e| format!("[defaults] {key}: {e}")))
+        .transpose()
+}
+
+impl Defaults {
+    /// The defaults as run options, to be overridden by the script and the
+    /// command line.
+    pub fn run_options(&self) -> Result<RunOptions, String> {
+        Ok(RunOptions {
+            run_id: None,
+            mode: self
+                .mode
+                .as_deref()
+                .map(|m| {
+                    m.parse::<Mode>()
+                        .map_err(|e| format!("[defaults] mode: {e}"))
+                })
+                .transpose()?,
+            gpus: self.gpus,
+            min_vram: self.min_vram,
+            max_vram: self.max_vram,
+            gpu_type: self.gpu_type.clone(),
+            prefer: self
+                .prefer
+                .as_deref()
+                .map(|p| {
+                    p.parse::<Prefer>()
+                        .map_err(|e| format!("[defaults] prefer: {e}"))
+                })
+                .transpose()?,
+            partitions: self.partitions.clone(),
+            max_retries: self.max_retries,
+            keep_alive: duration("keep_alive", &self.keep_alive)?,
+            heartbeat_interval: duration("heartbeat_interval", &self.heartbeat_interval)?,
+            heartbeat_grace: duration("heartbeat_grace", &self.heartbeat_grace)?,
+            progress_stall: duration("progress_stall", &self.progress_stall)?,
+            backoff_base: duration("backoff_base", &self.backoff_base)?,
+            backoff_max: duration("backoff_max", &self.backoff_max)?,
+            blacklist_ttl: duration("blacklist_ttl", &self.blacklist_ttl)?,
+            pending_timeout: duration("pending_timeout", &self.pending_timeout)?,
+            signal_before: duration("signal_before", &self.signal_before)?,
+            no_blacklist: self.no_blacklist.unwrap_or(false),
+        })
+    }
+}
+
+impl Config {
+    pub fn signatures(&self) -> Result<SignatureSet, String> {
+        SignatureSet::new(&self.signature).map_err(|e| format!("[[signature]]: {e}"))
+    }
+
+    pub fn catalog(&self) -> crate::placement::catalog::Catalog {
+        crate::placement::catalog::Catalog::with_user(self.gpu.clone())
+    }
+
+    /// The node groups, host lists expanded.
+    pub fn node_groups(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+        self.node_group
+            .iter()
+            .map(|g| {
+                crate::slurm::hostlist::expand(&g.nodes)
+                    .map(|n| (g.name.clone(), n))
+                    .map_err(|e| format!("[[node_group]] {}: {e}", g.name))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[defaults]
+max_retries = 5
+heartbeat_grace = "10m"
+partitions = ["a100", "a6000"]
+prefer = "max"
+
+[[gpu]]
+pattern = "a100"
+vram_gb = 80
+
+[[signature]]
+id = "lab-bad-ib"
+pattern = "mlx5: fatal error"
+blame = "node"
+
+[[node_group]]
+name = "rack3"
+nodes = "gpu-[01-04]"
+"#;
+
+    #[test]
+    fn reads_every_section() {
+        let c = parse(FULL).unwrap();
+        let o = c.defaults.run_options().unwrap();
+        assert_eq!(o.max_retries, Some(5));
+        assert_eq!(o.heartbeat_grace, Some(Duration::from_secs(600)));
+        assert_eq!(o.prefer, Some(Prefer::Max));
+        assert_eq!(o.partitions.unwrap(), ["a100", "a6000"]);
+        assert_eq!(c.catalog().identify("a100").vram_gb(), Some(80));
+        assert!(c.signatures().unwrap().ids().any(|i| i == "lab-bad-ib"));
+        assert_eq!(c.node_groups().unwrap()[0].1.len(), 4);
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_say_where() {
+        let err = parse("[defaults]\nmax_retrys = 3\n").unwrap_err();
+        assert!(
+            err.contains("max_retrys") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse("[defaults]\nheartbeat_grace = \"5x\"\n").unwrap_err();
+        assert!(
+            err.contains("heartbeat_grace") && err.contains("unknown unit"),
+            "{err}"
+        );
+        let err = parse("[defaults]\nmode = \"forever\"\n").unwrap_err();
+        assert!(err.contains("mode"), "{err}");
+        let err =
+            parse("[[signature]]\nid = \"x\"\npattern = \"ab\"\nblame = \"node\"\n").unwrap_err();
+        assert!(err.contains("signature"), "{err}");
+        let err = parse("[[node_group]]\nname = \"r\"\nnodes = \"gpu-[1-\"\n").unwrap_err();
+        assert!(err.contains("node_group"), "{err}");
+        assert!(parse("").is_ok());
+    }
+
+    #[test]
+    fn the_state_dirs_file_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, path) = load(dir.path()).unwrap();
+        assert!(path.is_none() && c.gpu.is_empty());
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[defaults]\nmax_retries = 9\n",
+        )
+        .unwrap();
+        let (c, path) = load(dir.path()).unwrap();
+        assert_eq!(path.unwrap(), dir.path().join("config.toml"));
+        assert_eq!(c.defaults.max_retries, Some(9));
+        std::fs::write(dir.path().join("config.toml"), "oops = [\n").unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&dir.path().join("config.toml").display().to_string())
+        );
+    }
+}
