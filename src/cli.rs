@@ -42,7 +42,9 @@ pub fn main() -> ExitCode {
         Some(Command::Restart { run }) => runs_cmd::control(&cli.global, &run, Control::Restart),
         Some(Command::Daemon(cmd)) => runs_cmd::daemon(&cli.global, cmd),
         Some(Command::Nodes { command }) => nodes_cmd::run(&cli.global, command),
-        Some(Command::Gpus) => nodes_cmd::gpus(&cli.global),
+        Some(Command::Gpus { interactive, every }) => {
+            nodes_cmd::gpus(&cli.global, interactive, every)
+        }
         Some(Command::Progress { step, message }) => runs_cmd::progress(step, message),
         Some(Command::Wrap { run_dir, attempt }) => {
             let code = crate::wrapper::wrap(&crate::wrapper::WrapArgs { run_dir, attempt });

@@ -31,6 +31,16 @@ pub struct Config {
     /// plugin.
     #[serde(default)]
     pub node_group: Vec<NodeGroup>,
+    #[serde(default)]
+    pub blacklist: BlacklistConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlacklistConfig {
+    /// A directory the lab shares (on the shared filesystem, writable by all
+    /// its members): everyone's runs then learn from everyone's failures.
+    pub shared_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -54,6 +64,8 @@ pub struct Defaults {
     pub pending_timeout: Option<String>,
     pub signal_before: Option<String>,
     pub no_blacklist: Option<bool>,
+    /// `--probes`: a list of probe names, or `["none"]`.
+    pub probes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +163,17 @@ impl Defaults {
             pending_timeout: duration("pending_timeout", &self.pending_timeout)?,
             signal_before: duration("signal_before", &self.signal_before)?,
             no_blacklist: self.no_blacklist.unwrap_or(false),
+            probes: self
+                .probes
+                .as_ref()
+                .map(|list| {
+                    let names: Vec<String> =
+                        list.iter().filter(|p| *p != "none").cloned().collect();
+                    crate::wrapper::probe::check_names(&names)
+                        .map(|()| list.clone())
+                        .map_err(|e| format!("[defaults] probes: {e}"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -200,6 +223,9 @@ blame = "node"
 [[node_group]]
 name = "rack3"
 nodes = "gpu-[01-04]"
+
+[blacklist]
+shared_dir = "/shared/lab/shepherd"
 "#;
 
     #[test]
@@ -213,6 +239,10 @@ nodes = "gpu-[01-04]"
         assert_eq!(c.catalog().identify("a100").vram_gb(), Some(80));
         assert!(c.signatures().unwrap().ids().any(|i| i == "lab-bad-ib"));
         assert_eq!(c.node_groups().unwrap()[0].1.len(), 4);
+        assert_eq!(
+            c.blacklist.shared_dir.unwrap(),
+            PathBuf::from("/shared/lab/shepherd")
+        );
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! policy's decisions carried out, nothing submitted twice.
 //!
 //! - [`tick`]: one pass over every run (observe, decide, act, record).
+//! - [`placing`]: where a run's next job may go (exclude list, partitions).
+//! - [`health`]: strikes, bans and switch incidents from runs' failures.
 //! - [`attempt`]: the batch script and sbatch arguments of an attempt.
 //! - [`lease`]: one daemon per state directory, across login nodes.
 //! - [`service`]: the process: run loop, start, stop, status.
 
 pub mod attempt;
+mod health;
 pub mod lease;
+mod placing;
 pub mod service;
 pub mod tick;

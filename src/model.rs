@@ -176,6 +176,11 @@ pub struct Policy {
     /// A job pending this long is moved to a partition that can start it now.
     #[serde(with = "secs_opt", default)]
     pub pending_timeout: Option<Duration>,
+    /// GPU probes the wrapper runs before the workload: only these
+    /// (`visibility`, `health`, `processes`, `cuda`); `None`: all applicable;
+    /// empty: none.
+    #[serde(default)]
+    pub probes: Option<Vec<String>>,
 }
 
 impl Default for Policy {
@@ -192,6 +197,7 @@ impl Default for Policy {
             blacklist: true,
             signal_before: None,
             pending_timeout: Some(Duration::from_secs(1800)),
+            probes: None,
         }
     }
 }

@@ -29,6 +29,35 @@ fn partition_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+fn probe_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "none" {
+        return Ok(s.to_string());
+    }
+    crate::wrapper::probe::check_names(&[s.to_string()])?;
+    Ok(s.to_string())
+}
+
+/// `--probes` as given → the policy's list: `none` alone means no probe.
+fn probe_list(given: Option<Vec<String>>) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    if given.iter().any(|p| p == "none") {
+        if given.len() > 1 {
+            bail!("--probes none cannot be combined with probe names");
+        }
+        return Ok(Some(Vec::new()));
+    }
+    let mut list: Vec<String> = Vec::new();
+    for p in given {
+        if !list.contains(&p) {
+            list.push(p);
+        }
+    }
+    Ok(Some(list))
+}
+
 /// Every option of a run, settable on the command line and in `#SHEPHERD`
 /// lines. `None` means "not given here".
 #[derive(Debug, Clone, Default, Args)]
@@ -90,6 +119,9 @@ pub struct RunOptions {
     /// Send SIGUSR1 to the workload this long before the time limit, to checkpoint
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub signal_before: Option<Duration>,
+    /// GPU probes before the workload: only these (visibility,health,processes,cuda), or none
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = probe_name)]
+    pub probes: Option<Vec<String>>,
 }
 
 macro_rules! merge_opts {
@@ -124,7 +156,8 @@ impl RunOptions {
             backoff_max,
             blacklist_ttl,
             signal_before,
-            pending_timeout
+            pending_timeout,
+            probes
         )
     }
 }
@@ -202,6 +235,7 @@ pub fn prepare(
             Some(d) => Some(d),
             None => defaults.pending_timeout,
         },
+        probes: probe_list(opts.probes.clone())?,
     };
     validate(mode, &policy, &opts)?;
     let spec = RunSpec {
@@ -262,4 +296,85 @@ pub fn create(state_dir: &StateDir, prepared: &Prepared) -> anyhow::Result<RunDi
     state_dir
         .create_run(&prepared.spec, &prepared.script, env)
         .context("cannot create the run")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(script: &str, cli: RunOptions) -> anyhow::Result<Prepared> {
+        prepare_in(script, cli)
+    }
+
+    fn err_of(script: &str, cli: RunOptions) -> String {
+        match prepare_in(script, cli) {
+            Ok(_) => panic!("prepared"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    fn prepare_in(script: &str, cli: RunOptions) -> anyhow::Result<Prepared> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.sh");
+        std::fs::write(&path, script).unwrap();
+        prepare(
+            &path,
+            RunOptions::default(),
+            cli,
+            dir.path(),
+            Timestamp::now(),
+        )
+    }
+
+    #[test]
+    fn probes_are_selected_checked_and_merged() {
+        let p = prepared("#!/bin/sh\n", RunOptions::default()).unwrap();
+        assert_eq!(p.spec.policy.probes, None);
+
+        let p = prepared(
+            "#!/bin/sh\n#SHEPHERD --probes visibility,health,visibility\n",
+            RunOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.spec.policy.probes.as_deref(),
+            Some(&["visibility".to_string(), "health".to_string()][..])
+        );
+
+        // The command line wins over the script.
+        let cli = RunOptions {
+            probes: Some(vec!["none".into()]),
+            ..RunOptions::default()
+        };
+        let p = prepared("#!/bin/sh\n#SHEPHERD --probes cuda\n", cli).unwrap();
+        assert_eq!(p.spec.policy.probes, Some(vec![]));
+
+        let cli = RunOptions {
+            probes: Some(vec!["none".into(), "cuda".into()]),
+            ..RunOptions::default()
+        };
+        let err = err_of("#!/bin/sh\n", cli);
+        assert!(err.contains("--probes none cannot be combined"), "{err}");
+
+        let err = err_of(
+            "#!/bin/sh
+#SHEPHERD --probes ecc
+",
+            RunOptions::default(),
+        );
+        assert!(err.contains("unknown probe \"ecc\""), "{err}");
+    }
+
+    #[test]
+    fn probes_default_from_the_configuration() {
+        let config =
+            crate::config::parse("[defaults]\nprobes = [\"visibility\", \"health\"]\n").unwrap();
+        let opts = config.defaults.run_options().unwrap();
+        assert_eq!(
+            opts.probes,
+            Some(vec!["visibility".to_string(), "health".to_string()])
+        );
+        let err = crate::config::parse("[defaults]\nprobes = [\"gpu\"]\n").unwrap_err();
+        assert!(err.contains("[defaults] probes: unknown probe"), "{err}");
+    }
 }

@@ -95,6 +95,8 @@ pub fn wrap(args: &WrapArgs) -> i32 {
         cuda_visible_devices: std::env::var("CUDA_VISIBLE_DEVICES").ok(),
         nvidia_smi: "nvidia-smi".to_string(),
         probe_timeout: probe::NVIDIA_SMI_TIMEOUT,
+        python: "python3".to_string(),
+        cuda_timeout: probe::CUDA_TIMEOUT,
         kill_grace: KILL_GRACE,
         output_paths: heartbeat::OUTPUT_FDS.iter().map(PathBuf::from).collect(),
         stderr_copy: Box::new(std::io::stderr()),
@@ -168,7 +170,12 @@ pub struct Context {
     pub cuda_visible_devices: Option<String>,
     /// The `nvidia-smi` to run (found on `PATH` unless a path).
     pub nvidia_smi: String,
+    /// Per `nvidia-smi` call of a probe.
     pub probe_timeout: Duration,
+    /// The `python3` of the `cuda` probe (found on `PATH` unless a path).
+    pub python: String,
+    /// How long the `cuda` probe may take.
+    pub cuda_timeout: Duration,
     /// SIGTERM → SIGKILL grace for the workload's group.
     pub kill_grace: Duration,
     /// Files whose sizes make the heartbeat's `output_bytes`.
@@ -231,20 +238,20 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         }
     };
 
-    // Probes. A CPU job has none.
+    // Probes. A CPU job has none; `--probes` may select fewer.
     let mut probes = Vec::new();
     if let Some(gpus) = spec.resources.gpus {
-        let result = probe::visibility(
-            &ctx.nvidia_smi,
-            ctx.cuda_visible_devices.as_deref(),
-            gpus,
-            ctx.probe_timeout,
-        );
-        let ok = result.ok;
-        probes.push(result);
-        if !ok {
+        probes = probe::run_all(&probe::Probing {
+            nvidia_smi: &ctx.nvidia_smi,
+            python: &ctx.python,
+            cuda_visible_devices: ctx.cuda_visible_devices.as_deref(),
+            requested: gpus,
+            timeout: ctx.probe_timeout,
+            cuda_timeout: ctx.cuda_timeout,
+            only: spec.policy.probes.as_deref(),
+        });
+        if let Some(failed) = probes.last().filter(|p| !p.ok) {
             heartbeats.stop();
-            let failed = &probes[probes.len() - 1];
             eprintln!(
                 "shepherd wrap: GPU probe '{}' failed on {}: {}; the workload does not run on this node",
                 failed.name, ctx.node, failed.detail

@@ -94,7 +94,14 @@ pub enum Command {
         command: Option<NodesCommand>,
     },
     /// GPU availability per partition: type, memory, free GPUs, largest request that starts now
-    Gpus,
+    Gpus {
+        /// Refresh the table in place until interrupted
+        #[arg(short, long)]
+        interactive: bool,
+        /// How often `-i` refreshes
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+        every: Duration,
+    },
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),

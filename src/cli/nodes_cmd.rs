@@ -180,7 +180,35 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
 }
 
 /// `shepherd gpus`: one line per partition with GPUs.
-pub fn gpus(global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn gpus(
+    global: &GlobalArgs,
+    interactive: bool,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !interactive {
+        return gpus_once(global);
+    }
+    if global.json || !std::io::stdout().is_terminal() {
+        bail!("`gpus -i` refreshes a terminal; without one, run `shepherd gpus` repeatedly");
+    }
+    loop {
+        // Clear and redraw; a Slurm that does not answer becomes a line on
+        // the screen, not the end of the view.
+        super::output::print("\x1b[H\x1b[2J");
+        super::output::print(&format!(
+            "shepherd gpus — {} (every {}, Ctrl-C to quit)\n\n",
+            Timestamp::now().strftime("%H:%M:%S"),
+            crate::duration::format(every)
+        ));
+        if let Err(e) = gpus_once(global) {
+            super::output::print(&format!("Slurm unreachable: {e}\n"));
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
     use crate::placement::catalog::Catalog;
     use crate::placement::inventory::{Availability, partition_gpus};
     use std::io::IsTerminal;

@@ -41,7 +41,12 @@ pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
             PathBuf::from(home).join(".slurm_shepherd")
         }
     };
-    Ok(StateDir::new(root))
+    // A broken configuration file is reported by the commands that depend
+    // on it (run, daemon); here it only decides where blacklists live.
+    let shared = crate::config::load(&root)
+        .ok()
+        .and_then(|(c, _)| c.blacklist.shared_dir);
+    Ok(StateDir::new(root).with_shared_blacklists(shared))
 }
 
 pub(super) fn slurm(global: &GlobalArgs) -> SlurmCli {

@@ -13,17 +13,15 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use super::attempt;
+use super::health::SwitchGroup;
+use super::placing::PlanError;
 use crate::model::{RunId, RunSpec};
 use crate::placement::catalog::Catalog;
-use crate::placement::inventory::{
-    Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
-};
-use crate::policy::blacklist::Strike;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
-use crate::policy::signatures::{SignatureAction, SignatureSet};
-use crate::policy::state::{AttemptPhase, Blame, RunState};
+use crate::policy::signatures::SignatureSet;
+use crate::policy::state::RunState;
 use crate::slurm::{
-    JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError,
+    JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, Rejection, Slurm, SlurmError,
 };
 use crate::store::atomic::{self, StoreError};
 use crate::store::records::{
@@ -44,24 +42,11 @@ pub struct TickReport {
     pub slurm_unavailable: Option<String>,
 }
 
-struct Loaded {
-    id: RunId,
-    dir: RunDir,
-    spec: RunSpec,
-    state: RunState,
-}
-
-/// The node of the run's last ended attempt, when its failure asks the next
-/// attempt to go elsewhere.
-fn suspect_node(state: &RunState) -> Option<String> {
-    let last = state.attempts.iter().rev().find(|a| a.end.is_some())?;
-    let action = last.end.as_ref()?.signature.as_ref()?.action;
-    matches!(
-        action,
-        SignatureAction::RetryElsewhere | SignatureAction::CountAndRetryElsewhere
-    )
-    .then(|| last.node.clone())
-    .flatten()
+pub(super) struct Loaded {
+    pub(super) id: RunId,
+    pub(super) dir: RunDir,
+    pub(super) spec: RunSpec,
+    pub(super) state: RunState,
 }
 
 /// A run's spec (immutable) and state as last read or written, with the state
@@ -73,46 +58,31 @@ struct Cached {
 }
 
 pub struct Ticker<'a, S: Slurm + ?Sized> {
-    slurm: &'a S,
-    state_dir: &'a StateDir,
+    pub(super) slurm: &'a S,
+    pub(super) state_dir: &'a StateDir,
     /// The shepherd binary the jobs run as their wrapper.
-    exe: PathBuf,
+    pub(super) exe: PathBuf,
     cache: RefCell<HashMap<RunId, Cached>>,
     /// Slurm's cluster name (keys the blacklist), learnt once.
-    cluster: RefCell<Option<String>>,
+    pub(super) cluster: RefCell<Option<String>>,
     /// Node names the cluster knows, and when they were read: only these may
     /// go into `--exclude`.
-    known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
+    pub(super) known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
     /// Leaf switches, for correlated failures.
-    topology: RefCell<Option<Vec<SwitchGroup>>>,
+    pub(super) topology: RefCell<Option<Vec<SwitchGroup>>>,
     /// From the configuration file: the GPU catalog with the lab's entries,
     /// fault signatures, and node groups for clusters without a topology.
-    catalog: Catalog,
-    signatures: std::sync::Arc<SignatureSet>,
-    groups: Vec<SwitchGroup>,
+    pub(super) catalog: Catalog,
+    pub(super) signatures: std::sync::Arc<SignatureSet>,
+    pub(super) groups: Vec<SwitchGroup>,
     /// The cluster's partitions, read when a run needs placing.
-    partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
+    pub(super) partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
     /// this daemon) makes pending jobs learn the new exclude list.
-    blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
+    pub(super) blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
 }
 
-/// A leaf switch and the nodes under it.
-type SwitchGroup = (String, Vec<String>);
-
-/// Why a run's next job cannot be placed.
-enum PlanError {
-    /// Slurm's inventory cannot be read now, or no partition can hold the
-    /// job until nodes come back: try again later.
-    Unobservable,
-    /// No partition can hold the request; why not, per partition.
-    NoPartition(String),
-}
-
-/// How long the node names read from Slurm are trusted.
-const INVENTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+pub(super) fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -141,276 +111,6 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         self.signatures = std::sync::Arc::new(config.signatures()?);
         self.groups = config.node_groups()?;
         Ok(self)
-    }
-
-    /// True when the blacklist changed since the last call.
-    fn blacklist_changed(&self) -> bool {
-        let Some(cluster) = self.cluster.borrow().clone() else {
-            return false;
-        };
-        let now = stamp(&self.state_dir.blacklist_path(&cluster));
-        let mut last = self.blacklist_stamp.borrow_mut();
-        let changed = *last != now;
-        *last = now;
-        changed
-    }
-
-    fn cluster_name(&self) -> Option<String> {
-        let mut c = self.cluster.borrow_mut();
-        if c.is_none() {
-            *c = self.slurm.cluster().ok().map(|i| i.name);
-        }
-        c.clone()
-    }
-
-    /// The node inventory; `fresh` forces a new read (GPU availability
-    /// changes by the second; node names rarely).
-    fn inventory(&self, now: Timestamp, fresh: bool) -> Option<Vec<NodeInfo>> {
-        let mut k = self.known.borrow_mut();
-        let recent = k
-            .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
-        if fresh || !recent {
-            *k = Some((now, self.slurm.nodes().ok()?));
-        }
-        k.as_ref().map(|(_, n)| n.clone())
-    }
-
-    fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
-        Some(
-            self.inventory(now, false)?
-                .into_iter()
-                .map(|n| n.name)
-                .collect(),
-        )
-    }
-
-    fn partition_list(&self, now: Timestamp) -> Option<Vec<PartitionInfo>> {
-        let mut p = self.partitions.borrow_mut();
-        let fresh = p
-            .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
-        if !fresh {
-            *p = Some((now, self.slurm.partitions().ok()?));
-        }
-        p.as_ref().map(|(_, v)| v.clone())
-    }
-
-    /// Where the run's next job may go: nodes to avoid, and for a GPU run
-    /// that pins no partition, the partitions that can hold it, best first.
-    fn plan(
-        &self,
-        spec: &RunSpec,
-        state: &RunState,
-        now: Timestamp,
-    ) -> Result<attempt::Placement, PlanError> {
-        let exclude = self.exclude_for(spec, state, now);
-        let script_pins = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
-            .partition
-            .is_some();
-        let partitions = if !spec.resources.partitions.is_empty() {
-            Some(spec.resources.partitions.clone())
-        } else if spec.resources.gpus.is_some() && !script_pins {
-            let nodes = self.inventory(now, true).ok_or(PlanError::Unobservable)?;
-            let parts = self.partition_list(now).ok_or(PlanError::Unobservable)?;
-            let catalog = &self.catalog;
-            let views = partition_gpus(&parts, &nodes, &exclude, catalog);
-            let chosen = choose(&views, &spec.resources, catalog);
-            if chosen.is_empty() {
-                // Down, drained or banned nodes may come back: wait for them
-                // rather than fail the run.
-                let later = views.iter().any(|v| {
-                    v.gpus_total > 0
-                        && unfit(&v.with_all_nodes_usable(), &spec.resources, catalog).is_none()
-                });
-                if later {
-                    return Err(PlanError::Unobservable);
-                }
-                let why: Vec<String> = views
-                    .iter()
-                    .filter(|v| v.gpus_total > 0)
-                    .filter_map(|v| {
-                        unfit(v, &spec.resources, catalog).map(|w| format!("{}: {w}", v.partition))
-                    })
-                    .collect();
-                return Err(PlanError::NoPartition(why.join("; ")));
-            }
-            let gpus = spec.resources.gpus.unwrap_or(1);
-            let chosen = if chosen[0].availability(gpus) == Availability::None {
-                self.by_estimate(spec, state, &exclude, chosen)
-            } else {
-                chosen
-            };
-            Some(chosen.iter().map(|v| v.partition.clone()).collect())
-        } else {
-            None
-        };
-        Ok(attempt::Placement {
-            exclude,
-            partitions,
-        })
-    }
-
-    /// The `--exclude` list for a run's next job. Without an inventory no
-    /// list is passed, so the script's own `--exclude` applies as written.
-    fn exclude_for(&self, spec: &RunSpec, state: &RunState, now: Timestamp) -> Vec<String> {
-        let Some(known) = self.known_nodes(now) else {
-            return Vec::new();
-        };
-        let mut banned = match (spec.policy.blacklist, self.cluster_name()) {
-            (true, Some(cluster)) => self
-                .state_dir
-                .load_blacklist(&cluster)
-                .map(|bl| bl.exclude_list(&known, now))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        // A node this run's last attempt failed on in a way that may be the
-        // node's: the next attempt tries elsewhere.
-        if let Some(node) = suspect_node(state).filter(|n| known.contains(n) && !banned.contains(n))
-        {
-            banned.push(node);
-        }
-        attempt::exclude_list(spec, &banned, &known)
-    }
-
-    /// Nothing is free anywhere: ask Slurm when the job would start in each
-    /// partition (`sbatch --test-only`, at most four), soonest first.
-    fn by_estimate<'v>(
-        &self,
-        spec: &RunSpec,
-        state: &RunState,
-        exclude: &[String],
-        chosen: Vec<&'v PartitionGpus>,
-    ) -> Vec<&'v PartitionGpus> {
-        let Some(attempt) = state.attempts.last().map(|a| a.attempt) else {
-            return chosen;
-        };
-        let script = self
-            .state_dir
-            .run(&spec.run_id)
-            .attempt(attempt)
-            .job_script();
-        let gres = match (&spec.resources.gpu_type, spec.resources.gpus) {
-            (Some(t), Some(n)) => format!("--gres=gpu:{t}:{n}"),
-            (None, Some(n)) => format!("--gres=gpu:{n}"),
-            _ => String::new(),
-        };
-        let mut estimates = HashMap::new();
-        for p in chosen.iter().take(4) {
-            let mut args = vec![format!("--partition={}", p.partition), gres.clone()];
-            if !exclude.is_empty() {
-                args.push(format!("--exclude={}", exclude.join(",")));
-            }
-            let request = crate::slurm::SubmitRequest {
-                script: crate::slurm::ScriptSource::File(script.clone()),
-                args,
-                env: None,
-            };
-            if let Ok(e) = self.slurm.estimate_start(&request) {
-                estimates.insert(p.partition.clone(), e.start);
-            }
-        }
-        order_by_estimate(chosen, |p| estimates.get(p).copied())
-    }
-
-    /// Leaf switches and their nodes, read once per daemon (the topology
-    /// changes with hardware, not by the minute). Empty without a topology
-    /// plugin.
-    fn switch_groups(&self) -> Vec<SwitchGroup> {
-        let mut t = self.topology.borrow_mut();
-        if t.is_none() {
-            *t = self.slurm.topology().ok().map(|switches| {
-                switches
-                    .into_iter()
-                    .filter(|s| !s.nodes.is_empty())
-                    .map(|s| (s.name, s.nodes))
-                    .collect()
-            });
-        }
-        // Without a topology plugin, the configured node groups stand in.
-        match t.clone().unwrap_or_default() {
-            switches if switches.is_empty() => self.groups.clone(),
-            switches => switches,
-        }
-    }
-
-    /// Strikes the nodes blamed by attempts that ended in this step.
-    fn strike_nodes(&self, run: &Loaded, before: &RunState, after: &RunState, now: Timestamp) {
-        if !run.spec.policy.blacklist {
-            return;
-        }
-        let Some(cluster) = self.cluster_name() else {
-            return;
-        };
-        for a in &after.attempts {
-            let was_live = before
-                .attempts
-                .iter()
-                .any(|b| b.attempt == a.attempt && b.is_live());
-            let (true, Some(end), Some(node)) = (was_live, a.end.as_ref(), a.node.as_deref())
-            else {
-                continue;
-            };
-            let action = end.signature.as_ref().map(|s| s.action);
-            let mut evidence = Strike {
-                time: now,
-                run_id: run.id.to_string(),
-                job_id: a.job_id.map(|j| j.0),
-                reason: end.detail.clone(),
-            };
-            let ttl = run.spec.policy.blacklist_ttl;
-            let result = match (end.blame, action) {
-                // Suspected, not proven: avoided by this run, no strike.
-                (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
-                (Blame::Node, _) => {
-                    let groups = self.switch_groups();
-                    let incident = self.state_dir.update_blacklist(&cluster, |bl| {
-                        let ban = bl.strike(node, evidence, ttl);
-                        (ban, bl.correlate(node, &groups, now, ttl))
-                    });
-                    if let Ok((_, Some(inc))) = &incident {
-                        let event = decide::Event {
-                            kind: "switch_banned",
-                            attempt: Some(a.attempt),
-                            job_id: a.job_id,
-                            message: format!(
-                                "nodes {} under switch {} failed within minutes: one incident; banned {} until {}",
-                                inc.failed.join(", "),
-                                inc.switch,
-                                inc.banned.join(", "),
-                                inc.until
-                            ),
-                        };
-                        let _ = run.dir.append_events(&[event], after.status.as_str(), now);
-                    }
-                    incident.map(|(ban, _)| Some(ban))
-                }
-                // Ambiguous: only the same failure from another run bans it.
-                (_, Some(SignatureAction::CountAndRetryElsewhere)) => {
-                    evidence.reason = end
-                        .signature
-                        .as_ref()
-                        .map(|s| s.id.clone())
-                        .unwrap_or_default();
-                    self.state_dir
-                        .update_blacklist(&cluster, |bl| bl.suspect(node, evidence, ttl))
-                }
-                _ => continue,
-            };
-            if let Ok(Some(ban)) = result {
-                let until = ban
-                    .until
-                    .map_or("until unbanned".to_string(), |u| format!("until {u}"));
-                let event = decide::Event {
-                    kind: "node_banned",
-                    attempt: Some(a.attempt),
-                    job_id: a.job_id,
-                    message: format!("banned node {node} {until}: {}", end.detail),
-                };
-                let _ = run.dir.append_events(&[event], after.status.as_str(), now);
-            }
-        }
     }
 
     pub fn tick(&self, now: Timestamp) -> TickReport {
@@ -519,96 +219,6 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             }
         }
         report
-    }
-
-    /// Moves a long-pending job, in place, to the partitions that can hold
-    /// it when one of them can start it now. Runs that pin their partitions
-    /// are left alone.
-    fn reconsider(&self, run: &Loaded, job: JobId, now: Timestamp) {
-        let Some(a) = run.state.live_attempt() else {
-            return;
-        };
-        if !run.spec.resources.partitions.is_empty() {
-            return;
-        }
-        let Ok(placement) = self.plan(&run.spec, &run.state, now) else {
-            return;
-        };
-        let Some(wanted) = placement.partitions else {
-            return;
-        };
-        let current: Vec<&str> = a.partition.as_deref().unwrap_or("").split(',').collect();
-        let first = &wanted[0];
-        let can_start_now = self
-            .inventory(now, false)
-            .zip(self.partition_list(now))
-            .map(|(nodes, parts)| {
-                let views = partition_gpus(&parts, &nodes, &placement.exclude, &self.catalog);
-                views.iter().any(|v| {
-                    v.partition == *first
-                        && v.availability(run.spec.resources.gpus.unwrap_or(1))
-                            == crate::placement::inventory::Availability::Full
-                })
-            })
-            .unwrap_or(false);
-        let same =
-            wanted.len() == current.len() && wanted.iter().all(|w| current.contains(&w.as_str()));
-        if same || !can_start_now {
-            return;
-        }
-        let update = PendingUpdate {
-            exclude: Some(placement.exclude.clone()),
-            partition: Some(wanted.join(",")),
-        };
-        let message = match self.slurm.update_pending(job, &update) {
-            Ok(()) => format!(
-                "job {job} pending ({}) in {}: moved to partitions {} ({first} can start it now)",
-                a.pending_reason.as_deref().unwrap_or("waiting"),
-                a.partition.as_deref().unwrap_or("?"),
-                wanted.join(", ")
-            ),
-            // It started meanwhile: nothing to move.
-            Err(e) if e.rejection() == Some(Rejection::JobNotPending) => return,
-            Err(e) => format!("could not move pending job {job}: {e}"),
-        };
-        let event = decide::Event {
-            kind: "failover",
-            attempt: Some(a.attempt),
-            job_id: Some(job),
-            message,
-        };
-        let _ = run
-            .dir
-            .append_events(&[event], run.state.status.as_str(), now);
-    }
-
-    /// After a new ban, pending jobs learn to avoid the node in place
-    /// (`scontrol update`), rather than being cancelled and resubmitted.
-    fn exclude_from_pending(&self, runs: &[Loaded], now: Timestamp) {
-        for run in runs {
-            let Some(a) = run.state.live_attempt() else {
-                continue;
-            };
-            if let (AttemptPhase::Pending, Some(job)) = (a.phase, a.job_id) {
-                let exclude = self.exclude_for(&run.spec, &run.state, now);
-                let update = PendingUpdate {
-                    exclude: Some(exclude.clone()),
-                    partition: None,
-                };
-                // A job that started meanwhile refuses: nothing to do then.
-                if self.slurm.update_pending(job, &update).is_ok() {
-                    let event = decide::Event {
-                        kind: "exclude_updated",
-                        attempt: Some(a.attempt),
-                        job_id: Some(job),
-                        message: format!("pending job {job} now excludes {}", exclude.join(",")),
-                    };
-                    let _ = run
-                        .dir
-                        .append_events(&[event], run.state.status.as_str(), now);
-                }
-            }
-        }
     }
 
     /// Loads a run that may need attention. Ended runs without pending

@@ -157,10 +157,22 @@ pub fn partition_gpus(
 }
 
 /// Why a partition cannot hold the request, or `None` when it can.
-pub fn unfit(p: &PartitionGpus, r: &Resources, catalog: &Catalog) -> Option<String> {
+pub fn unfit(
+    p: &PartitionGpus,
+    r: &Resources,
+    time_minutes: Option<u64>,
+    catalog: &Catalog,
+) -> Option<String> {
     let gpus = r.gpus.unwrap_or(0);
     if !p.up {
         return Some("the partition is not up".into());
+    }
+    if let (Some(want), Some(max)) = (time_minutes, p.max_time_minutes)
+        && want > max
+    {
+        return Some(format!(
+            "its time limit ({max} min) is shorter than the job's --time ({want} min)"
+        ));
     }
     if gpus > 0 && p.gpus_total == 0 {
         return Some("it has no GPUs".into());
@@ -209,12 +221,13 @@ pub fn unfit(p: &PartitionGpus, r: &Resources, catalog: &Catalog) -> Option<Stri
 pub fn choose<'a>(
     views: &'a [PartitionGpus],
     r: &Resources,
+    time_minutes: Option<u64>,
     catalog: &Catalog,
 ) -> Vec<&'a PartitionGpus> {
     let gpus = r.gpus.unwrap_or(0);
     let mut fit: Vec<&PartitionGpus> = views
         .iter()
-        .filter(|p| p.gpus_total > 0 && unfit(p, r, catalog).is_none())
+        .filter(|p| p.gpus_total > 0 && unfit(p, r, time_minutes, catalog).is_none())
         .collect();
     // A partition above the lowest tier among those that fit is a
     // high-priority one (it preempts others' jobs): never chosen unasked.
@@ -317,18 +330,18 @@ mod tests {
         // >= 40 GB: never rtx4090; the smallest sufficient first.
         // The high-priority (preempting) partition is never chosen unasked.
         assert_eq!(
-            names(choose(&v, &req(4, Some(40)), &cat)),
+            names(choose(&v, &req(4, Some(40)), None, &cat)),
             ["a6000", "a100"]
         );
         let mut max = req(4, Some(40));
         max.prefer = Prefer::Max;
-        assert_eq!(names(choose(&v, &max, &cat))[0], "a100");
+        assert_eq!(names(choose(&v, &max, None, &cat))[0], "a100");
         // 8 GPUs per node: only the a6000 nodes have that many.
-        assert_eq!(names(choose(&v, &req(8, None), &cat)), ["a6000"]);
-        assert!(choose(&v, &req(9, None), &cat).is_empty());
+        assert_eq!(names(choose(&v, &req(8, None), None, &cat)), ["a6000"]);
+        assert!(choose(&v, &req(9, None), None, &cat).is_empty());
         let offline = v.iter().find(|p| p.partition == "offline").unwrap();
         assert_eq!(
-            unfit(offline, &req(1, None), &cat).unwrap(),
+            unfit(offline, &req(1, None), None, &cat).unwrap(),
             "the partition is not up"
         );
 
@@ -354,14 +367,14 @@ mod tests {
         assert_eq!((a6000.gpus_free, a6000.largest_now), (2, 2));
         assert_eq!(a6000.availability(4), Availability::Partial);
         assert_eq!(
-            names(choose(&v, &req(4, Some(40)), &cat)),
+            names(choose(&v, &req(4, Some(40)), None, &cat)),
             ["a100", "a6000"]
         );
         // Banned nodes do not count.
         let v = views(&sim, &["a100-1", "a100-2"]);
         let a100 = v.iter().find(|p| p.partition == "a100").unwrap();
         assert_eq!(
-            unfit(a100, &req(1, None), &cat).unwrap(),
+            unfit(a100, &req(1, None), None, &cat).unwrap(),
             "all its nodes are down, drained or banned"
         );
     }
@@ -384,6 +397,28 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_whose_time_limit_is_too_short_is_skipped() {
+        let sim = SimSlurm::new(SimCluster::test_cluster());
+        let cat = Catalog::builtin();
+        let mut v = views(&sim, &[]);
+        v.iter_mut()
+            .find(|p| p.partition == "a100")
+            .unwrap()
+            .max_time_minutes = Some(60);
+        assert_eq!(
+            names(choose(&v, &req(1, Some(40)), Some(120), &cat)),
+            ["a6000"]
+        );
+        assert_eq!(
+            names(choose(&v, &req(1, Some(40)), Some(60), &cat)),
+            ["a6000", "a100"]
+        );
+        let a100 = v.iter().find(|p| p.partition == "a100").unwrap();
+        let why = unfit(a100, &req(1, None), Some(120), &cat).unwrap();
+        assert!(why.contains("60 min"), "{why}");
+    }
+
+    #[test]
     fn gpu_type_and_unknown_memory() {
         let sim = SimSlurm::new(SimCluster::test_cluster());
         let cat = Catalog::builtin();
@@ -393,14 +428,14 @@ mod tests {
             gpu_type: Some("rtx4090".into()),
             ..Resources::default()
         };
-        assert_eq!(names(choose(&v, &r, &cat)), ["rtx4090"]);
+        assert_eq!(names(choose(&v, &r, None, &cat)), ["rtx4090"]);
         let mut weird = v.iter().find(|p| p.partition == "a100").unwrap().clone();
         weird.vram_gb_min = None;
         weird.vram_gb_max = None;
-        let why = unfit(&weird, &req(1, Some(40)), &cat).unwrap();
+        let why = unfit(&weird, &req(1, Some(40)), None, &cat).unwrap();
         assert!(why.contains("unknown"), "{why}");
         assert!(
-            unfit(&weird, &req(1, None), &cat).is_none(),
+            unfit(&weird, &req(1, None), None, &cat).is_none(),
             "no VRAM asked: fine"
         );
     }

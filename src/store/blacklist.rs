@@ -26,7 +26,7 @@ impl StateDir {
                 }
             })
             .collect();
-        self.root().join("clusters").join(safe)
+        self.blacklists().join(safe)
     }
 
     pub fn blacklist_path(&self, cluster: &str) -> PathBuf {

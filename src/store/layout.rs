@@ -26,11 +26,29 @@ use crate::slurm::JobId;
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    /// Where blacklists live when a lab shares them; `root/clusters` if not.
+    shared_blacklists: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            shared_blacklists: None,
+        }
+    }
+
+    /// Keeps the per-cluster blacklists in a directory a lab shares.
+    pub fn with_shared_blacklists(mut self, dir: Option<PathBuf>) -> StateDir {
+        self.shared_blacklists = dir;
+        self
+    }
+
+    /// The directory holding one subdirectory per cluster's blacklist.
+    pub fn blacklists(&self) -> PathBuf {
+        self.shared_blacklists
+            .clone()
+            .unwrap_or_else(|| self.root.join("clusters"))
     }
 
     pub fn root(&self) -> &Path {

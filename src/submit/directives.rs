@@ -24,6 +24,8 @@ pub struct Parsed {
     pub exclude: Option<String>,
     /// Partitions the script asks for itself (`--partition`/`-p`).
     pub partition: Option<String>,
+    /// The script's time limit (`--time`/`-t`), as written.
+    pub time: Option<String>,
 }
 
 /// The output and error file patterns and the working directory set by
@@ -133,6 +135,7 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
             "--chdir" | "-D" => parsed.chdir = value(),
             "--exclude" | "-x" => parsed.exclude = value(),
             "--partition" | "-p" => parsed.partition = value(),
+            "--time" | "-t" => parsed.time = value(),
             _ => {
                 if let Some(v) = short_inline("-o") {
                     parsed.user_output = true;
@@ -144,6 +147,8 @@ fn inspect_sbatch(words: &[String], parsed: &mut Parsed) {
                     parsed.exclude = Some(x);
                 } else if let Some(p) = short_inline("-p") {
                     parsed.partition = Some(p);
+                } else if let Some(t) = short_inline("-t") {
+                    parsed.time = Some(t);
                 } else if let Some(d) = short_inline("-D") {
                     parsed.chdir = Some(d);
                 }

@@ -5,8 +5,17 @@
 //! ([`visibility`]) that runs the tool with a deadline. A failed probe blames
 //! the node: the wrapper then ends the attempt without starting the workload.
 //!
-//! The one probe so far, `visibility`, runs `nvidia-smi -L` and checks that
-//! the GPUs Slurm handed the job (`CUDA_VISIBLE_DEVICES`) are really there.
+//! The probes, in the order they run ([`ALL`]; [`run_all`] stops at the first
+//! failure):
+//!
+//! - `visibility`: `nvidia-smi -L` lists the GPUs Slurm handed the job
+//!   (`CUDA_VISIBLE_DEVICES`);
+//! - `health`: `nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER` on those
+//!   GPUs shows no volatile uncorrectable ECC error, no pending page
+//!   retirement and no pending or failed row remapping;
+//! - `processes`: no compute process already runs on those GPUs;
+//! - `cuda`: a tiny PyTorch kernel on every visible device, when `torch` is
+//!   importable (else recorded as skipped).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +25,33 @@ use crate::store::records::ProbeResult;
 
 /// The probe's name in [`ProbeResult::name`] and `Verdict::ProbeFailed`.
 pub const VISIBILITY: &str = "visibility";
+/// ECC errors, page retirement, row remapping.
+pub const HEALTH: &str = "health";
+/// Foreign compute processes on the job's GPUs.
+pub const PROCESSES: &str = "processes";
+/// A CUDA kernel launch through PyTorch.
+pub const CUDA: &str = "cuda";
+/// Every probe, in the order they run.
+pub const ALL: &[&str] = &[VISIBILITY, HEALTH, PROCESSES, CUDA];
+
+/// How long the `cuda` probe may take: importing torch and creating a CUDA
+/// context per device takes seconds, not minutes.
+pub const CUDA_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the `cuda` probe records when no framework can be imported.
+pub const CUDA_SKIPPED: &str = "skipped: no CUDA framework available (torch not importable); \
+visibility and health probes only";
+
+/// Checks probe names (`--probes`): each must be one of [`ALL`].
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    match names.iter().find(|n| !ALL.contains(&n.as_str())) {
+        Some(bad) => Err(format!(
+            "unknown probe {bad:?}; use {} (or none)",
+            ALL.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
 
 /// How long `nvidia-smi -L` may take. A healthy node answers in well under a
 /// second; a GPU that fell off the bus can make it hang for minutes.
@@ -85,6 +121,9 @@ pub struct Listed {
     pub name: String,
     /// `GPU-…` / `MIG-…`, when printed.
     pub uuid: Option<String>,
+    /// nvidia-smi's index of the GPU (`GPU 2: …`); for a MIG instance, that of
+    /// the GPU it belongs to.
+    pub index: Option<u32>,
 }
 
 /// What `nvidia-smi -L` printed, sorted into GPUs, MIG instances and errors.
@@ -105,6 +144,7 @@ pub struct Listing {
 /// ```
 pub fn parse_listing(stdout: &str) -> Listing {
     let mut listing = Listing::default();
+    let mut gpu_index = None;
     for line in stdout.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("GPU ")
@@ -113,7 +153,12 @@ pub fn parse_listing(stdout: &str) -> Listing {
             && index.chars().all(|c| c.is_ascii_digit())
         {
             let (name, uuid) = split_uuid(rest);
-            listing.gpus.push(Listed { name, uuid });
+            gpu_index = index.parse().ok();
+            listing.gpus.push(Listed {
+                name,
+                uuid,
+                index: gpu_index,
+            });
         } else if line.starts_with("MIG ") && line.contains("Device") {
             let (head, uuid) = split_uuid(line);
             let name = head
@@ -121,7 +166,11 @@ pub fn parse_listing(stdout: &str) -> Listing {
                 .map_or(head.as_str(), |(profile, _)| profile)
                 .trim()
                 .to_string();
-            listing.migs.push(Listed { name, uuid });
+            listing.migs.push(Listed {
+                name,
+                uuid,
+                index: gpu_index,
+            });
         } else if is_error_line(line) {
             listing.errors.push(line.to_string());
         }
@@ -237,40 +286,54 @@ pub fn visibility(
     requested: u32,
     timeout: Duration,
 ) -> ProbeResult {
+    timed(VISIBILITY, || {
+        let (listing, expect) = list(program, cuda_visible_devices, requested, timeout)?;
+        judge_listing(&listing, &expect)
+    })
+}
+
+/// Runs `f` and records its verdict and duration as probe `name`.
+fn timed(name: &str, f: impl FnOnce() -> Result<String, String>) -> ProbeResult {
     let started = Instant::now();
-    let verdict = run_visibility(program, cuda_visible_devices, requested, timeout);
+    let verdict = f();
     let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (ok, detail) = match verdict {
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
     };
     ProbeResult {
-        name: VISIBILITY.to_string(),
+        name: name.to_string(),
         ok,
         detail,
         millis,
     }
 }
 
-fn run_visibility(
+/// Runs `PROGRAM ARGS…` within `timeout` with `CUDA_VISIBLE_DEVICES` set as
+/// given (nvidia-smi ignores it; a fake one may use it); a missing program, a timeout and a non-zero exit are `Err(detail)`.
+fn run_tool(
     program: &str,
+    args: &[&str],
     cuda_visible_devices: Option<&str>,
-    requested: u32,
     timeout: Duration,
-) -> Result<String, String> {
-    let expect = expectation(cuda_visible_devices, requested)?;
-    let mut inv = Invocation::new(program, timeout).arg("-L");
+) -> Result<crate::slurm::runner::Output, String> {
+    let mut inv = Invocation::new(program, timeout).args(args);
     if let Some(cvd) = cuda_visible_devices {
         inv.env.push(("CUDA_VISIBLE_DEVICES".into(), cvd.into()));
     }
+    let shown = if args.is_empty() {
+        program.to_string()
+    } else {
+        format!("{program} {}", args[0])
+    };
     let out = inv.run().map_err(|e| match e {
         SlurmError::NotFound { source, .. } => {
             format!("cannot run {program}: {source} (is the NVIDIA driver installed?)")
         }
         SlurmError::TimedOut { after, .. } => {
-            format!("{program} -L did not answer within {after:?}")
+            format!("{shown} did not answer within {after:?}")
         }
-        other => format!("{program} -L: {other}"),
+        other => format!("{shown}: {other}"),
     })?;
     if !out.success() {
         let message = out.message();
@@ -280,10 +343,34 @@ fn run_visibility(
             message.lines().take(3).collect::<Vec<_>>().join(" / ")
         };
         return Err(bound(format!(
-            "{program} -L failed ({}): {message}",
+            "{shown} failed ({}): {message}",
             out.status_text()
         )));
     }
+    Ok(out)
+}
+
+/// Error lines on stdout or stderr (nvidia-smi may report a broken GPU and
+/// still exit 0).
+fn error_lines(out: &crate::slurm::runner::Output) -> Vec<String> {
+    out.stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .map(str::trim)
+        .filter(|l| is_error_line(l))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `nvidia-smi -L`, parsed, and what the job should see.
+fn list(
+    program: &str,
+    cuda_visible_devices: Option<&str>,
+    requested: u32,
+    timeout: Duration,
+) -> Result<(Listing, Expectation), String> {
+    let expect = expectation(cuda_visible_devices, requested)?;
+    let out = run_tool(program, &["-L"], cuda_visible_devices, timeout)?;
     let mut listing = parse_listing(&out.stdout);
     // Errors may come on stderr while the exit status still says success.
     listing.errors.extend(
@@ -293,7 +380,616 @@ fn run_visibility(
             .filter(|l| is_error_line(l))
             .map(str::to_string),
     );
-    judge_listing(&listing, &expect)
+    Ok((listing, expect))
+}
+
+/// The job's GPUs as nvidia-smi names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobGpus {
+    /// UUIDs (`GPU-…`) of the physical GPUs, or their index where nvidia-smi
+    /// printed no UUID; for MIG instances, the GPUs they belong to. No
+    /// duplicates.
+    pub ids: Vec<String>,
+    /// The job was given MIG instances.
+    pub mig: bool,
+}
+
+/// Finds the physical GPUs behind `CUDA_VISIBLE_DEVICES` in the listing:
+/// UUIDs (or unique prefixes) by UUID, MIG instances by the GPU line above
+/// them, indices by `GPU N:`. Where nvidia-smi renumbers the GPUs of a
+/// device-constrained job, index N is the Nth listed GPU if exactly as many
+/// are listed as the job should see.
+pub fn job_gpus(listing: &Listing, expect: &Expectation) -> Result<JobGpus, String> {
+    let id_of = |g: &Listed| {
+        g.uuid
+            .clone()
+            .or_else(|| g.index.map(|i| i.to_string()))
+            .unwrap_or_default()
+    };
+    let by_index = |i: Option<u32>| listing.gpus.iter().find(|g| i.is_some() && g.index == i);
+    let mut ids: Vec<String> = Vec::new();
+    for (pos, d) in expect.devices.iter().enumerate() {
+        let found = if d.starts_with("GPU-") {
+            listing
+                .gpus
+                .iter()
+                .find(|g| g.uuid.as_deref().is_some_and(|u| u.starts_with(d.as_str())))
+        } else if d.starts_with("MIG-") {
+            listing
+                .migs
+                .iter()
+                .find(|m| m.uuid.as_deref().is_some_and(|u| u.starts_with(d.as_str())))
+                .and_then(|m| by_index(m.index))
+        } else if let Ok(i) = d.parse::<u32>() {
+            by_index(Some(i)).or_else(|| {
+                (listing.gpus.len() == expect.count())
+                    .then(|| listing.gpus.get(pos))
+                    .flatten()
+            })
+        } else {
+            None
+        };
+        let Some(gpu) = found else {
+            return Err(bound(format!(
+                "cannot tell which GPU CUDA_VISIBLE_DEVICES entry {d} is: nvidia-smi -L lists {}",
+                listing
+                    .gpus
+                    .iter()
+                    .map(id_of)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let id = id_of(gpu);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(JobGpus {
+        ids,
+        mig: expect.mig,
+    })
+}
+
+// ------------------------------------------------------------------ health
+
+/// One `GPU 00000000:07:00.0` section of `nvidia-smi -q -d ECC,…`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuHealth {
+    /// The section's PCI bus id.
+    pub gpu: String,
+    /// What is wrong, one entry each.
+    pub problems: Vec<String>,
+    /// The driver reported at least one volatile ECC count (not `N/A`).
+    pub ecc_counted: bool,
+}
+
+/// Parses `nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER` by its
+/// indentation, one [`GpuHealth`] per GPU section. Counted as problems:
+///
+/// - non-zero counts under `ECC Errors` → `Volatile` in an `… Uncorrectable…`
+///   line (`DRAM Uncorrectable`, `SRAM Uncorrectable`, newer drivers) or under
+///   `Double Bit` (older drivers);
+/// - `Pending Page Blacklist : Yes` / `Pending : Yes` under `Retired Pages`;
+/// - `Pending : Yes` / `Remapping Failure Occurred : Yes` under
+///   `Remapped Rows`.
+///
+/// `N/A` (ECC off, a consumer GPU, a feature the GPU lacks) is no problem.
+pub fn parse_health(stdout: &str) -> Vec<GpuHealth> {
+    let mut gpus: Vec<GpuHealth> = Vec::new();
+    // (indent, section name) of the enclosing sections, outermost first.
+    let mut path: Vec<(usize, String)> = Vec::new();
+    for raw in stdout.lines() {
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with("==") {
+            continue;
+        }
+        let indent = raw.len() - raw.trim_start().len();
+        while path.last().is_some_and(|(i, _)| *i >= indent) {
+            path.pop();
+        }
+        let (key, value) = match text.split_once(" : ") {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => match text.strip_suffix(':') {
+                Some(k) if k.ends_with(' ') => (k.trim(), Some("")),
+                _ => (text, None),
+            },
+        };
+        let Some(value) = value else {
+            // A section header.
+            if let Some(bus) = key.strip_prefix("GPU ")
+                && !bus.is_empty()
+                && !bus.contains(' ')
+            {
+                path.clear();
+                gpus.push(GpuHealth {
+                    gpu: bus.to_string(),
+                    ..GpuHealth::default()
+                });
+            }
+            path.push((indent, key.to_string()));
+            continue;
+        };
+        let Some(gpu) = gpus.last_mut() else {
+            continue;
+        };
+        let within = |name: &str| path.iter().any(|(_, s)| s == name);
+        let yes = value.eq_ignore_ascii_case("yes");
+        if within("ECC Errors") && within("Volatile") {
+            let double_bit = within("Double Bit");
+            let count = value.parse::<u64>().ok();
+            if count.is_some() {
+                gpu.ecc_counted = true;
+            }
+            let uncorrectable = double_bit || key.contains("Uncorrectable");
+            if uncorrectable && let Some(n) = count.filter(|n| *n > 0) {
+                let what = if double_bit {
+                    format!("Double Bit {key}")
+                } else {
+                    key.to_string()
+                };
+                gpu.problems
+                    .push(format!("volatile uncorrectable ECC errors: {what} {n}"));
+            }
+        } else if within("Retired Pages") {
+            // `Pending Page Blacklist` (older drivers), `Pending` (newer).
+            if yes && key.starts_with("Pending") {
+                gpu.problems
+                    .push(format!("page retirement pending ({key}: Yes)"));
+            }
+        } else if within("Remapped Rows") && yes {
+            if key == "Pending" {
+                gpu.problems.push("row remapping pending".to_string());
+            } else if key == "Remapping Failure Occurred" {
+                gpu.problems
+                    .push("row remapping failure occurred".to_string());
+            }
+        }
+    }
+    gpus
+}
+
+/// Decides the `health` probe over [`parse_health`]'s sections, nvidia-smi's
+/// error lines, and the number of GPUs asked about.
+pub fn judge_health(gpus: &[GpuHealth], errors: &[String], asked: usize) -> Result<String, String> {
+    if let Some(first) = errors.first() {
+        return Err(bound(format!("nvidia-smi reports: {first}")));
+    }
+    if gpus.is_empty() {
+        return Err("nvidia-smi -q printed no GPU section".to_string());
+    }
+    if gpus.len() < asked {
+        return Err(format!(
+            "nvidia-smi -q reports on {} GPU(s), the job has {asked}",
+            gpus.len()
+        ));
+    }
+    let bad: Vec<String> = gpus
+        .iter()
+        .filter(|g| !g.problems.is_empty())
+        .map(|g| format!("GPU {}: {}", g.gpu, g.problems.join(", ")))
+        .collect();
+    if !bad.is_empty() {
+        return Err(bound(bad.join("; ")));
+    }
+    let uncounted = gpus.iter().filter(|g| !g.ecc_counted).count();
+    let ecc = match uncounted {
+        0 => String::new(),
+        n => format!(" (ECC counts N/A on {n} of them)"),
+    };
+    Ok(format!(
+        "{} GPU(s) checked{ecc}: no volatile uncorrectable ECC error, no pending page retirement or row remapping",
+        gpus.len()
+    ))
+}
+
+fn run_health(
+    program: &str,
+    cuda_visible_devices: Option<&str>,
+    gpus: &JobGpus,
+    timeout: Duration,
+) -> Result<String, String> {
+    let ids = gpus.ids.join(",");
+    let out = run_tool(
+        program,
+        &["-q", "-d", "ECC,PAGE_RETIREMENT,ROW_REMAPPER", "-i", &ids],
+        cuda_visible_devices,
+        timeout,
+    )?;
+    judge_health(
+        &parse_health(&out.stdout),
+        &error_lines(&out),
+        gpus.ids.len(),
+    )
+}
+
+// --------------------------------------------------------------- processes
+
+/// One line of `nvidia-smi --query-compute-apps=pid,gpu_uuid,process_name,used_memory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeApp {
+    pub pid: u32,
+    pub gpu_uuid: String,
+    pub name: String,
+    /// As printed (`1024 MiB`, `[N/A]`).
+    pub used_memory: String,
+}
+
+/// Parses the CSV (no header) of `--query-compute-apps`; an empty answer and
+/// `No running processes found` are no processes. Lines that do not start
+/// with a pid are ignored (error lines are judged separately).
+pub fn parse_compute_apps(stdout: &str) -> Vec<ComputeApp> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            if fields.len() < 4 {
+                return None;
+            }
+            let pid = fields[0].parse().ok()?;
+            Some(ComputeApp {
+                pid,
+                gpu_uuid: fields[1].to_string(),
+                // A process name may itself contain commas.
+                name: fields[2..fields.len() - 1].join(","),
+                used_memory: fields[fields.len() - 1].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Decides the `processes` probe: fails when a compute process that is not
+/// `ours` runs on one of the job's GPUs (matched by UUID). The MPS server
+/// (`nvidia-cuda-mps-server`) is not foreign.
+pub fn judge_processes(
+    apps: &[ComputeApp],
+    errors: &[String],
+    gpus: &JobGpus,
+    ours: impl Fn(u32) -> bool,
+) -> Result<String, String> {
+    if let Some(first) = errors.first() {
+        return Err(bound(format!("nvidia-smi reports: {first}")));
+    }
+    let foreign: Vec<String> = apps
+        .iter()
+        .filter(|a| gpus.ids.contains(&a.gpu_uuid))
+        .filter(|a| !ours(a.pid) && !is_mps_server(&a.name))
+        .map(|a| {
+            format!(
+                "pid {} ({}, {}) on {}",
+                a.pid, a.name, a.used_memory, a.gpu_uuid
+            )
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Err(bound(format!(
+            "{} foreign compute process(es) on the job's GPUs: {}",
+            foreign.len(),
+            foreign.join("; ")
+        )));
+    }
+    Ok(format!(
+        "no foreign compute process on the job's {} GPU(s) ({} on the node's other GPUs)",
+        gpus.ids.len(),
+        apps.len()
+    ))
+}
+
+/// The MPS control daemon's server shows up as a compute process on every
+/// GPU it serves; it is part of the node's setup, not another job.
+fn is_mps_server(name: &str) -> bool {
+    name.rsplit('/').next() == Some("nvidia-cuda-mps-server")
+}
+
+/// `pid` is a descendant of this process (by `/proc/PID/stat`'s parent).
+fn is_descendant(pid: u32) -> bool {
+    let me = std::process::id();
+    let mut pid = pid;
+    for _ in 0..64 {
+        if pid == me {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // `PID (COMM) STATE PPID …`; COMM may contain spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            return false;
+        };
+        pid = ppid;
+    }
+    false
+}
+
+fn run_processes(
+    program: &str,
+    cuda_visible_devices: Option<&str>,
+    gpus: &JobGpus,
+    timeout: Duration,
+) -> Result<String, String> {
+    if gpus.mig {
+        return Ok(
+            "skipped: the job runs on MIG instances; processes on other instances of the same GPU belong to other jobs"
+                .to_string(),
+        );
+    }
+    let out = run_tool(
+        program,
+        &[
+            "--query-compute-apps=pid,gpu_uuid,process_name,used_memory",
+            "--format=csv,noheader",
+        ],
+        cuda_visible_devices,
+        timeout,
+    )?;
+    // At probe time the workload has not started: any process is foreign
+    // unless it is the wrapper's own.
+    judge_processes(
+        &parse_compute_apps(&out.stdout),
+        &error_lines(&out),
+        gpus,
+        is_descendant,
+    )
+}
+
+// -------------------------------------------------------------------- cuda
+
+/// The `cuda` probe's Python program: exit 3 when torch cannot be imported;
+/// otherwise one `DEV i ok|bad NAME` line per device after a kernel launch
+/// and a copy back to the host.
+const CUDA_SCRIPT: &str = r#"
+import sys
+try:
+    import torch
+except Exception as e:
+    print("NOFRAMEWORK", type(e).__name__, e)
+    sys.exit(3)
+if not torch.cuda.is_available():
+    print("UNAVAILABLE torch", torch.__version__, "cuda", torch.version.cuda)
+    sys.exit(1)
+n = torch.cuda.device_count()
+print("COUNT", n, "torch", torch.__version__)
+bad = 0
+for i in range(n):
+    x = torch.arange(1024, device=torch.device("cuda", i), dtype=torch.float32)
+    s = float((x * 2).sum().item())
+    ok = s == 1047552.0
+    bad += not ok
+    print("DEV", i, "ok" if ok else "bad", torch.cuda.get_device_name(i))
+sys.exit(1 if bad else 0)
+"#;
+
+/// Decides the `cuda` probe from the program's exit code (`None`: killed) and
+/// output, for a job that should see `expected` devices (`mig`: CUDA may show
+/// only one MIG instance per process).
+pub fn judge_cuda(
+    code: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+    expected: usize,
+    mig: bool,
+) -> Result<String, String> {
+    if code == Some(3) && stdout.contains("NOFRAMEWORK") {
+        return Ok(CUDA_SKIPPED.to_string());
+    }
+    let last_err = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    if let Some(line) = stdout.lines().find(|l| l.starts_with("UNAVAILABLE")) {
+        return Err(bound(format!(
+            "torch.cuda.is_available() is False ({}) {last_err}",
+            line.trim_start_matches("UNAVAILABLE ")
+        )));
+    }
+    let count: Option<usize> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("COUNT "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let devs: Vec<&str> = stdout.lines().filter(|l| l.starts_with("DEV ")).collect();
+    let bad: Vec<&str> = devs
+        .iter()
+        .copied()
+        .filter(|l| l.contains(" bad "))
+        .collect();
+    if code != Some(0) || count.is_none() || !bad.is_empty() || devs.len() != count.unwrap_or(0) {
+        let status = code.map_or("killed".to_string(), |c| format!("exit {c}"));
+        let what = if bad.is_empty() {
+            last_err.to_string()
+        } else {
+            format!("wrong result on {}", bad.join(", "))
+        };
+        return Err(bound(format!("CUDA smoke test failed ({status}): {what}")));
+    }
+    let count = count.unwrap_or(0);
+    let enough = if mig { count >= 1 } else { count >= expected };
+    if !enough {
+        return Err(format!(
+            "CUDA sees {count} device(s), the job should see {expected}"
+        ));
+    }
+    let mut names: Vec<&str> = devs
+        .iter()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    names.dedup();
+    Ok(bound(format!(
+        "a kernel ran on {count} CUDA device(s): {}",
+        names.join(", ")
+    )))
+}
+
+fn run_cuda(
+    python: &str,
+    cuda_visible_devices: Option<&str>,
+    expect: &Expectation,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut inv = Invocation::new(python, timeout).args(["-c", CUDA_SCRIPT]);
+    if let Some(cvd) = cuda_visible_devices {
+        inv.env.push(("CUDA_VISIBLE_DEVICES".into(), cvd.into()));
+    }
+    match inv.run() {
+        Ok(out) => judge_cuda(
+            out.status.code(),
+            &out.stdout,
+            &out.stderr,
+            expect.count(),
+            expect.mig,
+        ),
+        Err(SlurmError::NotFound { .. }) => Ok(format!("{CUDA_SKIPPED} ({python} not found)")),
+        Err(SlurmError::TimedOut { after, .. }) => {
+            Err(format!("CUDA smoke test did not finish within {after:?}"))
+        }
+        Err(other) => Err(bound(format!("CUDA smoke test: {other}"))),
+    }
+}
+
+// -------------------------------------------------------------- all probes
+
+/// What [`run_all`] needs.
+#[derive(Debug, Clone)]
+pub struct Probing<'a> {
+    /// `nvidia-smi`, found on `PATH` unless a path.
+    pub nvidia_smi: &'a str,
+    /// `python3` for the `cuda` probe.
+    pub python: &'a str,
+    pub cuda_visible_devices: Option<&'a str>,
+    /// GPUs the job asked for.
+    pub requested: u32,
+    /// Per nvidia-smi call.
+    pub timeout: Duration,
+    pub cuda_timeout: Duration,
+    /// Only these probes (`--probes`); `None`: all.
+    pub only: Option<&'a [String]>,
+}
+
+/// Runs the selected probes in [`ALL`]'s order and stops after the first
+/// failure; the last result is then the failed one.
+///
+/// `health` and `processes` need the job's GPU UUIDs from `nvidia-smi -L`:
+/// when `visibility` was not selected they still run it (unrecorded), and
+/// fail with its detail when it fails.
+pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
+    let wanted = |name: &str| p.only.is_none_or(|l| l.iter().any(|n| n == name));
+    let listed = || list(p.nvidia_smi, p.cuda_visible_devices, p.requested, p.timeout);
+    let mut gpus: Option<Result<JobGpus, String>> = None;
+    let mut results: Vec<ProbeResult> = Vec::new();
+    for name in ALL.iter().copied().filter(|n| wanted(n)) {
+        let result = match name {
+            VISIBILITY => timed(name, || {
+                let (listing, expect) = listed()?;
+                let verdict = judge_listing(&listing, &expect);
+                if verdict.is_ok() {
+                    gpus = Some(job_gpus(&listing, &expect));
+                }
+                verdict
+            }),
+            HEALTH | PROCESSES => timed(name, || {
+                let job = gpus
+                    .get_or_insert_with(|| {
+                        let (listing, expect) = listed()?;
+                        judge_listing(&listing, &expect)?;
+                        job_gpus(&listing, &expect)
+                    })
+                    .clone()?;
+                if name == HEALTH {
+                    run_health(p.nvidia_smi, p.cuda_visible_devices, &job, p.timeout)
+                } else {
+                    run_processes(p.nvidia_smi, p.cuda_visible_devices, &job, p.timeout)
+                }
+            }),
+            _ => timed(name, || {
+                let expect = expectation(p.cuda_visible_devices, p.requested)?;
+                run_cuda(p.python, p.cuda_visible_devices, &expect, p.cuda_timeout)
+            }),
+        };
+        let ok = result.ok;
+        results.push(result);
+        if !ok {
+            break;
+        }
+    }
+    results
+}
+
+/// A fake `nvidia-smi` for tests: answers `-L`, `-q -d ECC,…` and
+/// `--query-compute-apps=…` for the GPUs in `CUDA_VISIBLE_DEVICES` (indices;
+/// UUID `GPU-0000000N-…`), like an A100 node. `$FAKE_MODE` (set in the script
+/// by [`fake_nvidia_smi`]) picks a fault: `ecc` (volatile uncorrectable DRAM
+/// errors on the first GPU), `busy` (a foreign process on the first GPU),
+/// `na` (a consumer GPU: every ECC field N/A), `other` (a process on a GPU
+/// that is not the job's).
+#[cfg(test)]
+pub(crate) fn fake_nvidia_smi(mode: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+FAKE_MODE={mode}
+uuid() {{ printf 'GPU-0000000%s-1b7c-9f7d-2b3c-4d5e6f7a8b9c' "$1"; }}
+ids=""
+prev=""
+for a in "$@"; do [ "$prev" = -i ] && ids=",$a,"; prev=$a; done
+mine() {{ [ -z "$ids" ] || case $ids in *",$1,"*|*",$(uuid "$1"),"*) true ;; *) false ;; esac; }}
+set -- "$@" ""
+case $1 in
+-L)
+    for d in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do
+        echo "GPU $d: NVIDIA A100-SXM4-80GB (UUID: $(uuid "$d"))"
+    done ;;
+-q)
+    printf '\n==============NVSMI LOG==============\n\n'
+    echo 'Timestamp                                 : Thu Nov 26 10:44:51 2026'
+    echo 'Driver Version                            : 535.129.03'
+    echo 'CUDA Version                              : 12.2'
+    echo
+    for d in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do
+        mine "$d" || continue
+        dram=0; na=""
+        if [ "$FAKE_MODE" = ecc ] && [ "$d" = 0 ]; then dram=2; fi
+        if [ "$FAKE_MODE" = na ]; then dram=N/A; na=1; fi
+        echo "GPU 00000000:0$d:00.0"
+        echo '    ECC Mode'
+        echo "        Current                           : ${{na:+N/A}}${{na:-Enabled}}"
+        echo "        Pending                           : ${{na:+N/A}}${{na:-Enabled}}"
+        echo '    ECC Errors'
+        echo '        Volatile'
+        echo "            SRAM Correctable              : ${{na:+N/A}}${{na:-0}}"
+        echo "            SRAM Uncorrectable            : ${{na:+N/A}}${{na:-0}}"
+        echo "            DRAM Correctable              : ${{na:+N/A}}${{na:-0}}"
+        echo "            DRAM Uncorrectable            : $dram"
+        echo '    Retired Pages'
+        echo '        Single Bit ECC                    : N/A'
+        echo '        Double Bit ECC                    : N/A'
+        echo '        Pending Page Blacklist            : N/A'
+        if [ -n "$na" ]; then
+            echo '    Remapped Rows                         : N/A'
+        else
+            echo '    Remapped Rows'
+            echo '        Correctable Error                 : 0'
+            echo '        Uncorrectable Error               : 0'
+            echo '        Pending                           : No'
+            echo '        Remapping Failure Occurred        : No'
+        fi
+        echo
+    done ;;
+--query-compute-apps=*)
+    case $FAKE_MODE in
+        busy) echo "48213, $(uuid 0), /usr/bin/python3, 30522 MiB" ;;
+        other) echo "7001, $(uuid 9), python, 1024 MiB" ;;
+    esac ;;
+*) echo "fake nvidia-smi: unexpected arguments: $*" >&2; exit 2 ;;
+esac
+"#
+    )
 }
 
 #[cfg(test)]
@@ -495,5 +1191,824 @@ done"#,
         let r = visibility(&hang, Some("0"), 1, Duration::from_millis(300));
         assert!(!r.ok && r.detail.contains("did not answer"), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    // ------------------------------------------------------------- health
+
+    /// Driver 535, two A100s, all clean (newer SRAM/DRAM layout).
+    const HEALTHY_A100: &str = "
+==============NVSMI LOG==============
+
+Timestamp                                 : Thu Nov 26 10:44:51 2026
+Driver Version                            : 535.129.03
+CUDA Version                              : 12.2
+
+Attached GPUs                             : 4
+GPU 00000000:07:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            SRAM Correctable              : 0
+            SRAM Uncorrectable            : 0
+            DRAM Correctable              : 12
+            DRAM Uncorrectable            : 0
+        Aggregate
+            SRAM Correctable              : 0
+            SRAM Uncorrectable            : 0
+            DRAM Correctable              : 40
+            DRAM Uncorrectable            : 1
+    Retired Pages
+        Single Bit ECC                    : N/A
+        Double Bit ECC                    : N/A
+        Pending Page Blacklist            : N/A
+    Remapped Rows
+        Correctable Error                 : 0
+        Uncorrectable Error               : 1
+        Pending                           : No
+        Remapping Failure Occurred        : No
+        Bank Remap Availability Histogram
+            Max                           : 639 bank(s)
+            High                          : 1 bank(s)
+            Partial                       : 0 bank(s)
+            Low                           : 0 bank(s)
+            None                          : 0 bank(s)
+
+GPU 00000000:0F:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            SRAM Correctable              : 0
+            SRAM Uncorrectable            : 0
+            DRAM Correctable              : 0
+            DRAM Uncorrectable            : 0
+        Aggregate
+            SRAM Correctable              : 0
+            SRAM Uncorrectable            : 0
+            DRAM Correctable              : 0
+            DRAM Uncorrectable            : 0
+    Retired Pages
+        Single Bit ECC                    : N/A
+        Double Bit ECC                    : N/A
+        Pending Page Blacklist            : N/A
+    Remapped Rows
+        Correctable Error                 : 0
+        Uncorrectable Error               : 0
+        Pending                           : No
+        Remapping Failure Occurred        : No
+        Bank Remap Availability Histogram
+            Max                           : 640 bank(s)
+            High                          : 0 bank(s)
+            Partial                       : 0 bank(s)
+            Low                           : 0 bank(s)
+            None                          : 0 bank(s)
+";
+
+    /// Driver 550 on an H100: volatile uncorrectable DRAM errors since the
+    /// last reset; the row remap is pending too.
+    const ECC_H100: &str = "
+==============NVSMI LOG==============
+
+Timestamp                                 : Thu Nov 26 10:44:51 2026
+Driver Version                            : 550.54.15
+CUDA Version                              : 12.4
+
+Attached GPUs                             : 8
+GPU 00000000:18:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            SRAM Correctable              : 0
+            SRAM Uncorrectable Parity     : 0
+            SRAM Uncorrectable SEC-DED    : 0
+            DRAM Correctable              : 3
+            DRAM Uncorrectable            : 2
+        Aggregate
+            SRAM Correctable              : 0
+            SRAM Uncorrectable Parity     : 0
+            SRAM Uncorrectable SEC-DED    : 0
+            DRAM Correctable              : 3
+            DRAM Uncorrectable            : 2
+            SRAM Threshold Exceeded       : No
+        Aggregate Uncorrectable SRAM Sources
+            SRAM L2                       : 0
+            SRAM SM                       : 0
+            SRAM Microcontroller          : 0
+            SRAM PCIE                     : 0
+            SRAM Other                    : 0
+    Retired Pages
+        Single Bit ECC                    : N/A
+        Double Bit ECC                    : N/A
+        Pending Page Blacklist            : N/A
+    Remapped Rows
+        Correctable Error                 : 0
+        Uncorrectable Error               : 2
+        Pending                           : Yes
+        Remapping Failure Occurred        : No
+        Bank Remap Availability Histogram
+            Max                           : 2559 bank(s)
+            High                          : 1 bank(s)
+            Partial                       : 0 bank(s)
+            Low                           : 0 bank(s)
+            None                          : 0 bank(s)
+";
+
+    /// Driver 470 on a V100 (older layout: Single/Double Bit by memory),
+    /// a double-bit error and a page waiting to be blacklisted.
+    const V100_DOUBLE_BIT: &str = "
+==============NVSMI LOG==============
+
+Timestamp                                 : Thu Nov 26 10:44:51 2026
+Driver Version                            : 470.223.02
+CUDA Version                              : 11.4
+
+Attached GPUs                             : 4
+GPU 00000000:1A:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            Single Bit
+                Device Memory             : 4
+                Register File             : 0
+                L1 Cache                  : 0
+                L2 Cache                  : 0
+                Texture Memory            : N/A
+                Texture Shared            : N/A
+                CBU                       : N/A
+                Total                     : 4
+            Double Bit
+                Device Memory             : 1
+                Register File             : 0
+                L1 Cache                  : 0
+                L2 Cache                  : 0
+                Texture Memory            : N/A
+                Texture Shared            : N/A
+                CBU                       : 0
+                Total                     : 1
+        Aggregate
+            Single Bit
+                Device Memory             : 9
+                Total                     : 9
+            Double Bit
+                Device Memory             : 1
+                Total                     : 1
+    Retired Pages
+        Single Bit ECC                    : 0
+        Double Bit ECC                    : 1
+        Pending Page Blacklist            : Yes
+";
+
+    /// A V100 whose old errors are only aggregate: healthy.
+    const V100_AGGREGATE_ONLY: &str = "
+GPU 00000000:1A:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            Single Bit
+                Device Memory             : 0
+                Total                     : 0
+            Double Bit
+                Device Memory             : 0
+                CBU                       : N/A
+                Total                     : 0
+        Aggregate
+            Double Bit
+                Device Memory             : 3
+                Total                     : 3
+    Retired Pages
+        Single Bit ECC                    : 0
+        Double Bit ECC                    : 3
+        Pending                           : No
+";
+
+    /// A pending retirement as newer drivers print it (`Pending : Yes`).
+    const PENDING_RETIREMENT: &str = "
+GPU 00000000:3B:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            Single Bit
+                Device Memory             : 0
+                Total                     : 0
+            Double Bit
+                Device Memory             : 0
+                Total                     : 0
+    Retired Pages
+        Single Bit ECC                    : 0
+        Double Bit ECC                    : 2
+        Pending                           : Yes
+";
+
+    /// An A100 whose row remapping failed (no spare rows left).
+    const REMAP_FAILED: &str = "
+GPU 00000000:B7:00.0
+    ECC Mode
+        Current                           : Enabled
+        Pending                           : Enabled
+    ECC Errors
+        Volatile
+            SRAM Correctable              : 0
+            SRAM Uncorrectable            : 0
+            DRAM Correctable              : 0
+            DRAM Uncorrectable            : 0
+    Retired Pages
+        Single Bit ECC                    : N/A
+        Double Bit ECC                    : N/A
+        Pending Page Blacklist            : N/A
+    Remapped Rows
+        Correctable Error                 : 0
+        Uncorrectable Error               : 8
+        Pending                           : No
+        Remapping Failure Occurred        : Yes
+";
+
+    /// A GeForce RTX 4090: no ECC, no retirement, no remapper.
+    const CONSUMER_NA: &str = "
+==============NVSMI LOG==============
+
+Timestamp                                 : Thu Nov 26 10:44:51 2026
+Driver Version                            : 550.54.15
+CUDA Version                              : 12.4
+
+Attached GPUs                             : 1
+GPU 00000000:01:00.0
+    ECC Mode
+        Current                           : N/A
+        Pending                           : N/A
+    ECC Errors
+        Volatile
+            SRAM Correctable              : N/A
+            SRAM Uncorrectable            : N/A
+            DRAM Correctable              : N/A
+            DRAM Uncorrectable            : N/A
+        Aggregate
+            SRAM Correctable              : N/A
+            SRAM Uncorrectable            : N/A
+            DRAM Correctable              : N/A
+            DRAM Uncorrectable            : N/A
+    Retired Pages
+        Single Bit ECC                    : N/A
+        Double Bit ECC                    : N/A
+        Pending Page Blacklist            : N/A
+    Remapped Rows                         : N/A
+";
+
+    fn health(text: &str, asked: usize) -> Result<String, String> {
+        judge_health(&parse_health(text), &[], asked)
+    }
+
+    #[test]
+    fn healthy_gpus_pass_health() {
+        let gpus = parse_health(HEALTHY_A100);
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(gpus[0].gpu, "00000000:07:00.0");
+        assert_eq!(gpus[1].gpu, "00000000:0F:00.0");
+        // Correctable and aggregate counts, and a remapped (not pending) row,
+        // are no problem.
+        assert!(gpus.iter().all(|g| g.problems.is_empty() && g.ecc_counted));
+        let detail = health(HEALTHY_A100, 2).unwrap();
+        assert!(detail.starts_with("2 GPU(s) checked:"), "{detail}");
+        assert!(!detail.contains("N/A"), "{detail}");
+        health(V100_AGGREGATE_ONLY, 1).unwrap();
+    }
+
+    #[test]
+    fn volatile_uncorrectable_ecc_errors_fail_health() {
+        let err = health(ECC_H100, 1).unwrap_err();
+        assert!(err.starts_with("GPU 00000000:18:00.0: "), "{err}");
+        assert!(
+            err.contains("volatile uncorrectable ECC errors: DRAM Uncorrectable 2"),
+            "{err}"
+        );
+        assert!(err.contains("row remapping pending"), "{err}");
+        // Only the volatile count, not the aggregate one.
+        assert_eq!(parse_health(ECC_H100)[0].problems.len(), 2, "{err}");
+
+        let err = health(V100_DOUBLE_BIT, 1).unwrap_err();
+        assert!(
+            err.contains("volatile uncorrectable ECC errors: Double Bit Device Memory 1"),
+            "{err}"
+        );
+        assert!(err.contains("Double Bit Total 1"), "{err}");
+        assert!(
+            err.contains("page retirement pending (Pending Page Blacklist: Yes)"),
+            "{err}"
+        );
+        // Single-bit (correctable) errors are not counted.
+        assert!(!err.contains("Single Bit"), "{err}");
+    }
+
+    #[test]
+    fn pending_retirement_and_remapping_fail_health() {
+        let err = health(PENDING_RETIREMENT, 1).unwrap_err();
+        assert_eq!(
+            err,
+            "GPU 00000000:3B:00.0: page retirement pending (Pending: Yes)"
+        );
+        let err = health(REMAP_FAILED, 1).unwrap_err();
+        assert_eq!(err, "GPU 00000000:B7:00.0: row remapping failure occurred");
+        // One bad GPU among good ones fails the probe and is named.
+        let both = format!("{HEALTHY_A100}{REMAP_FAILED}");
+        let err = health(&both, 3).unwrap_err();
+        assert!(err.starts_with("GPU 00000000:B7:00.0"), "{err}");
+    }
+
+    #[test]
+    fn na_everywhere_is_healthy() {
+        let gpus = parse_health(CONSUMER_NA);
+        assert_eq!(gpus.len(), 1);
+        assert!(gpus[0].problems.is_empty() && !gpus[0].ecc_counted);
+        let detail = health(CONSUMER_NA, 1).unwrap();
+        assert!(detail.contains("ECC counts N/A on 1 of them"), "{detail}");
+    }
+
+    #[test]
+    fn health_without_gpu_sections_or_with_errors_fails() {
+        assert!(health("", 1).unwrap_err().contains("no GPU section"));
+        // `-L` output is not `-q` output.
+        assert!(health(FOUR_A100, 1).is_err());
+        let err = health(HEALTHY_A100, 3).unwrap_err();
+        assert!(err.contains("reports on 2 GPU(s), the job has 3"), "{err}");
+        let errors = [
+            "Unable to determine the device handle for GPU0000:41:00.0: GPU is lost".to_string(),
+        ];
+        let err = judge_health(&parse_health(HEALTHY_A100), &errors, 2).unwrap_err();
+        assert!(err.contains("GPU is lost"), "{err}");
+    }
+
+    // ------------------------------------------------------------ job GPUs
+
+    #[test]
+    fn job_gpus_are_found_by_index_uuid_and_mig_instance() {
+        let four = parse_listing(FOUR_A100);
+        let g = job_gpus(&four, &expect("2,3")).unwrap();
+        assert_eq!(
+            g.ids,
+            [
+                "GPU-2d3e4f5a-6b7c-8d9e-0fa1-b2c3d4e5f6a7",
+                "GPU-3e4f5a6b-7c8d-9e0f-a1b2-c3d4e5f6a7b8"
+            ]
+        );
+        assert!(!g.mig);
+        let g = job_gpus(&four, &expect("GPU-1c2d3e4f")).unwrap();
+        assert_eq!(g.ids, ["GPU-1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6"]);
+        assert!(job_gpus(&four, &expect("7")).is_err());
+        assert!(job_gpus(&four, &expect("GPU-ffff")).is_err());
+
+        // A device-constrained job: nvidia-smi renumbers from 0.
+        let renumbered = parse_listing("GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-aaaa)\n");
+        let g = job_gpus(&renumbered, &expect("3")).unwrap();
+        assert_eq!(g.ids, ["GPU-aaaa"]);
+
+        // MIG instances: their GPUs, once each.
+        let mig = parse_listing(MIG);
+        let g = job_gpus(
+            &mig,
+            &expect(
+                "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f,MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb",
+            ),
+        )
+        .unwrap();
+        assert_eq!(g.ids, ["GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2"]);
+        assert!(g.mig);
+        let g = job_gpus(&mig, &expect("MIG-1e4b2a7c")).unwrap();
+        assert_eq!(g.ids, ["GPU-0e6c2b6a-8c34-4c8e-9c3e-2a5f0b7d1e44"]);
+    }
+
+    // ----------------------------------------------------------- processes
+
+    fn two_gpus() -> JobGpus {
+        JobGpus {
+            ids: vec![
+                "GPU-5b6a4d6e-1b7c-9f7d-2b3c-4d5e6f7a8b9c".into(),
+                "GPU-1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6".into(),
+            ],
+            mig: false,
+        }
+    }
+
+    #[test]
+    fn no_compute_processes_pass() {
+        for text in ["", "\n", "No running processes found\n"] {
+            let apps = parse_compute_apps(text);
+            assert!(apps.is_empty(), "{text:?}");
+            let detail = judge_processes(&apps, &[], &two_gpus(), |_| false).unwrap();
+            assert!(detail.starts_with("no foreign compute process"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_process_on_the_jobs_gpu_fails() {
+        let text = "\
+48213, GPU-1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6, /usr/bin/python3, 30522 MiB
+51002, GPU-2d3e4f5a-6b7c-8d9e-0fa1-b2c3d4e5f6a7, ./train, 1024 MiB
+";
+        let apps = parse_compute_apps(text);
+        assert_eq!(apps.len(), 2);
+        assert_eq!(apps[0].pid, 48213);
+        assert_eq!(apps[0].name, "/usr/bin/python3");
+        assert_eq!(apps[0].used_memory, "30522 MiB");
+        let err = judge_processes(&apps, &[], &two_gpus(), |_| false).unwrap_err();
+        assert!(err.starts_with("1 foreign compute process(es)"), "{err}");
+        assert!(
+            err.contains("pid 48213 (/usr/bin/python3, 30522 MiB) on GPU-1c2d3e4f"),
+            "{err}"
+        );
+        // The other process is on a GPU that is not the job's.
+        assert!(!err.contains("51002"), "{err}");
+        // The job's own processes are fine.
+        judge_processes(&apps, &[], &two_gpus(), |pid| pid == 48213).unwrap();
+        // So is the MPS server.
+        let mps = parse_compute_apps(
+            "1771, GPU-1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6, /usr/bin/nvidia-cuda-mps-server, 29 MiB\n",
+        );
+        judge_processes(&mps, &[], &two_gpus(), |_| false).unwrap();
+    }
+
+    #[test]
+    fn odd_compute_app_lines() {
+        // Commas in a process name, [N/A] memory (no permission), junk.
+        let text = "\
+7, GPU-5b6a4d6e-1b7c-9f7d-2b3c-4d5e6f7a8b9c, python -c import a,b, [N/A]
+[Insufficient Permissions], GPU-x, y, z
+garbage
+";
+        let apps = parse_compute_apps(text);
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].name, "python -c import a,b");
+        assert_eq!(apps[0].used_memory, "[N/A]");
+        let errors = [
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+                .to_string(),
+        ];
+        let err = judge_processes(&[], &errors, &two_gpus(), |_| false).unwrap_err();
+        assert!(err.contains("NVIDIA-SMI has failed"), "{err}");
+    }
+
+    #[test]
+    fn descendants_are_recognised() {
+        assert!(is_descendant(std::process::id()));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert!(is_descendant(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_descendant(1));
+        assert!(!is_descendant(u32::MAX));
+    }
+
+    // ---------------------------------------------------------------- cuda
+
+    #[test]
+    fn cuda_verdicts() {
+        let skipped = judge_cuda(
+            Some(3),
+            "NOFRAMEWORK ModuleNotFoundError No module named 'torch'\n",
+            "",
+            2,
+            false,
+        )
+        .unwrap();
+        assert_eq!(skipped, CUDA_SKIPPED);
+
+        let good =
+            "COUNT 2 torch 2.3.1\nDEV 0 ok NVIDIA A100-SXM4-80GB\nDEV 1 ok NVIDIA A100-SXM4-80GB\n";
+        let detail = judge_cuda(Some(0), good, "", 2, false).unwrap();
+        assert_eq!(
+            detail,
+            "a kernel ran on 2 CUDA device(s): NVIDIA A100-SXM4-80GB"
+        );
+        let err = judge_cuda(Some(0), good, "", 4, false).unwrap_err();
+        assert!(
+            err.contains("CUDA sees 2 device(s), the job should see 4"),
+            "{err}"
+        );
+        // CUDA shows one MIG instance per process.
+        let one = "COUNT 1 torch 2.3.1\nDEV 0 ok NVIDIA A100-SXM4-40GB MIG 1g.5gb\n";
+        judge_cuda(Some(0), one, "", 2, true).unwrap();
+
+        let err = judge_cuda(
+            Some(1),
+            "UNAVAILABLE torch 2.3.1 cuda 12.1\n",
+            "UserWarning: CUDA initialization: CUDA driver initialization failed\n",
+            1,
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("torch.cuda.is_available() is False (torch 2.3.1 cuda 12.1)"),
+            "{err}"
+        );
+        assert!(err.contains("CUDA driver initialization failed"), "{err}");
+
+        let err = judge_cuda(
+            Some(1),
+            "COUNT 2 torch 2.3.1\n",
+            "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA error: uncorrectable ECC error encountered\n",
+            2,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "CUDA smoke test failed (exit 1): RuntimeError: CUDA error: uncorrectable ECC error encountered"
+        );
+        let err = judge_cuda(
+            Some(1),
+            "COUNT 1 torch 2.3.1\nDEV 0 bad NVIDIA A100-SXM4-80GB\n",
+            "",
+            1,
+            false,
+        )
+        .unwrap_err();
+        assert!(err.contains("wrong result on DEV 0 bad"), "{err}");
+        let err = judge_cuda(None, "COUNT 1 torch 2.3.1\n", "", 1, false).unwrap_err();
+        assert!(err.contains("(killed)"), "{err}");
+    }
+
+    #[test]
+    fn probe_names_are_checked() {
+        check_names(&["visibility".into(), "cuda".into()]).unwrap();
+        check_names(&[]).unwrap();
+        let err = check_names(&["ecc".into()]).unwrap_err();
+        assert!(err.contains("unknown probe \"ecc\""), "{err}");
+        assert!(err.contains("visibility, health, processes, cuda"), "{err}");
+    }
+
+    // ------------------------------------------------------------- runners
+
+    fn write_exe(path: &std::path::Path, text: &str) -> String {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn probing<'a>(smi: &'a str, python: &'a str, cvd: &'a str) -> Probing<'a> {
+        Probing {
+            nvidia_smi: smi,
+            python,
+            cuda_visible_devices: Some(cvd),
+            requested: 2,
+            timeout: Duration::from_secs(10),
+            cuda_timeout: Duration::from_secs(10),
+            only: None,
+        }
+    }
+
+    fn names(results: &[ProbeResult]) -> Vec<&str> {
+        results.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn all_probes_pass_on_a_healthy_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = write_exe(&dir.path().join("nvidia-smi"), &fake_nvidia_smi("healthy"));
+        let python = dir.path().join("no-python3");
+        let python = python.to_str().unwrap();
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+        assert!(
+            results[1].detail.starts_with("2 GPU(s) checked:"),
+            "{results:?}"
+        );
+        assert!(
+            results[2]
+                .detail
+                .starts_with("no foreign compute process on the job's 2 GPU(s)"),
+            "{results:?}"
+        );
+        assert!(results[3].detail.starts_with(CUDA_SKIPPED), "{results:?}");
+
+        // A process on another GPU of the node is no concern of this job.
+        let smi = write_exe(
+            &dir.path().join("nvidia-smi-other"),
+            &fake_nvidia_smi("other"),
+        );
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+        assert!(
+            results[2].detail.contains("(1 on the node's other GPUs)"),
+            "{results:?}"
+        );
+
+        // N/A everywhere (a consumer GPU) passes.
+        let smi = write_exe(&dir.path().join("nvidia-smi-na"), &fake_nvidia_smi("na"));
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+        assert!(
+            results[1].detail.contains("ECC counts N/A on 2"),
+            "{results:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_failing_probe_ends_the_probing() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = "/nonexistent/python3";
+        let smi = write_exe(&dir.path().join("ecc"), &fake_nvidia_smi("ecc"));
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        let failed = &results[1];
+        assert!(!failed.ok);
+        assert_eq!(
+            failed.detail,
+            "GPU 00000000:00:00.0: volatile uncorrectable ECC errors: DRAM Uncorrectable 2"
+        );
+        // The faulty GPU is not the job's: healthy.
+        let results = run_all(&probing(&smi, python, "1,2"));
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+
+        let smi = write_exe(&dir.path().join("busy"), &fake_nvidia_smi("busy"));
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(
+            names(&results),
+            [VISIBILITY, HEALTH, PROCESSES],
+            "{results:?}"
+        );
+        let failed = &results[2];
+        assert!(!failed.ok);
+        assert!(
+            failed.detail.starts_with("1 foreign compute process(es) on the job's GPUs: pid 48213 (/usr/bin/python3, 30522 MiB) on GPU-00000000-"),
+            "{failed:?}"
+        );
+        let results = run_all(&probing(&smi, python, "1"));
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+
+        // visibility fails first: nothing else runs.
+        let mut p = probing(&smi, python, "0,1");
+        p.cuda_visible_devices = None;
+        let results = run_all(&p);
+        assert_eq!(names(&results), [VISIBILITY]);
+        assert!(!results[0].ok);
+
+        // A hanging nvidia-smi -q is bounded.
+        let hang = write_exe(
+            &dir.path().join("hang"),
+            &fake_nvidia_smi("healthy").replace("-q)\n", "-q)\n    exec sleep 30\n"),
+        );
+        let mut p = probing(&hang, python, "0");
+        p.requested = 1;
+        p.timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        let results = run_all(&p);
+        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        assert!(
+            results[1].detail.contains("-q did not answer"),
+            "{results:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_the_selected_probes_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = write_exe(&dir.path().join("busy"), &fake_nvidia_smi("busy"));
+        let python = "/nonexistent/python3";
+        let none: Vec<String> = vec![];
+        let mut p = probing(&smi, python, "0,1");
+        p.only = Some(&none);
+        assert!(run_all(&p).is_empty());
+
+        // processes alone still finds the job's GPUs (an unrecorded -L).
+        let only = vec![PROCESSES.to_string()];
+        p.only = Some(&only);
+        let results = run_all(&p);
+        assert_eq!(names(&results), [PROCESSES]);
+        assert!(
+            !results[0].ok && results[0].detail.contains("pid 48213"),
+            "{results:?}"
+        );
+
+        let only = vec![HEALTH.to_string(), VISIBILITY.to_string()];
+        p.only = Some(&only);
+        let results = run_all(&p);
+        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        assert!(results.iter().all(|r| r.ok));
+    }
+
+    #[test]
+    fn the_cuda_probe_runs_pythons_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = write_exe(&dir.path().join("nvidia-smi"), &fake_nvidia_smi("healthy"));
+        let only = vec![CUDA.to_string()];
+        let run = |body: &str, name: &str| {
+            let python = write_exe(&dir.path().join(name), &format!("#!/bin/sh\n{body}\n"));
+            let mut p = probing(&smi, &python, "0,1");
+            p.only = Some(&only);
+            p.cuda_timeout = Duration::from_millis(800);
+            let mut results = run_all(&p);
+            assert_eq!(results.len(), 1);
+            results.remove(0)
+        };
+        // The program is passed with -c; CUDA_VISIBLE_DEVICES is set.
+        let r = run(
+            r#"[ "$1" = -c ] || exit 9
+echo "COUNT 2 torch 2.3.1"
+for i in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do echo "DEV $i ok NVIDIA A100-SXM4-80GB"; done"#,
+            "good",
+        );
+        assert!(r.ok, "{r:?}");
+        assert_eq!(
+            r.detail,
+            "a kernel ran on 2 CUDA device(s): NVIDIA A100-SXM4-80GB"
+        );
+        let r = run("echo NOFRAMEWORK ModuleNotFoundError; exit 3", "none");
+        assert!(r.ok && r.detail == CUDA_SKIPPED, "{r:?}");
+        let r = run(
+            "echo 'RuntimeError: CUDA error: no kernel image' >&2; exit 1",
+            "bad",
+        );
+        assert!(!r.ok && r.detail.contains("no kernel image"), "{r:?}");
+        let started = Instant::now();
+        let r = run("exec sleep 30", "hang");
+        assert!(!r.ok && r.detail.contains("did not finish within"), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The test cluster's fake nvidia-smi (scripts/testcluster), as `up`
+    /// writes it, with its faults in `faults`.
+    fn testcluster_fake(dir: &std::path::Path, faults: &std::path::Path) -> String {
+        let script = include_str!("../../scripts/testcluster");
+        let start = script
+            .find("fake nvidia-smi written by scripts/testcluster")
+            .unwrap();
+        let body = &script[start..];
+        let body = &body[body.find("cat <<'EOF'\n").unwrap() + "cat <<'EOF'\n".len()..];
+        let body = &body[..body.find("\nEOF\n").unwrap()];
+        write_exe(
+            &dir.join("nvidia-smi"),
+            &format!("#!/bin/sh\nFAULTS={}\n{body}\n", faults.display()),
+        )
+    }
+
+    #[test]
+    fn the_testcluster_fake_answers_every_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = dir.path().join("faults");
+        std::fs::create_dir(&faults).unwrap();
+        let smi = testcluster_fake(dir.path(), &faults);
+        let run = |node: &str, fault: Option<&str>, cvd: &str| {
+            match fault {
+                Some(f) => std::fs::write(faults.join(node), format!("{f}\n")).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(faults.join(node));
+                }
+            }
+            let wrapper = write_exe(
+                &dir.path().join(format!("smi-{node}")),
+                &format!("#!/bin/sh\nSLURMD_NODENAME={node} exec {smi} \"$@\"\n"),
+            );
+            let mut p = probing(&wrapper, "/nonexistent/python3", cvd);
+            p.requested = cvd.split(',').count() as u32;
+            run_all(&p)
+        };
+        for node in ["a100-1", "a6000-2", "rtx4090-1"] {
+            let results = run(node, None, "2,3");
+            assert_eq!(names(&results), ALL, "{node}: {results:?}");
+            assert!(results.iter().all(|r| r.ok), "{node}: {results:?}");
+        }
+        let results = run("rtx4090-1", None, "0");
+        assert!(
+            results[1].detail.contains("ECC counts N/A on 1"),
+            "{results:?}"
+        );
+
+        let results = run("a100-1", Some("ecc"), "0,1");
+        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        assert!(
+            results[1].detail.contains("DRAM Uncorrectable 2"),
+            "{results:?}"
+        );
+        // ecc is GPU 0's: a job on GPUs 1 and 2 does not see it.
+        let results = run("a100-1", Some("ecc"), "1,2");
+        assert!(results.iter().all(|r| r.ok), "{results:?}");
+
+        let results = run("a6000-1", Some("busy"), "4,5");
+        assert_eq!(
+            names(&results),
+            [VISIBILITY, HEALTH, PROCESSES],
+            "{results:?}"
+        );
+        assert!(results[2].detail.contains("pid 4242"), "{results:?}");
+
+        for (fault, probe) in [("lost", VISIBILITY), ("error", VISIBILITY)] {
+            let results = run("a100-2", Some(fault), "0,1");
+            assert_eq!(names(&results), [probe], "{fault}: {results:?}");
+            assert!(!results[0].ok);
+        }
     }
 }

@@ -78,6 +78,8 @@ impl Fixture {
             cuda_visible_devices: None,
             nvidia_smi: "/nonexistent/nvidia-smi".into(),
             probe_timeout: Duration::from_secs(10),
+            python: "/nonexistent/python3".into(),
+            cuda_timeout: Duration::from_secs(10),
             // Short, so that a failing test does not wait long (see Rescue).
             kill_grace: Duration::from_secs(5),
             output_paths: vec![],
@@ -107,6 +109,19 @@ impl Fixture {
             go: self.marker("go"),
             ready: self.marker("ready"),
         }
+    }
+
+    /// Rewrites the spec's `policy.probes`.
+    fn set_probes(&self, probes: Option<&[&str]>) {
+        let mut file: SpecFile = atomic::read_json(&self.run_dir.spec(), SPEC_VERSION).unwrap();
+        file.spec.policy.probes = probes.map(|l| l.iter().map(|p| p.to_string()).collect());
+        atomic::write_json(&self.run_dir.spec(), &file).unwrap();
+    }
+
+    fn fake_nvidia_smi_text(&self, text: &str) -> String {
+        let path = self.scratch.join("nvidia-smi");
+        write_script(&path, text);
+        path.to_string_lossy().into_owned()
     }
 
     fn fake_nvidia_smi(&self, body: &str) -> String {
@@ -440,8 +455,11 @@ fn a_passing_gpu_probe_is_recorded_and_the_workload_runs() {
     let mut ctx = f.context();
     ctx.cuda_visible_devices = Some("2,3".into());
     ctx.nvidia_smi = f.fake_nvidia_smi(
-        "for i in 0 1 2 3; do echo \"GPU $i: NVIDIA A100-SXM4-80GB (UUID: GPU-$i)\"; done",
+        r#"[ "$1" = -L ] || exec sh -c 'echo "unexpected: $*" >&2; exit 2' sh "$@"
+for i in 0 1 2 3; do echo "GPU $i: NVIDIA A100-SXM4-80GB (UUID: GPU-$i)"; done"#,
     );
+    // Only the listing: the other probes are not selected.
+    f.set_probes(Some(&["visibility"]));
     let finished = run_attempt(ctx, &Signals::new().unwrap());
     assert_eq!(finished.exit_code, 0);
     let o = f.outcome();
@@ -449,6 +467,60 @@ fn a_passing_gpu_probe_is_recorded_and_the_workload_runs() {
     assert!(o.probes[0].ok, "{:?}", o.probes);
     assert!(o.probes[0].detail.contains("NVIDIA A100-SXM4-80GB"));
     assert!(f.marker("ran").exists());
+}
+
+#[test]
+fn every_probe_is_recorded_when_all_pass() {
+    let f = Fixture::new(r#"echo ran > "$S/ran""#, Some(2));
+    let mut ctx = f.context();
+    ctx.cuda_visible_devices = Some("0,1".into());
+    ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi("healthy"));
+    let finished = run_attempt(ctx, &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, 0);
+    let o = f.outcome();
+    let names: Vec<&str> = o.probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, probe::ALL);
+    assert!(o.probes.iter().all(|p| p.ok), "{:?}", o.probes);
+    // No python3 at the context's path: the cuda probe is skipped.
+    assert!(o.probes[3].detail.starts_with(probe::CUDA_SKIPPED));
+    assert!(f.marker("ran").exists());
+}
+
+#[test]
+fn health_and_process_probes_blame_the_node() {
+    for (mode, probe_name, sign) in [
+        ("ecc", "health", "volatile uncorrectable ECC errors"),
+        ("busy", "processes", "foreign compute process"),
+    ] {
+        let f = Fixture::new(r#"echo ran > "$S/ran""#, Some(2));
+        let mut ctx = f.context();
+        ctx.cuda_visible_devices = Some("0,1".into());
+        ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi(mode));
+        let finished = run_attempt(ctx, &Signals::new().unwrap());
+        assert_eq!(finished.exit_code, EXIT_PROBE_FAILED, "{mode}");
+        let o = f.outcome();
+        match &o.verdict {
+            Verdict::ProbeFailed { probe, detail } => {
+                assert_eq!(probe, probe_name);
+                assert!(detail.contains(sign), "{detail}");
+            }
+            v => panic!("{mode}: {v:?}"),
+        }
+        // The passed probes before it are recorded too.
+        assert!(o.probes.len() >= 2, "{:?}", o.probes);
+        assert!(o.probes[0].ok && !o.probes.last().unwrap().ok);
+        assert!(!f.marker("ran").exists());
+
+        // Turned off: the workload runs.
+        let f = Fixture::new(r#"echo ran > "$S/ran""#, Some(2));
+        f.set_probes(Some(&[]));
+        let mut ctx = f.context();
+        ctx.cuda_visible_devices = Some("0,1".into());
+        ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi(mode));
+        assert_eq!(run_attempt(ctx, &Signals::new().unwrap()).exit_code, 0);
+        assert!(f.outcome().probes.is_empty());
+        assert!(f.marker("ran").exists());
+    }
 }
 
 #[test]

@@ -342,3 +342,48 @@ fn the_config_files_defaults_and_signatures_apply() {
     assert_eq!(s["max_retries"], 0);
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn gpu_health_and_foreign_process_probes_blame_the_node() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // a6000-1 has ECC errors on its GPU 0; a6000-2 has a stranger's process
+    // on the job's GPU. a100-1 is fine.
+    cluster.inject(&["gpu-fault", "a6000-1", "ecc"]);
+    cluster.inject(&["gpu-fault", "a6000-2", "busy"]);
+    let run = shep.submit(
+        "probed.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a6000,a100\n{FAST}echo ok\n"),
+        &["--gpus", "1"],
+    );
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    let attempts = s["attempts"].as_array().unwrap();
+    let last = attempts.last().unwrap();
+    assert_eq!(last["outcome"], "success");
+    assert_eq!(last["node"], "a100-1", "{s}");
+    for a in &attempts[..attempts.len() - 1] {
+        assert_eq!(
+            (a["outcome"].as_str(), a["blame"].as_str()),
+            (Some("node_fault"), Some("node")),
+            "{a}"
+        );
+    }
+    let details: Vec<&str> = attempts
+        .iter()
+        .filter_map(|a| a["detail"].as_str())
+        .collect();
+    assert!(details.iter().any(|d| d.contains("health")), "{details:?}");
+    assert!(
+        details.iter().any(|d| d.contains("processes")),
+        "{details:?}"
+    );
+    // --probes none: the same faulty node runs the workload.
+    let unchecked = shep.submit(
+        "unchecked.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a6000 --nodelist=a6000-1\n{FAST}echo ok\n"),
+        &["--gpus", "1", "--probes", "none", "--no-blacklist"],
+    );
+    let s = shep.wait_status(&unchecked, &["completed"], LONG);
+    assert_eq!(outcomes(&s), ["success"]);
+    shep.assert_no_duplicates();
+}

@@ -1,0 +1,170 @@
+//! What the daemon learns about nodes from runs' failures: strikes and bans,
+//! incidents under one switch, and pending jobs told about new bans.
+
+use jiff::Timestamp;
+
+use super::tick::{Loaded, Ticker, stamp};
+use crate::policy::blacklist::Strike;
+use crate::policy::decide;
+use crate::policy::signatures::SignatureAction;
+use crate::policy::state::{AttemptPhase, Blame, RunState};
+use crate::slurm::{PendingUpdate, Slurm};
+
+/// A leaf switch and the nodes under it.
+pub(super) type SwitchGroup = (String, Vec<String>);
+
+impl<S: Slurm + ?Sized> Ticker<'_, S> {
+    /// True when the blacklist changed since the last call.
+    pub(super) fn blacklist_changed(&self) -> bool {
+        let Some(cluster) = self.cluster.borrow().clone() else {
+            return false;
+        };
+        let now = stamp(&self.state_dir.blacklist_path(&cluster));
+        let mut last = self.blacklist_stamp.borrow_mut();
+        let changed = *last != now;
+        *last = now;
+        changed
+    }
+
+    pub(super) fn cluster_name(&self) -> Option<String> {
+        let mut c = self.cluster.borrow_mut();
+        if c.is_none() {
+            *c = self.slurm.cluster().ok().map(|i| i.name);
+        }
+        c.clone()
+    }
+
+    /// Leaf switches and their nodes, read once per daemon (the topology
+    /// changes with hardware, not by the minute). Empty without a topology
+    /// plugin.
+    pub(super) fn switch_groups(&self) -> Vec<SwitchGroup> {
+        let mut t = self.topology.borrow_mut();
+        if t.is_none() {
+            *t = self.slurm.topology().ok().map(|switches| {
+                switches
+                    .into_iter()
+                    .filter(|s| !s.nodes.is_empty())
+                    .map(|s| (s.name, s.nodes))
+                    .collect()
+            });
+        }
+        // Without a topology plugin, the configured node groups stand in.
+        match t.clone().unwrap_or_default() {
+            switches if switches.is_empty() => self.groups.clone(),
+            switches => switches,
+        }
+    }
+
+    /// Strikes the nodes blamed by attempts that ended in this step.
+    pub(super) fn strike_nodes(
+        &self,
+        run: &Loaded,
+        before: &RunState,
+        after: &RunState,
+        now: Timestamp,
+    ) {
+        if !run.spec.policy.blacklist {
+            return;
+        }
+        let Some(cluster) = self.cluster_name() else {
+            return;
+        };
+        for a in &after.attempts {
+            let was_live = before
+                .attempts
+                .iter()
+                .any(|b| b.attempt == a.attempt && b.is_live());
+            let (true, Some(end), Some(node)) = (was_live, a.end.as_ref(), a.node.as_deref())
+            else {
+                continue;
+            };
+            let action = end.signature.as_ref().map(|s| s.action);
+            let mut evidence = Strike {
+                time: now,
+                run_id: run.id.to_string(),
+                job_id: a.job_id.map(|j| j.0),
+                reason: end.detail.clone(),
+            };
+            let ttl = run.spec.policy.blacklist_ttl;
+            let result = match (end.blame, action) {
+                // Suspected, not proven: avoided by this run, no strike.
+                (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
+                (Blame::Node, _) => {
+                    let groups = self.switch_groups();
+                    let incident = self.state_dir.update_blacklist(&cluster, |bl| {
+                        let ban = bl.strike(node, evidence, ttl);
+                        (ban, bl.correlate(node, &groups, now, ttl))
+                    });
+                    if let Ok((_, Some(inc))) = &incident {
+                        let event = decide::Event {
+                            kind: "switch_banned",
+                            attempt: Some(a.attempt),
+                            job_id: a.job_id,
+                            message: format!(
+                                "nodes {} under switch {} failed within minutes: one incident; banned {} until {}",
+                                inc.failed.join(", "),
+                                inc.switch,
+                                inc.banned.join(", "),
+                                inc.until
+                            ),
+                        };
+                        let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+                    }
+                    incident.map(|(ban, _)| Some(ban))
+                }
+                // Ambiguous: only the same failure from another run bans it.
+                (_, Some(SignatureAction::CountAndRetryElsewhere)) => {
+                    evidence.reason = end
+                        .signature
+                        .as_ref()
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default();
+                    self.state_dir
+                        .update_blacklist(&cluster, |bl| bl.suspect(node, evidence, ttl))
+                }
+                _ => continue,
+            };
+            if let Ok(Some(ban)) = result {
+                let until = ban
+                    .until
+                    .map_or("until unbanned".to_string(), |u| format!("until {u}"));
+                let event = decide::Event {
+                    kind: "node_banned",
+                    attempt: Some(a.attempt),
+                    job_id: a.job_id,
+                    message: format!("banned node {node} {until}: {}", end.detail),
+                };
+                let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+            }
+        }
+    }
+
+    /// After a new ban, pending jobs learn to avoid the node in place
+    /// (`scontrol update`), rather than being cancelled and resubmitted.
+    pub(super) fn exclude_from_pending(&self, runs: &[Loaded], now: Timestamp) {
+        for run in runs {
+            let Some(a) = run.state.live_attempt() else {
+                continue;
+            };
+            if let (AttemptPhase::Pending, Some(job)) = (a.phase, a.job_id) {
+                let exclude = self.exclude_for(&run.spec, &run.state, now);
+                let update = PendingUpdate {
+                    exclude: Some(exclude.clone()),
+                    partition: None,
+                };
+                // A job that started meanwhile refuses: nothing to do then.
+                if self.slurm.update_pending(job, &update).is_ok() {
+                    let event = decide::Event {
+                        kind: "exclude_updated",
+                        attempt: Some(a.attempt),
+                        job_id: Some(job),
+                        message: format!("pending job {job} now excludes {}", exclude.join(",")),
+                    };
+                    let _ = run
+                        .dir
+                        .append_events(&[event], run.state.status.as_str(), now);
+                }
+            }
+        }
+    }
+}

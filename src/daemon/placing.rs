@@ -1,0 +1,271 @@
+//! Where a run's next job may go: the inventory the daemon reads for it,
+//! the exclude list, the partitions chosen for a GPU run, Slurm's start
+//! estimates when nothing is free, and moving a long-pending job.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+
+use super::attempt;
+use super::tick::{Loaded, Ticker};
+use crate::model::RunSpec;
+use crate::placement::inventory::{
+    Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
+};
+use crate::policy::decide;
+use crate::policy::signatures::SignatureAction;
+use crate::policy::state::RunState;
+use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm};
+
+/// The node of the run's last ended attempt, when its failure asks the next
+/// attempt to go elsewhere.
+fn suspect_node(state: &RunState) -> Option<String> {
+    let last = state.attempts.iter().rev().find(|a| a.end.is_some())?;
+    let action = last.end.as_ref()?.signature.as_ref()?.action;
+    matches!(
+        action,
+        SignatureAction::RetryElsewhere | SignatureAction::CountAndRetryElsewhere
+    )
+    .then(|| last.node.clone())
+    .flatten()
+}
+
+/// Why a run's next job cannot be placed.
+pub(super) enum PlanError {
+    /// Slurm's inventory cannot be read now, or no partition can hold the
+    /// job until nodes come back: try again later.
+    Unobservable,
+    /// No partition can hold the request; why not, per partition.
+    NoPartition(String),
+}
+
+/// How long the node names read from Slurm are trusted.
+pub(super) const INVENTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl<S: Slurm + ?Sized> Ticker<'_, S> {
+    /// The node inventory; `fresh` forces a new read (GPU availability
+    /// changes by the second; node names rarely).
+    pub(super) fn inventory(&self, now: Timestamp, fresh: bool) -> Option<Vec<NodeInfo>> {
+        let mut k = self.known.borrow_mut();
+        let recent = k
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
+        if fresh || !recent {
+            *k = Some((now, self.slurm.nodes().ok()?));
+        }
+        k.as_ref().map(|(_, n)| n.clone())
+    }
+
+    pub(super) fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
+        Some(
+            self.inventory(now, false)?
+                .into_iter()
+                .map(|n| n.name)
+                .collect(),
+        )
+    }
+
+    pub(super) fn partition_list(&self, now: Timestamp) -> Option<Vec<PartitionInfo>> {
+        let mut p = self.partitions.borrow_mut();
+        let fresh = p
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
+        if !fresh {
+            *p = Some((now, self.slurm.partitions().ok()?));
+        }
+        p.as_ref().map(|(_, v)| v.clone())
+    }
+
+    /// Where the run's next job may go: nodes to avoid, and for a GPU run
+    /// that pins no partition, the partitions that can hold it, best first.
+    pub(super) fn plan(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Result<attempt::Placement, PlanError> {
+        let exclude = self.exclude_for(spec, state, now);
+        let script_pins = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+            .partition
+            .is_some();
+        let partitions = if !spec.resources.partitions.is_empty() {
+            Some(spec.resources.partitions.clone())
+        } else if spec.resources.gpus.is_some() && !script_pins {
+            let nodes = self.inventory(now, true).ok_or(PlanError::Unobservable)?;
+            let parts = self.partition_list(now).ok_or(PlanError::Unobservable)?;
+            let catalog = &self.catalog;
+            let views = partition_gpus(&parts, &nodes, &exclude, catalog);
+            let time = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+                .time
+                .and_then(|t| {
+                    crate::slurm::parse::values::time_limit_minutes(&t)
+                        .ok()
+                        .flatten()
+                });
+            let chosen = choose(&views, &spec.resources, time, catalog);
+            if chosen.is_empty() {
+                // Down, drained or banned nodes may come back: wait for them
+                // rather than fail the run.
+                let later = views.iter().any(|v| {
+                    v.gpus_total > 0
+                        && unfit(&v.with_all_nodes_usable(), &spec.resources, time, catalog)
+                            .is_none()
+                });
+                if later {
+                    return Err(PlanError::Unobservable);
+                }
+                let why: Vec<String> = views
+                    .iter()
+                    .filter(|v| v.gpus_total > 0)
+                    .filter_map(|v| {
+                        unfit(v, &spec.resources, time, catalog)
+                            .map(|w| format!("{}: {w}", v.partition))
+                    })
+                    .collect();
+                return Err(PlanError::NoPartition(why.join("; ")));
+            }
+            let gpus = spec.resources.gpus.unwrap_or(1);
+            let chosen = if chosen[0].availability(gpus) == Availability::None {
+                self.by_estimate(spec, state, &exclude, chosen)
+            } else {
+                chosen
+            };
+            Some(chosen.iter().map(|v| v.partition.clone()).collect())
+        } else {
+            None
+        };
+        Ok(attempt::Placement {
+            exclude,
+            partitions,
+        })
+    }
+
+    /// The `--exclude` list for a run's next job. Without an inventory no
+    /// list is passed, so the script's own `--exclude` applies as written.
+    pub(super) fn exclude_for(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Vec<String> {
+        let Some(known) = self.known_nodes(now) else {
+            return Vec::new();
+        };
+        let mut banned = match (spec.policy.blacklist, self.cluster_name()) {
+            (true, Some(cluster)) => self
+                .state_dir
+                .load_blacklist(&cluster)
+                .map(|bl| bl.exclude_list(&known, now))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        // A node this run's last attempt failed on in a way that may be the
+        // node's: the next attempt tries elsewhere.
+        if let Some(node) = suspect_node(state).filter(|n| known.contains(n) && !banned.contains(n))
+        {
+            banned.push(node);
+        }
+        attempt::exclude_list(spec, &banned, &known)
+    }
+
+    /// Nothing is free anywhere: ask Slurm when the job would start in each
+    /// partition (`sbatch --test-only`, at most four), soonest first.
+    pub(super) fn by_estimate<'v>(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        exclude: &[String],
+        chosen: Vec<&'v PartitionGpus>,
+    ) -> Vec<&'v PartitionGpus> {
+        let Some(attempt) = state.attempts.last().map(|a| a.attempt) else {
+            return chosen;
+        };
+        let script = self
+            .state_dir
+            .run(&spec.run_id)
+            .attempt(attempt)
+            .job_script();
+        let gres = match (&spec.resources.gpu_type, spec.resources.gpus) {
+            (Some(t), Some(n)) => format!("--gres=gpu:{t}:{n}"),
+            (None, Some(n)) => format!("--gres=gpu:{n}"),
+            _ => String::new(),
+        };
+        let mut estimates = HashMap::new();
+        for p in chosen.iter().take(4) {
+            let mut args = vec![format!("--partition={}", p.partition), gres.clone()];
+            if !exclude.is_empty() {
+                args.push(format!("--exclude={}", exclude.join(",")));
+            }
+            let request = crate::slurm::SubmitRequest {
+                script: crate::slurm::ScriptSource::File(script.clone()),
+                args,
+                env: None,
+            };
+            if let Ok(e) = self.slurm.estimate_start(&request) {
+                estimates.insert(p.partition.clone(), e.start);
+            }
+        }
+        order_by_estimate(chosen, |p| estimates.get(p).copied())
+    }
+
+    /// Moves a long-pending job, in place, to the partitions that can hold
+    /// it when one of them can start it now. Runs that pin their partitions
+    /// are left alone.
+    pub(super) fn reconsider(&self, run: &Loaded, job: JobId, now: Timestamp) {
+        let Some(a) = run.state.live_attempt() else {
+            return;
+        };
+        if !run.spec.resources.partitions.is_empty() {
+            return;
+        }
+        let Ok(placement) = self.plan(&run.spec, &run.state, now) else {
+            return;
+        };
+        let Some(wanted) = placement.partitions else {
+            return;
+        };
+        let current: Vec<&str> = a.partition.as_deref().unwrap_or("").split(',').collect();
+        let first = &wanted[0];
+        let can_start_now = self
+            .inventory(now, false)
+            .zip(self.partition_list(now))
+            .map(|(nodes, parts)| {
+                let views = partition_gpus(&parts, &nodes, &placement.exclude, &self.catalog);
+                views.iter().any(|v| {
+                    v.partition == *first
+                        && v.availability(run.spec.resources.gpus.unwrap_or(1))
+                            == crate::placement::inventory::Availability::Full
+                })
+            })
+            .unwrap_or(false);
+        let same =
+            wanted.len() == current.len() && wanted.iter().all(|w| current.contains(&w.as_str()));
+        if same || !can_start_now {
+            return;
+        }
+        let update = PendingUpdate {
+            exclude: Some(placement.exclude.clone()),
+            partition: Some(wanted.join(",")),
+        };
+        let message = match self.slurm.update_pending(job, &update) {
+            Ok(()) => format!(
+                "job {job} pending ({}) in {}: moved to partitions {} ({first} can start it now)",
+                a.pending_reason.as_deref().unwrap_or("waiting"),
+                a.partition.as_deref().unwrap_or("?"),
+                wanted.join(", ")
+            ),
+            // It started meanwhile: nothing to move.
+            Err(e) if e.rejection() == Some(Rejection::JobNotPending) => return,
+            Err(e) => format!("could not move pending job {job}: {e}"),
+        };
+        let event = decide::Event {
+            kind: "failover",
+            attempt: Some(a.attempt),
+            job_id: Some(job),
+            message,
+        };
+        let _ = run
+            .dir
+            .append_events(&[event], run.state.status.as_str(), now);
+    }
+}
