@@ -269,3 +269,43 @@ fn when_nothing_is_free_slurms_start_estimates_decide_the_order() {
     shep.wait_status(&run, &["stopped"], LONG);
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn after_a_failover_the_next_attempt_goes_back_to_the_preferred_partition() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // a6000 (48 GB) is preferred for >= 40 GB, but full: attempt 1 goes to
+    // a100. It fails; by then a6000 is free again, and attempt 2 goes there.
+    let holders: Vec<String> = ["a6000-1", "a6000-2"]
+        .iter()
+        .map(|node| {
+            let out = Command::new("sbatch")
+                .env("SLURM_CONF", cluster.conf())
+                .args(["--parsable", "-o", "/dev/null", "-p", "a6000", "-w", node])
+                .args(["--gres=gpu:a6000:8", "--wrap", "sleep 600"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let run = shep.submit(
+        "comeback.sh",
+        &format!(
+            "#!/bin/bash\n{FAST}\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 3; exit 1; fi\necho fine\n"
+        ),
+        &["--gpus", "2", "--min-vram", "40", "--max-retries", "3"],
+    );
+    let s = shep.wait_status(&run, &["running"], LONG);
+    assert_eq!(s["attempts"][0]["partition"], "a100", "{s}");
+    let out = Command::new("scancel")
+        .env("SLURM_CONF", cluster.conf())
+        .args(&holders)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(s["attempts"][1]["partition"], "a6000", "{s}");
+    shep.assert_no_duplicates();
+}
