@@ -149,6 +149,19 @@ impl Ctx<'_> {
         });
     }
 
+    /// The step: the new state (stamped when it changed), actions, events.
+    fn finish(self, before: &RunState) -> Step {
+        let mut st = self.st;
+        if st != *before {
+            st.updated_at = self.now;
+        }
+        Step {
+            state: st,
+            actions: self.actions,
+            events: self.events,
+        }
+    }
+
     fn set_status(&mut self, status: RunStatus, reason: String) {
         if self.st.status != status || self.st.reason != reason {
             self.st.status = status;
@@ -202,14 +215,7 @@ pub fn step(spec: &RunSpec, state: &RunState, obs: &Observation, now: Timestamp)
         seen.push(a.clone());
         new
     });
-    if cx.st != *state {
-        cx.st.updated_at = now;
-    }
-    Step {
-        state: cx.st,
-        actions: cx.actions,
-        events: cx.events,
-    }
+    cx.finish(state)
 }
 
 fn cancel_live(cx: &mut Ctx<'_>, reason: CancelReason) {
@@ -771,12 +777,5 @@ pub fn submitted(
             }
         }
     }
-    if cx.st != *state {
-        cx.st.updated_at = now;
-    }
-    Step {
-        state: cx.st,
-        actions: cx.actions,
-        events: cx.events,
-    }
+    cx.finish(state)
 }
