@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use jiff::Timestamp;
 
@@ -45,14 +46,16 @@ pub struct TickReport {
 pub(super) struct Loaded {
     pub(super) id: RunId,
     pub(super) dir: RunDir,
-    pub(super) spec: RunSpec,
+    pub(super) spec: Rc<RunSpec>,
     pub(super) state: RunState,
+    /// Whether `state.json` exists yet.
+    pub(super) persisted: bool,
 }
 
 /// A run's spec (immutable) and state as last read or written, with the state
 /// file's size and mtime then: unchanged files are not read again.
 struct Cached {
-    spec: RunSpec,
+    spec: Rc<RunSpec>,
     state: Option<RunState>,
     stamp: Option<(std::time::SystemTime, u64)>,
 }
@@ -190,6 +193,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             }
             self.strike_nodes(run, &run.state, &step.state, now);
             run.state = step.state;
+            run.persisted = true;
             for f in control_files {
                 let _ = std::fs::remove_file(f);
             }
@@ -234,7 +238,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         if !fresh {
             let spec = match cache.remove(id) {
                 Some(c) => c.spec,
-                None => dir.load_spec()?,
+                None => Rc::new(dir.load_spec()?),
             };
             let state = dir.load_state()?;
             cache.insert(
@@ -256,8 +260,9 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         Ok(Some(Loaded {
             id: id.clone(),
             dir,
-            spec: cached.spec.clone(),
+            spec: Rc::clone(&cached.spec),
             state: cached.state.clone().unwrap_or_else(|| RunState::new(now)),
+            persisted: current.is_some(),
         }))
     }
 
@@ -315,7 +320,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         events: &[decide::Event],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if *state != run.state || !run.dir.state().exists() {
+        if *state != run.state || !run.persisted {
             run.dir.save_state(state)?;
             if let Some(c) = self.cache.borrow_mut().get_mut(&run.id) {
                 c.state = Some(state.clone());
@@ -386,6 +391,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         let step = decide::submitted(&run.spec, &run.state, attempt, &result, now);
         self.record(run, &step.state, &step.events, now)?;
         run.state = step.state;
+        run.persisted = true;
         if let Some(Action::Cancel { job }) = step.actions.first() {
             // Stop was requested while sbatch ran: cancel at once.
             let _ = self.slurm.cancel(&[*job]);
