@@ -41,8 +41,34 @@ use heartbeat::Heartbeats;
 pub use signals::Signals;
 use workload::Event;
 
-/// A GPU probe failed: the node is to blame; the workload did not run.
+/// The `visibility` GPU probe (or one this version does not name) failed:
+/// the node is to blame; the workload did not run.
 pub const EXIT_PROBE_FAILED: i32 = 97;
+/// The `health` probe failed (ECC errors, pages pending retirement, rows
+/// pending remapping).
+pub const EXIT_PROBE_HEALTH: i32 = 94;
+/// The `processes` probe failed (another job's process on our GPUs).
+pub const EXIT_PROBE_PROCESSES: i32 = 95;
+/// The `cuda` probe failed (a kernel launch did not work).
+pub const EXIT_PROBE_CUDA: i32 = 96;
+/// Every exit code that means "a GPU probe failed".
+pub const EXIT_PROBE_CODES: [i32; 4] = [
+    EXIT_PROBE_HEALTH,
+    EXIT_PROBE_PROCESSES,
+    EXIT_PROBE_CUDA,
+    EXIT_PROBE_FAILED,
+];
+
+/// The exit code of a failed probe: each has its own, so even Slurm's
+/// accounting tells which probe a node failed.
+pub fn probe_exit_code(probe: &str) -> i32 {
+    match probe {
+        "health" => EXIT_PROBE_HEALTH,
+        "processes" => EXIT_PROBE_PROCESSES,
+        "cuda" => EXIT_PROBE_CUDA,
+        _ => EXIT_PROBE_FAILED,
+    }
+}
 /// The run directory, its spec or its script is unusable, or the wrapper runs
 /// outside a Slurm job; the workload did not run.
 pub const EXIT_SETUP_FAILED: i32 = 98;
@@ -260,7 +286,8 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
                 probe: failed.name.clone(),
                 detail: failed.detail.clone(),
             };
-            return report.finish(run_id, Ending::new(verdict, EXIT_PROBE_FAILED, probes));
+            let code = probe_exit_code(&failed.name);
+            return report.finish(run_id, Ending::new(verdict, code, probes));
         }
     }
 

@@ -6,7 +6,7 @@ use super::signatures::{Hit, SignatureAction, SignatureSet, scan, verdict};
 use super::state::{AttemptEnd, Blame, CancelReason, FailureClass, SignatureNote};
 use crate::slurm::{ExitStatus, JobState};
 use crate::store::records::{Outcome, Verdict};
-use crate::wrapper::EXIT_PROBE_FAILED;
+use crate::wrapper::EXIT_PROBE_CODES;
 
 /// What is known about an ended job.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +177,7 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         JobState::Failed => {
             if let Some(detail) = workload_exit {
                 end(FailureClass::WorkloadFailure, Blame::Workload, detail)
-            } else if ev.exit.map(|e| e.code) == Some(EXIT_PROBE_FAILED) {
+            } else if ev.exit.is_some_and(|e| EXIT_PROBE_CODES.contains(&e.code)) {
                 end(
                     FailureClass::NodeFault,
                     Blame::Node,
@@ -207,6 +207,7 @@ mod tests {
     use super::*;
     use crate::model::RunId;
     use crate::slurm::JobId;
+    use crate::wrapper::{EXIT_PROBE_FAILED, EXIT_PROBE_HEALTH};
 
     fn outcome(verdict: Verdict) -> Outcome {
         Outcome {
@@ -302,6 +303,17 @@ mod tests {
             signatures: None,
         });
         assert_eq!(end.class, FailureClass::NodeFault);
+        let end = classify(&EndEvidence {
+            state: Some(&JobState::Failed),
+            exit: Some(ExitStatus {
+                code: EXIT_PROBE_HEALTH,
+                signal: 0,
+            }),
+            outcome: None,
+            cancel: None,
+            signatures: None,
+        });
+        assert_eq!(end.class, FailureClass::NodeFault, "every probe code");
     }
 
     #[test]

@@ -497,7 +497,11 @@ fn health_and_process_probes_blame_the_node() {
         ctx.cuda_visible_devices = Some("0,1".into());
         ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi(mode));
         let finished = run_attempt(ctx, &Signals::new().unwrap());
-        assert_eq!(finished.exit_code, EXIT_PROBE_FAILED, "{mode}");
+        assert_eq!(finished.exit_code, probe_exit_code(probe_name), "{mode}");
+        assert_ne!(
+            finished.exit_code, EXIT_PROBE_FAILED,
+            "each probe its own code"
+        );
         let o = f.outcome();
         match &o.verdict {
             Verdict::ProbeFailed { probe, detail } => {
