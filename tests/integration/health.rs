@@ -14,17 +14,9 @@ const LONG: Duration = Duration::from_secs(120);
 const FAST: &str =
     "#SHEPHERD --heartbeat-interval 1s --heartbeat-grace 20s --backoff-base 1s --backoff-max 2s\n";
 
-/// Submits a plain Slurm job (not a run) that holds GPUs for a while.
+/// A plain Slurm job (not a run) that holds GPUs for a while.
 fn blocker(cluster: &TestCluster, args: &[&str], secs: u32) -> String {
-    let out = Command::new("sbatch")
-        .env("SLURM_CONF", cluster.conf())
-        .args(["--parsable", "-o", "/dev/null"])
-        .args(args)
-        .args(["--wrap", &format!("sleep {secs}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    cluster.sbatch(args, &format!("sleep {secs}"))
 }
 
 fn node<'a>(nodes: &'a Value, name: &str) -> &'a Value {

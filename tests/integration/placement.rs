@@ -13,20 +13,11 @@ const LONG: Duration = Duration::from_secs(120);
 const FAST: &str = "#SHEPHERD --heartbeat-interval 1s --heartbeat-grace 20s --backoff-base 1s\n";
 
 fn hold(cluster: &TestCluster, node: &str, gres: &str) {
-    let out = Command::new("sbatch")
-        .env("SLURM_CONF", cluster.conf())
-        .args([
-            "-o",
-            "/dev/null",
-            "-p",
-            node.split('-').next().unwrap(),
-            "-w",
-            node,
-        ])
-        .args([&format!("--gres={gres}"), "--wrap", "sleep 600"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let partition = node.split('-').next().unwrap();
+    cluster.sbatch(
+        &["-p", partition, "-w", node, &format!("--gres={gres}")],
+        "sleep 600",
+    );
 }
 
 fn placement_event(shep: &Shepherd, run: &str) -> String {
@@ -222,21 +213,10 @@ fn when_nothing_is_free_slurms_start_estimates_decide_the_order() {
     // Everything is full; the a100 jobs end within minutes, the a6000 ones
     // have no time limit.
     for node in ["a100-1", "a100-2"] {
-        let out = Command::new("sbatch")
-            .env("SLURM_CONF", cluster.conf())
-            .args([
-                "-o",
-                "/dev/null",
-                "-p",
-                "a100",
-                "-w",
-                node,
-                "--gres=gpu:a100:4",
-            ])
-            .args(["--time=3", "--wrap", "sleep 600"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        cluster.sbatch(
+            &["-p", "a100", "-w", node, "--gres=gpu:a100:4", "--time=3"],
+            "sleep 600",
+        );
     }
     hold(&cluster, "a6000-1", "gpu:a6000:8");
     hold(&cluster, "a6000-2", "gpu:a6000:8");
@@ -279,14 +259,10 @@ fn after_a_failover_the_next_attempt_goes_back_to_the_preferred_partition() {
     let holders: Vec<String> = ["a6000-1", "a6000-2"]
         .iter()
         .map(|node| {
-            let out = Command::new("sbatch")
-                .env("SLURM_CONF", cluster.conf())
-                .args(["--parsable", "-o", "/dev/null", "-p", "a6000", "-w", node])
-                .args(["--gres=gpu:a6000:8", "--wrap", "sleep 600"])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
+            cluster.sbatch(
+                &["-p", "a6000", "-w", node, "--gres=gpu:a6000:8"],
+                "sleep 600",
+            )
         })
         .collect();
     let run = shep.submit(

@@ -371,23 +371,11 @@ fn preemption_by_the_high_priority_partition() {
     let cancel = shep.submit("cancel.sh", &body("gpu:a6000:8", "a6000-1"), &[]);
     shep.wait_status(&requeue, &["running"], LONG);
     shep.wait_status(&cancel, &["running"], LONG);
-    let mut urgent = Vec::new();
     for (node, gres) in [("a100-1", "gpu:a100:4"), ("a6000-1", "gpu:a6000:8")] {
-        let out = std::process::Command::new("sbatch")
-            .env("SLURM_CONF", cluster.conf())
-            .args([
-                "--parsable",
-                "-p",
-                "urgent",
-                "-w",
-                node,
-                &format!("--gres={gres}"),
-            ])
-            .args(["-o", "/dev/null", "--wrap", "sleep 8"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        urgent.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        cluster.sbatch(
+            &["-p", "urgent", "-w", node, &format!("--gres={gres}")],
+            "sleep 8",
+        );
     }
     let s = shep.wait_status(&cancel, &["completed"], Duration::from_secs(180));
     assert_eq!(outcomes(&s), ["preempted", "success"]);

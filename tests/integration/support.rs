@@ -140,6 +140,20 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("submit {args:?} failed: {e}"))
     }
 
+    /// Submits a plain Slurm job (not a Shepherd run) that runs `command`,
+    /// output discarded; returns its job id.
+    pub fn sbatch(&self, args: &[&str], command: &str) -> String {
+        let out = Command::new("sbatch")
+            .env("SLURM_CONF", self.conf())
+            .args(["--parsable", "-o", "/dev/null"])
+            .args(args)
+            .args(["--wrap", command])
+            .output()
+            .expect("run sbatch");
+        assert!(out.status.success(), "sbatch {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn job_output(&self, id: JobId) -> String {
         std::fs::read_to_string(self.workdir().join(format!("{id}.out"))).unwrap_or_default()
     }
