@@ -149,6 +149,16 @@ impl Ctx<'_> {
         });
     }
 
+    fn new<'s>(spec: &'s RunSpec, state: &RunState, now: Timestamp) -> Ctx<'s> {
+        Ctx {
+            spec,
+            now,
+            st: state.clone(),
+            actions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
     /// The step: the new state (stamped when it changed), actions, events.
     fn finish(self, before: &RunState) -> Step {
         let mut st = self.st;
@@ -196,13 +206,7 @@ fn keep_alive_deadline(spec: &RunSpec) -> Option<Timestamp> {
 }
 
 pub fn step(spec: &RunSpec, state: &RunState, obs: &Observation, now: Timestamp) -> Step {
-    let mut cx = Ctx {
-        spec,
-        now,
-        st: state.clone(),
-        actions: Vec::new(),
-        events: Vec::new(),
-    };
+    let mut cx = Ctx::new(spec, state, now);
     for control in &obs.controls {
         apply_control(&mut cx, *control);
     }
@@ -729,13 +733,7 @@ pub fn submitted(
     result: &SubmitResult,
     now: Timestamp,
 ) -> Step {
-    let mut cx = Ctx {
-        spec,
-        now,
-        st: state.clone(),
-        actions: Vec::new(),
-        events: Vec::new(),
-    };
+    let mut cx = Ctx::new(spec, state, now);
     let live = cx
         .st
         .live_attempt()
