@@ -11,10 +11,12 @@ mod slurm_cmd;
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
+pub use crate::view::{RunDoc, UnknownRun};
 pub use args::{Cli, Command};
-pub use runs_cmd::{RunDoc, UnknownRun};
 
 use crate::policy::decide::Control;
 
@@ -23,8 +25,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
     let result = match cli.command {
-        // Without a subcommand: the run list (the TUI takes this over later).
+        // Without a subcommand: the TUI on a terminal, the run list otherwise
+        // (so `shepherd | grep` and cron jobs get text).
+        None if !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            tui(&cli.global)
+        }
         None => runs_cmd::list(&cli.global),
+        Some(Command::Tui) => tui(&cli.global),
         Some(Command::External(words)) => {
             // `shepherd SCRIPT …` is `shepherd run SCRIPT …`.
             let argv = std::iter::once("shepherd".into()).chain(words);
@@ -59,4 +66,12 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::code_for(&err))
         }
     }
+}
+
+fn tui(global: &args::GlobalArgs) -> anyhow::Result<()> {
+    crate::tui::run(crate::tui::TuiOptions {
+        state_dir: runs_cmd::state_dir(global)?,
+        slurm_timeout: global.slurm_timeout,
+        color: global.color.enabled(true),
+    })
 }

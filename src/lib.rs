@@ -25,4 +25,5 @@ pub mod slurm;
 pub mod store;
 pub mod submit;
 pub mod tui;
+pub mod view;
 pub mod wrapper;

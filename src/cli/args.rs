@@ -35,6 +35,31 @@ pub struct GlobalArgs {
     /// Where Shepherd keeps its runs [default: ~/.slurm_shepherd]
     #[arg(long, global = true, value_name = "DIR", env = "SHEPHERD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Colour in human output: auto (a terminal without NO_COLOR), always, never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour output going to a stream that is (or is not) a
+    /// terminal. `NO_COLOR` (any non-empty value) turns `auto` off.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// How often the daemon looks at Slurm.
@@ -102,6 +127,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
         every: Duration,
     },
+    /// Open the terminal interface (also: `shepherd` with no arguments on a terminal)
+    Tui,
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),

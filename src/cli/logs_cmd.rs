@@ -9,11 +9,12 @@ use anyhow::bail;
 
 use super::args::{GlobalArgs, LogsArgs};
 use super::output::print;
-use super::runs_cmd::{find_run, state_dir};
+use super::runs_cmd::state_dir;
 use crate::model::RunSpec;
 use crate::policy::state::{Attempt, RunState};
 use crate::store::RunDir;
 use crate::store::logs::{Stream, attempt_file, tail};
+use crate::view::find_run;
 
 /// The attempt to show and its output file, once it has a job.
 fn pick(

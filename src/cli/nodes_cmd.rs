@@ -2,45 +2,12 @@
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
-use serde::Serialize;
 
 use super::args::{GlobalArgs, NodesCommand};
 use super::output::{Table, emit};
 use super::runs_cmd::{slurm, state_dir};
 use crate::slurm::Slurm;
-
-#[derive(Debug, Serialize)]
-struct BanDoc {
-    reason: String,
-    since: Timestamp,
-    /// `null`: until unbanned.
-    until: Option<Timestamp>,
-    manual: bool,
-    strikes: u32,
-}
-
-#[derive(Debug, Serialize)]
-struct NodeDoc {
-    name: String,
-    state: String,
-    usable: bool,
-    partitions: Vec<String>,
-    gpu_type: Option<String>,
-    gpus: u32,
-    gpus_free: u32,
-    switch: Option<String>,
-    /// Why an admin drained or downed it (`sinfo -R`), if so.
-    admin_reason: Option<String>,
-    banned: Option<BanDoc>,
-}
-
-#[derive(Debug, Serialize)]
-struct NodesDoc {
-    cluster: String,
-    nodes: Vec<NodeDoc>,
-    /// Nodes under one switch failing together, newest last.
-    incidents: Vec<crate::policy::blacklist::Incident>,
-}
+use crate::view::nodes::nodes_doc;
 
 pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
@@ -53,39 +20,7 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
             // Without a topology plugin there are no switches; not an error.
             let switches = slurm.topology().unwrap_or_default();
             let bl = sd.load_blacklist(&cluster)?;
-            let docs: Vec<NodeDoc> = nodes
-                .iter()
-                .map(|n| NodeDoc {
-                    name: n.name.clone(),
-                    state: n.state.to_string(),
-                    usable: n.state.is_usable(),
-                    partitions: n.partitions.clone(),
-                    gpu_type: n.gpu_types().first().map(|t| t.to_string()),
-                    gpus: n.gpus_total(),
-                    gpus_free: if n.state.is_usable() {
-                        n.gpus_free()
-                    } else {
-                        0
-                    },
-                    switch: switches
-                        .iter()
-                        .find(|s| s.nodes.contains(&n.name))
-                        .map(|s| s.name.clone()),
-                    admin_reason: n.reason.clone(),
-                    banned: bl.active_ban(&n.name, now).map(|b| BanDoc {
-                        reason: b.reason.clone(),
-                        since: b.since,
-                        until: b.until,
-                        manual: b.manual,
-                        strikes: bl.strikes(&n.name, now),
-                    }),
-                })
-                .collect();
-            let doc = NodesDoc {
-                cluster: cluster.clone(),
-                nodes: docs,
-                incidents: bl.incidents.clone(),
-            };
+            let doc = nodes_doc(&cluster, &nodes, &switches, &bl, now);
             emit(global.json, "nodes", &doc, |d| {
                 let mut t = Table::new(&[
                     "NODE",
@@ -231,7 +166,7 @@ fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|v| v.gpus_total > 0)
         .collect();
-    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let color = global.color.enabled(std::io::stdout().is_terminal());
     emit(global.json, "partitions", &views, |views| {
         let mut t = Table::new(&[
             "",

@@ -1,0 +1,8 @@
+//! View models shared by the CLI and the TUI: what a run, a node or a
+//! partition looks like to the user, built from the store and Slurm's answers.
+//! Rendering (tables, JSON, widgets) lives with each interface.
+
+pub mod nodes;
+pub mod runs;
+
+pub use runs::{AttemptDoc, RunDoc, UnknownRun, find_run, run_doc, run_docs, snake};

@@ -1,0 +1,202 @@
+//! Runs as the interfaces show them: one document per run, read from the
+//! state directory. `list`/`status --json` serialize these; the TUI draws them.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::model::{Mode, RunId, RunSpec};
+use crate::policy::state::{Attempt, RunState};
+use crate::store::StateDir;
+
+/// The run named on the command line does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("no run named {id:?}{}", suggest(.suggestions))]
+pub struct UnknownRun {
+    pub id: String,
+    pub suggestions: Vec<String>,
+}
+
+fn suggest(s: &[String]) -> String {
+    if s.is_empty() {
+        "; `shepherd list` shows the runs".to_string()
+    } else {
+        format!("; did you mean {}?", s.join(", "))
+    }
+}
+
+/// `status --json` and `list --json`: the documented per-run document.
+#[derive(Debug, Serialize)]
+pub struct RunDoc {
+    pub run_id: String,
+    pub status: String,
+    pub reason: String,
+    pub mode: Mode,
+    pub paused: bool,
+    pub slurm_job_id: Option<u64>,
+    pub node: Option<String>,
+    pub partition: Option<String>,
+    pub workload_failures: u32,
+    pub max_retries: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub run_dir: PathBuf,
+    pub attempts: Vec<AttemptDoc>,
+    /// Set when the run's files cannot be read: the run is quarantined.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptDoc {
+    pub attempt: u32,
+    pub job_id: Option<u64>,
+    pub phase: String,
+    pub partition: Option<String>,
+    pub node: Option<String>,
+    pub restarts: u32,
+    pub submitted_at: Timestamp,
+    pub running_since: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    /// The failure class (`success`, `node_fault`, `workload_failure`, …).
+    pub outcome: Option<String>,
+    /// `node`, `workload` or `none`.
+    pub blame: Option<String>,
+    pub slurm_state: Option<String>,
+    pub exit_code: Option<i32>,
+    pub detail: Option<String>,
+}
+
+pub fn snake<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn attempt_doc(a: &Attempt) -> AttemptDoc {
+    AttemptDoc {
+        attempt: a.attempt,
+        job_id: a.job_id.map(|j| j.0),
+        phase: snake(&a.phase),
+        partition: a.partition.clone(),
+        node: a.node.clone(),
+        restarts: a.restarts,
+        submitted_at: a.submitted_at,
+        running_since: a.running_since,
+        ended_at: a.ended_at,
+        outcome: a.end.as_ref().map(|e| snake(&e.class)),
+        blame: a.end.as_ref().map(|e| snake(&e.blame)),
+        slurm_state: a.end.as_ref().and_then(|e| e.slurm_state.clone()),
+        exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
+        detail: a.end.as_ref().map(|e| e.detail.clone()),
+    }
+}
+
+pub fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
+    let dir = sd.run(id);
+    let loaded = dir
+        .load_spec()
+        .and_then(|spec| Ok((dir.load_state()?, spec)));
+    match loaded {
+        Ok((state, spec)) => {
+            let state = state.unwrap_or_else(|| RunState::new(spec.created_at));
+            doc_of(&spec, &state, dir.path().to_path_buf())
+        }
+        Err(e) => RunDoc {
+            run_id: id.to_string(),
+            status: "error".into(),
+            reason: e.to_string(),
+            mode: Mode::RunOnce,
+            paused: false,
+            slurm_job_id: None,
+            node: None,
+            partition: None,
+            workload_failures: 0,
+            max_retries: 0,
+            created_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+            run_dir: dir.path().to_path_buf(),
+            attempts: vec![],
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Reads many runs on several threads: on a shared filesystem each read is a
+/// round trip, and `list` is what people run most.
+pub fn run_docs(sd: &StateDir, ids: &[RunId]) -> Vec<RunDoc> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if ids.len() < 64 || threads == 1 {
+        return ids.iter().map(|id| run_doc(sd, id)).collect();
+    }
+    let chunk = ids.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|id| run_doc(sd, id)).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
+    let last = state.attempts.last();
+    RunDoc {
+        run_id: spec.run_id.to_string(),
+        status: state.status.as_str().to_string(),
+        reason: state.reason.clone(),
+        mode: spec.mode,
+        paused: state.paused,
+        slurm_job_id: last.and_then(|a| a.job_id).map(|j| j.0),
+        node: last.and_then(|a| a.node.clone()),
+        partition: last.and_then(|a| a.partition.clone()),
+        workload_failures: state.workload_failures,
+        max_retries: spec.policy.max_retries,
+        created_at: spec.created_at,
+        updated_at: state.updated_at,
+        run_dir,
+        attempts: state.attempts.iter().map(attempt_doc).collect(),
+        error: None,
+    }
+}
+
+/// Resolves a run id given on the command line, suggesting close ids.
+pub fn find_run(sd: &StateDir, id: &str) -> anyhow::Result<RunId> {
+    let ids = sd.run_ids()?;
+    if let Some(found) = ids.iter().find(|r| r.as_str() == id) {
+        return Ok(found.clone());
+    }
+    let mut close: Vec<(usize, String)> = ids
+        .iter()
+        .map(|r| (edit_distance(r.as_str(), id), r.to_string()))
+        .filter(|(d, r)| *d <= 2.max(id.len() / 3) || r.contains(id))
+        .collect();
+    close.sort();
+    Err(UnknownRun {
+        id: id.to_string(),
+        suggestions: close.into_iter().take(3).map(|(_, r)| r).collect(),
+    }
+    .into())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
