@@ -12,10 +12,11 @@ use crate::model::RunSpec;
 use crate::placement::inventory::{
     Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
 };
-use crate::policy::decide;
+use crate::policy::decide::{self, SubmitResult};
 use crate::policy::signatures::SignatureAction;
 use crate::policy::state::RunState;
-use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm};
+use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError};
+use crate::store::atomic::StoreError;
 
 /// The node of the run's last ended attempt, when its failure asks the next
 /// attempt to go elsewhere.
@@ -268,4 +269,114 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             .dir
             .append_events(&[event], run.state.status.as_str(), now);
     }
+
+    /// Submits an attempt where `placement` says. When Slurm refuses a
+    /// submission naming several partitions for a reason that may concern
+    /// only one of them (one was deleted, drained, or is closed to the
+    /// user's account), the partitions are tried one at a time, in order.
+    /// A refused sbatch created no job, so each try is safe; an unclear
+    /// answer ends the tries (the job may exist and is looked for by name).
+    pub(super) fn submit_placed(
+        &self,
+        run: &Loaded,
+        attempt: u32,
+        env: &[(String, String)],
+        placement: &attempt::Placement,
+        now: Timestamp,
+    ) -> Result<SubmitResult, StoreError> {
+        let submit = |placement: &attempt::Placement| {
+            let request =
+                attempt::submit_request(&run.spec, &run.dir, attempt, env.to_vec(), placement);
+            self.slurm.submit(&request)
+        };
+        let (kind, message) = match submit(placement) {
+            Ok(id) => return Ok(SubmitResult::Accepted(id)),
+            Err(SlurmError::Rejected { kind, message, .. }) => (kind, one_line(&message)),
+            Err(e) => {
+                return Ok(SubmitResult::Unknown {
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut refusals = vec![(kind, message.clone())];
+        let partitions = placement.partitions.as_deref().unwrap_or_default();
+        if partitions.len() > 1 && kind.may_concern_one_partition() {
+            for (i, p) in partitions.iter().enumerate() {
+                let one = attempt::Placement {
+                    exclude: placement.exclude.clone(),
+                    partitions: Some(vec![p.clone()]),
+                };
+                match submit(&one) {
+                    Ok(id) => {
+                        let skipped = &partitions[..i];
+                        let event = decide::Event {
+                            kind: "failover",
+                            attempt: Some(attempt),
+                            job_id: Some(id),
+                            message: format!(
+                                "sbatch refused partitions {} ({message}); submitted to {p}",
+                                partitions.join(","),
+                            ) + &if skipped.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", after {} refused it", skipped.join(", "))
+                            },
+                        };
+                        run.dir
+                            .append_events(&[event], run.state.status.as_str(), now)?;
+                        return Ok(SubmitResult::Accepted(id));
+                    }
+                    Err(SlurmError::Rejected { kind, message, .. }) => {
+                        refusals.push((kind, format!("{p}: {}", one_line(&message))));
+                    }
+                    Err(e) => {
+                        return Ok(SubmitResult::Unknown {
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            refusals.remove(0);
+        }
+        let combined = refusals
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let lifts = refusals.iter().any(|(k, m)| k.may_lift(m));
+        // Our own exclude list may leave the job no node at all (every node
+        // it may use is banned): wait for a ban to expire rather than fail.
+        let banned_out = !placement.exclude.is_empty()
+            && refusals
+                .iter()
+                .any(|(k, _)| *k == Rejection::NodeConfigUnavailable);
+        Ok(if banned_out {
+            SubmitResult::Deferred {
+                message: format!(
+                    "{combined}; with nodes {} excluded, waiting for a ban to expire",
+                    placement.exclude.join(",")
+                ),
+            }
+        } else if lifts {
+            SubmitResult::Deferred {
+                message: format!("{combined}; waiting for Slurm to accept it"),
+            }
+        } else {
+            let kind = refusals.last().map_or(kind, |(k, _)| *k);
+            SubmitResult::Rejected {
+                kind,
+                message: combined,
+            }
+        })
+    }
+}
+
+/// sbatch's refusal on one line, for events and the run's reason.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| l.trim().trim_start_matches("sbatch: error: "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -362,30 +362,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     run.dir
                         .append_events(&[event], run.state.status.as_str(), now)?;
                 }
-                let request =
-                    attempt::submit_request(&run.spec, &run.dir, attempt, env, &placement);
-                match self.slurm.submit(&request) {
-                    Ok(id) => SubmitResult::Accepted(id),
-                    // Our own exclude list may leave the job no node at all
-                    // (every node it may use is banned): wait for a ban to
-                    // expire rather than fail the run.
-                    Err(SlurmError::Rejected {
-                        kind: Rejection::NodeConfigUnavailable,
-                        message,
-                        ..
-                    }) if !placement.exclude.is_empty() => SubmitResult::Unknown {
-                        message: format!(
-                            "{message}; with nodes {} excluded, waiting for a ban to expire",
-                            placement.exclude.join(",")
-                        ),
-                    },
-                    Err(SlurmError::Rejected { kind, message, .. }) => {
-                        SubmitResult::Rejected { kind, message }
-                    }
-                    Err(e) => SubmitResult::Unknown {
-                        message: e.to_string(),
-                    },
-                }
+                self.submit_placed(run, attempt, &env, &placement, now)?
             }
         };
         let step = decide::submitted(&run.spec, &run.state, attempt, &result, now);
@@ -407,7 +384,7 @@ mod tests {
     use super::*;
     use crate::model::{Mode, Policy, Resources};
     use crate::policy::state::RunStatus;
-    use crate::slurm::sim::{Behaviour, SimCluster, SimSlurm};
+    use crate::slurm::sim::{Behaviour, PartitionState, SimCluster, SimSlurm};
 
     fn spec(id: &str, now: Timestamp) -> RunSpec {
         RunSpec {
@@ -549,5 +526,101 @@ mod tests {
             .unwrap();
         assert_eq!(state.status, RunStatus::Running, "{state:?}");
         assert_eq!(slurm.all_jobs().len(), 1, "exactly one job submitted");
+    }
+
+    fn pinned(id: &str, partitions: &[&str], slurm: &SimSlurm) -> RunSpec {
+        let mut s = spec(id, slurm.now());
+        s.resources.gpus = Some(1);
+        s.resources.partitions = partitions.iter().map(|p| p.to_string()).collect();
+        s
+    }
+
+    fn state_of(sd: &StateDir, id: &str) -> RunState {
+        sd.run(&id.parse().unwrap()).load_state().unwrap().unwrap()
+    }
+
+    fn event_kinds(sd: &StateDir, id: &str) -> Vec<String> {
+        let events = sd.run(&id.parse().unwrap()).read_events().unwrap();
+        events
+            .iter()
+            .map(|e| format!("{}: {}", e.kind, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_sbatch_refuses_is_skipped_for_the_next_in_order() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        // `gone` was deleted by the admins after the run was created.
+        let s = pinned("r0", &["gone", "a6000", "a100"], &slurm);
+        sd.create_run(&s, b"#!/bin/bash\n", vec![]).unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        let r = ticker.tick(slurm.now());
+        assert_eq!(r.submitted, 1, "{:?}", r.problems);
+        let jobs = slurm.all_jobs();
+        assert_eq!(
+            jobs.len(),
+            1,
+            "one job, in the first partition that accepts"
+        );
+        assert_eq!(jobs[0].info.partition, "a6000");
+        let events = event_kinds(&sd, "r0");
+        assert!(
+            events.iter().any(|e| e.starts_with("failover:")
+                && e.contains("gone")
+                && e.contains("submitted to a6000")),
+            "{events:?}"
+        );
+        assert_eq!(state_of(&sd, "r0").status, RunStatus::Pending);
+    }
+
+    #[test]
+    fn a_drained_partition_makes_the_run_wait_not_fail() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        slurm.set_partition_state("a100", PartitionState::Drain);
+        sd.create_run(&pinned("r0", &["a100"], &slurm), b"#!/bin/bash\n", vec![])
+            .unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        for _ in 0..5 {
+            ticker.tick(slurm.now());
+            slurm.advance(Duration::from_secs(10));
+        }
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Queued, "{st:?}");
+        assert!(st.reason.contains("not available"), "{}", st.reason);
+        assert!(slurm.all_jobs().is_empty());
+        slurm.set_partition_state("a100", PartitionState::Up);
+        for _ in 0..5 {
+            ticker.tick(slurm.now());
+            slurm.advance(Duration::from_secs(10));
+        }
+        assert_eq!(state_of(&sd, "r0").status, RunStatus::Running);
+        assert_eq!(slurm.all_jobs().len(), 1);
+    }
+
+    #[test]
+    fn a_refusal_from_every_partition_fails_the_run_with_each_reason() {
+        let (_tmp, sd, slurm) = setup(0);
+        let mut s = pinned("r0", &["gone", "cpu"], &slurm);
+        // More GPUs than any node of either partition has.
+        s.resources.gpus = Some(64);
+        sd.create_run(&s, b"#!/bin/bash\n", vec![]).unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Failed, "{st:?}");
+        assert!(
+            st.reason.contains("gone:") && st.reason.contains("cpu:"),
+            "{}",
+            st.reason
+        );
+        // Like Slurm, the simulator keeps a FAILED record of a refused GPU
+        // request; nothing may be left alive.
+        assert!(
+            slurm.all_jobs().iter().all(|j| j.info.state.is_terminal()),
+            "{:?}",
+            slurm.all_jobs()
+        );
     }
 }

@@ -119,6 +119,12 @@ pub enum SubmitResult {
     Unknown {
         message: String,
     },
+    /// Slurm refused for now, for a reason that may lift by itself (a drained
+    /// partition, a submit limit, every usable node banned): no job exists;
+    /// the attempt is submitted again later.
+    Deferred {
+        message: String,
+    },
 }
 
 /// The job name of an attempt: how a job is found again after a crash.
@@ -772,6 +778,16 @@ pub fn submitted(
                     "submit_unknown",
                     format!("sbatch gave no answer ({message}); will look for the job before submitting again"),
                 );
+            }
+            // The attempt stays unconfirmed: the same path as an unclear
+            // answer retries it, after looking for it by name, which is cheap
+            // and covers a refusal misread as final.
+            SubmitResult::Deferred { message } => {
+                cx.event(
+                    "submit_deferred",
+                    format!("Slurm cannot take the job yet: {message}"),
+                );
+                cx.set_status(RunStatus::Queued, format!("waiting: {message}"));
             }
         }
     }

@@ -76,6 +76,36 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// True when, for a submission naming several partitions, the refusal
+    /// may come from one of them alone (deleted, drained, closed to the
+    /// account, a lower limit), so another may still take the job.
+    pub fn may_concern_one_partition(self) -> bool {
+        matches!(
+            self,
+            Rejection::InvalidPartition
+                | Rejection::PartitionUnavailable
+                | Rejection::NodeConfigUnavailable
+                | Rejection::QosOrAccountLimit
+                | Rejection::TimeLimit
+                | Rejection::Other
+        )
+    }
+
+    /// True when the refusal may lift by itself: a drained or inactive
+    /// partition (maintenance), or a submit limit that frees up as other
+    /// jobs end. A run then waits instead of failing.
+    pub fn may_lift(self, message: &str) -> bool {
+        match self {
+            Rejection::PartitionUnavailable => true,
+            Rejection::QosOrAccountLimit => message
+                .to_ascii_lowercase()
+                .contains("job violates accounting/qos policy"),
+            _ => false,
+        }
+    }
+}
+
 /// True when Slurm's message says the controller could not be reached.
 pub fn is_unreachable_message(stderr: &str) -> bool {
     const SIGNS: &[&str] = &[

@@ -2,7 +2,6 @@
 //! on; bans by hand, their expiry, stale names, and pending jobs updated in
 //! place.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -155,12 +154,7 @@ fn bans_by_hand_expire_stale_names_are_harmless_and_pending_jobs_learn() {
     let job = s["slurm_job_id"].as_u64().unwrap().to_string();
     shep.ok(&["nodes", "ban", "a6000-1", "--reason", "ECC errors"]);
     let excluded = poll(LONG, "the pending job's exclude list", || {
-        let out = Command::new("scontrol")
-            .env("SLURM_CONF", cluster.conf())
-            .args(["show", "job", &job])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let text = cluster.slurm_ok("scontrol", &["show", "job", &job]);
         if text.contains("ExcNodeList=a6000-1") {
             Ok(text)
         } else {

@@ -1,7 +1,6 @@
 //! Placement end to end: partitions chosen by GPU memory and availability,
 //! `shepherd gpus`, and pinned partitions checked at submit time.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -275,13 +274,102 @@ fn after_a_failover_the_next_attempt_goes_back_to_the_preferred_partition() {
     );
     let s = shep.wait_status(&run, &["running"], LONG);
     assert_eq!(s["attempts"][0]["partition"], "a100", "{s}");
-    let out = Command::new("scancel")
-        .env("SLURM_CONF", cluster.conf())
-        .args(&holders)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let holders: Vec<&str> = holders.iter().map(String::as_str).collect();
+    cluster.slurm_ok("scancel", &holders);
     let s = shep.wait_status(&run, &["completed"], LONG);
     assert_eq!(s["attempts"][1]["partition"], "a6000", "{s}");
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn a_partition_whose_max_time_is_too_short_is_skipped() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // a6000 (48 GB, the smallest sufficient GPU, so preferred) now takes
+    // jobs of at most 5 minutes; this one asks for two hours.
+    cluster.slurm_ok("scontrol", &["update", "partitionname=a6000", "maxtime=5"]);
+    let run = shep.submit(
+        "long.sh",
+        &format!("#!/bin/bash\n#SBATCH --time=2:00:00\n{FAST}echo done\n"),
+        &["--gpus", "1", "--min-vram", "40"],
+    );
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(s["attempts"][0]["partition"], "a100", "{s}");
+    let placement = placement_event(&shep, &run);
+    assert!(
+        placement.contains("a100") && !placement.contains("a6000"),
+        "{placement}"
+    );
+    shep.assert_no_duplicates();
+}
+
+#[test]
+fn a_partition_sbatch_refuses_is_failed_over_from_and_a_drained_one_is_waited_for() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // `doomed` exists but is drained: Slurm takes `-p doomed,a100` and runs
+    // it in a100, but refuses `-p doomed` alone.
+    cluster.slurm_ok(
+        "scontrol",
+        &[
+            "create",
+            "partitionname=doomed",
+            "nodes=rtx4090-[1-2]",
+            "state=drain",
+        ],
+    );
+    let only = shep.submit(
+        "only.sh",
+        &format!("#!/bin/bash\n{FAST}echo never\n"),
+        &["--gpus", "1", "--partitions", "doomed"],
+    );
+    let s = shep.wait_until(&only, "waiting", LONG, |s| {
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("waiting:")
+    });
+    assert_eq!(s["status"], "queued", "{s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not available"),
+        "{s}"
+    );
+    // Attempt 1 fails, and while the run waits out its backoff the admins
+    // delete `doomed`: sbatch now refuses the whole `-p doomed,a100`.
+    let run = shep.submit(
+        "moved.sh",
+        &format!(
+            "#!/bin/bash\n{FAST}#SHEPHERD --backoff-base 15s\n\
+             if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then exit 1; fi\necho fine\n"
+        ),
+        &["--gpus", "1", "--partitions", "doomed,a100"],
+    );
+    let s = shep.wait_until(&run, "waiting to retry", LONG, |s| {
+        s["reason"].as_str().unwrap_or_default().contains("retry 1")
+    });
+    assert_eq!(s["attempts"][0]["partition"], "a100", "{s}");
+    cluster.slurm_ok("scontrol", &["delete", "partitionname=doomed"]);
+    let s = shep.wait_status(&run, &["completed"], LONG);
+    assert_eq!(s["attempts"].as_array().map(Vec::len), Some(2), "{s}");
+    assert_eq!(s["attempts"][1]["partition"], "a100", "{s}");
+    let events = shep.ok(&["events", &run]);
+    assert!(
+        events.lines().any(|l| l.contains("failover")
+            && l.contains("doomed")
+            && l.contains("submitted to a100")),
+        "{events}"
+    );
+    // The run pinned to the deleted partition now fails with Slurm's reason.
+    let s = shep.wait_status(&only, &["failed"], LONG);
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Invalid partition"),
+        "{s}"
+    );
     shep.assert_no_duplicates();
 }

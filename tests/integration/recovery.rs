@@ -178,12 +178,7 @@ fn cancel_outside_shepherd_stops_the_run() {
     );
     let s = shep.wait_status(&run, &["running"], LONG);
     let job = s["slurm_job_id"].as_u64().unwrap().to_string();
-    let out = std::process::Command::new("scancel")
-        .env("SLURM_CONF", cluster.conf())
-        .arg(&job)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    cluster.slurm_ok("scancel", &[&job]);
     let s = shep.wait_status(&run, &["stopped"], LONG);
     assert_eq!(outcomes(&s), ["cancelled_externally"]);
     shep.assert_no_duplicates();

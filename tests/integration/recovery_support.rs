@@ -86,9 +86,22 @@ impl<'a> Shepherd<'a> {
 
     /// Waits until the run's status is one of `want`.
     pub fn wait_status(&self, run: &str, want: &[&str], timeout: Duration) -> Value {
-        poll(timeout, &format!("run {run} to become {want:?}"), || {
+        self.wait_until(run, &format!("{want:?}"), timeout, |s| {
+            want.contains(&s["status"].as_str().unwrap_or(""))
+        })
+    }
+
+    /// Waits until the run's `status --json` document satisfies `done`.
+    pub fn wait_until(
+        &self,
+        run: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        poll(timeout, &format!("run {run} to become {what}"), || {
             let s = self.status(run);
-            if want.contains(&s["status"].as_str().unwrap_or("")) {
+            if done(&s) {
                 Ok(s)
             } else {
                 Err(format!(

@@ -140,6 +140,22 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("submit {args:?} failed: {e}"))
     }
 
+    /// Runs a Slurm command (`scontrol`, `scancel`, …) against this cluster,
+    /// asserting success; returns its stdout.
+    pub fn slurm_ok(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .env("SLURM_CONF", self.conf())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Submits a plain Slurm job (not a Shepherd run) that runs `command`,
     /// output discarded; returns its job id.
     pub fn sbatch(&self, args: &[&str], command: &str) -> String {
