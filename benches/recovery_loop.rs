@@ -39,6 +39,7 @@ fn spec(i: usize, now: Timestamp, workdir: &Path) -> RunSpec {
         sbatch_lines: vec![],
         user_output: false,
         user_error: false,
+        setup: None,
     }
 }
 

@@ -66,6 +66,11 @@ pub struct Defaults {
     pub no_blacklist: Option<bool>,
     /// `--probes`: a list of probe names, or `["none"]`.
     pub probes: Option<Vec<String>>,
+    /// `--setup`: shell commands run in the job before the workload.
+    pub setup: Option<String>,
+    /// Extra sbatch arguments for every run (`["--account=lab"]`), applied
+    /// before the script's own `#SBATCH` lines.
+    pub sbatch_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +179,8 @@ impl Defaults {
                         .map_err(|e| format!("[defaults] probes: {e}"))
                 })
                 .transpose()?,
+            setup: self.setup.clone(),
+            sbatch_args: self.sbatch_args.clone(),
         })
     }
 }

@@ -219,6 +219,9 @@ pub struct RunSpec {
     /// The user set `--output`/`--error` themselves: Shepherd must not override.
     pub user_output: bool,
     pub user_error: bool,
+    /// Shell commands the job runs before the wrapper starts the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
 }
 
 /// Serde helpers: durations as whole seconds.

@@ -122,6 +122,14 @@ pub struct RunOptions {
     /// GPU probes before the workload: only these (visibility,health,processes,cuda), or none
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = probe_name)]
     pub probes: Option<Vec<String>>,
+    /// Shell commands run in the job before the workload, in the same shell
+    /// (e.g. "module load cuda; conda activate train")
+    #[arg(long, value_name = "SNIPPET")]
+    pub setup: Option<String>,
+    /// Extra sbatch arguments from the configuration file, applied as
+    /// `#SBATCH` lines before the script's own (which win).
+    #[arg(skip)]
+    pub sbatch_args: Option<Vec<String>>,
 }
 
 macro_rules! merge_opts {
@@ -157,7 +165,9 @@ impl RunOptions {
             blacklist_ttl,
             signal_before,
             pending_timeout,
-            probes
+            probes,
+            setup,
+            sbatch_args
         )
     }
 }
@@ -238,6 +248,12 @@ pub fn prepare(
         probes: probe_list(opts.probes.clone())?,
     };
     validate(mode, &policy, &opts)?;
+    // Extra arguments become the first #SBATCH lines, so the script's own
+    // lines override them and everything that reads the lines (output
+    // files, time limit, partition) sees them.
+    let mut sbatch_lines = extra_sbatch_lines(opts.sbatch_args.as_deref().unwrap_or_default())?;
+    sbatch_lines.extend(parsed.sbatch_lines);
+    let files = directives::sbatch_files(&sbatch_lines);
     let spec = RunSpec {
         run_id,
         script_path,
@@ -253,14 +269,29 @@ pub fn prepare(
             partitions: opts.partitions.unwrap_or_default(),
         },
         policy,
-        sbatch_lines: parsed.sbatch_lines,
-        user_output: parsed.user_output,
-        user_error: parsed.user_error,
+        sbatch_lines,
+        user_output: files.user_output,
+        user_error: files.user_error,
+        setup: opts.setup.filter(|s| !s.trim().is_empty()),
     };
     Ok(Prepared {
         spec,
         script: bytes,
     })
+}
+
+/// `sbatch_args` of the configuration file as `#SBATCH` lines.
+fn extra_sbatch_lines(args: &[String]) -> anyhow::Result<Vec<String>> {
+    args.iter()
+        .map(|a| {
+            if !a.starts_with('-') || a.contains('\n') {
+                bail!("sbatch_args: {a:?} is not an sbatch option; write each as \"--name=value\"");
+            }
+            let quoted =
+                shlex::try_quote(a).map_err(|e| anyhow::anyhow!("sbatch_args: {a:?}: {e}"))?;
+            Ok(format!("#SBATCH {quoted}"))
+        })
+        .collect()
 }
 
 fn validate(mode: Mode, p: &Policy, o: &RunOptions) -> anyhow::Result<()> {

@@ -27,6 +27,17 @@ pub fn job_script(spec: &RunSpec, run: &RunDir, attempt: u32, exe: &Path) -> Str
         s.push_str(line);
         s.push('\n');
     }
+    if let Some(setup) = &spec.setup {
+        // A function runs in this shell, so what the snippet exports (conda,
+        // modules) reaches the wrapper and the workload through `exec`.
+        s.push_str("shepherd_setup() {\n");
+        s.push_str(setup.trim_end());
+        s.push_str("\n}\n");
+        s.push_str(&format!(
+            "shepherd_setup || {{ rc=$?; echo \"shepherd: the setup snippet failed (exit $rc); the workload did not run\" >&2; exit {}; }}\n",
+            crate::wrapper::EXIT_SETUP_FAILED
+        ));
+    }
     s.push_str(&format!(
         "exec {} wrap --run-dir {} --attempt {attempt}\n",
         quote(&exe.to_string_lossy()),
@@ -161,6 +172,7 @@ mod tests {
             ],
             user_output: false,
             user_error: true,
+            setup: None,
         }
     }
 

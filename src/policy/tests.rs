@@ -29,6 +29,7 @@ fn spec(mode: Mode) -> RunSpec {
         sbatch_lines: vec![],
         user_output: false,
         user_error: false,
+        setup: None,
     }
 }
 

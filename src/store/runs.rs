@@ -272,6 +272,7 @@ mod tests {
             sbatch_lines: vec![],
             user_output: false,
             user_error: false,
+            setup: None,
         }
     }
 

@@ -50,6 +50,7 @@ impl Fixture {
             sbatch_lines: vec![],
             user_output: false,
             user_error: false,
+            setup: None,
         };
         let file = SpecFile {
             version: SPEC_VERSION,

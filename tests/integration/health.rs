@@ -373,3 +373,51 @@ fn gpu_health_and_foreign_process_probes_blame_the_node() {
     assert_eq!(outcomes(&s), ["success"]);
     shep.assert_no_duplicates();
 }
+
+#[test]
+fn the_setup_snippet_and_sbatch_args_of_the_config_reach_the_job() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    std::fs::create_dir_all(&shep.state).unwrap();
+    std::fs::write(
+        shep.state.join("config.toml"),
+        "[defaults]\nsetup = \"\"\"\nexport LAB_ENV=ready\ncd /tmp\n\"\"\"\n\
+         sbatch_args = [\"--comment=from config\", \"--time=30\"]\n",
+    )
+    .unwrap();
+    // The script's own --time wins over the configuration's.
+    let run = shep.submit(
+        "envcheck.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=cpu\n#SBATCH --time=20\n{FAST}echo \"env=$LAB_ENV\"\n"
+        ),
+        &[],
+    );
+    let s = shep.wait_status(&run, &["completed", "failed"], LONG);
+    assert_eq!(s["status"], "completed", "{s}");
+    let log = shep.ok(&["logs", &run]);
+    assert!(log.contains("env=ready"), "{log}");
+    let job = s["slurm_job_id"].as_u64().unwrap().to_string();
+    let shown = cluster.slurm_ok("scontrol", &["show", "job", &job]);
+    assert!(shown.contains("Comment=from config"), "{shown}");
+    assert!(shown.contains("TimeLimit=00:20:00"), "{shown}");
+
+    // A snippet that fails stops the job before the workload, and says so.
+    let broken = shep.submit(
+        "broken.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}echo workload-ran\n"),
+        &[
+            "--setup",
+            "conda_activate_missing_env",
+            "--max-retries",
+            "0",
+        ],
+    );
+    let s = shep.wait_status(&broken, &["completed", "failed"], LONG);
+    assert_eq!(s["status"], "failed", "{s}");
+    let err = shep.ok(&["logs", &broken, "--stderr"]);
+    assert!(err.contains("the setup snippet failed"), "{err}");
+    let out = shep.ok(&["logs", &broken]);
+    assert!(!out.contains("workload-ran"), "{out}");
+    shep.assert_no_duplicates();
+}
