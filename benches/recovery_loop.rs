@@ -15,32 +15,17 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use shepherd::daemon::tick::Ticker;
-use shepherd::model::{Mode, Policy, Resources, RunSpec};
+use shepherd::model::RunSpec;
 use shepherd::slurm::sim::{Behaviour, SimCluster, SimSlurm};
 use shepherd::store::StateDir;
 
 const RUNS: usize = 1000;
 
 fn spec(i: usize, now: Timestamp, workdir: &Path) -> RunSpec {
-    RunSpec {
-        run_id: format!("run-{i:04}").parse().unwrap(),
-        script_path: workdir.join("train.sh"),
-        workdir: workdir.to_path_buf(),
-        created_at: now,
-        mode: Mode::RunOnce,
-        resources: Resources {
-            gpus: Some(1),
-            ..Resources::default()
-        },
-        policy: Policy {
-            heartbeat_grace: Duration::from_secs(3600),
-            ..Policy::default()
-        },
-        sbatch_lines: vec![],
-        user_output: false,
-        user_error: false,
-        setup: None,
-    }
+    let mut s = RunSpec::with_defaults(format!("run-{i:04}").parse().unwrap(), workdir, now);
+    s.resources.gpus = Some(1);
+    s.policy.heartbeat_grace = Duration::from_secs(3600);
+    s
 }
 
 /// Time this (main) thread has spent on a CPU, in nanoseconds resolution

@@ -47,6 +47,23 @@ pub fn main() -> ExitCode {
         Some(Command::Pause { run }) => runs_cmd::control(&cli.global, &run, Control::Pause),
         Some(Command::Unpause { run }) => runs_cmd::control(&cli.global, &run, Control::Unpause),
         Some(Command::Restart { run }) => runs_cmd::control(&cli.global, &run, Control::Restart),
+        Some(Command::Control { op, run }) => {
+            let control = match op {
+                args::ControlOp::Stop => Control::Stop,
+                args::ControlOp::Pause => Control::Pause,
+                args::ControlOp::Unpause => Control::Unpause,
+                args::ControlOp::Restart => Control::Restart,
+            };
+            runs_cmd::control(&cli.global, &run, control)
+        }
+        Some(Command::Rm { run, force, wait }) => runs_cmd::rm(&cli.global, &run, force, wait),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shepherd", &mut out);
+            output::print(&String::from_utf8_lossy(&out));
+            Ok(())
+        }
         Some(Command::Daemon(cmd)) => runs_cmd::daemon(&cli.global, cmd),
         Some(Command::Nodes { command }) => nodes_cmd::run(&cli.global, command),
         Some(Command::Gpus { interactive, every }) => {

@@ -224,6 +224,30 @@ pub struct RunSpec {
     pub setup: Option<String>,
 }
 
+impl RunSpec {
+    /// A run of `workdir/ID.sh` with every option at its default and no
+    /// `#SBATCH` lines: what tests and benchmarks start from.
+    pub fn with_defaults(
+        run_id: RunId,
+        workdir: &std::path::Path,
+        created_at: Timestamp,
+    ) -> RunSpec {
+        RunSpec {
+            script_path: workdir.join(format!("{run_id}.sh")),
+            run_id,
+            workdir: workdir.to_path_buf(),
+            created_at,
+            mode: Mode::RunOnce,
+            resources: Resources::default(),
+            policy: Policy::default(),
+            sbatch_lines: vec![],
+            user_output: false,
+            user_error: false,
+            setup: None,
+        }
+    }
+}
+
 /// Serde helpers: durations as whole seconds.
 pub mod secs {
     use serde::{Deserialize, Deserializer, Serializer};

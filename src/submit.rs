@@ -287,6 +287,12 @@ fn extra_sbatch_lines(args: &[String]) -> anyhow::Result<Vec<String>> {
             if !a.starts_with('-') || a.contains('\n') {
                 bail!("sbatch_args: {a:?} is not an sbatch option; write each as \"--name=value\"");
             }
+            let plain = a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/@%+[]".contains(c));
+            if plain {
+                return Ok(format!("#SBATCH {a}"));
+            }
             let quoted =
                 shlex::try_quote(a).map_err(|e| anyhow::anyhow!("sbatch_args: {a:?}: {e}"))?;
             Ok(format!("#SBATCH {quoted}"))
@@ -407,5 +413,64 @@ mod tests {
         );
         let err = crate::config::parse("[defaults]\nprobes = [\"gpu\"]\n").unwrap_err();
         assert!(err.contains("[defaults] probes: unknown probe"), "{err}");
+    }
+
+    #[test]
+    fn sbatch_args_of_the_configuration_come_before_the_scripts_lines() {
+        let defaults = RunOptions {
+            sbatch_args: Some(vec!["--account=lab".into(), "--comment=two words".into()]),
+            ..RunOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.sh");
+        std::fs::write(&path, "#!/bin/sh\n#SBATCH --output=mine.out\n").unwrap();
+        let p = prepare(
+            &path,
+            defaults.clone(),
+            RunOptions::default(),
+            dir.path(),
+            Timestamp::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.spec.sbatch_lines,
+            [
+                "#SBATCH --account=lab",
+                "#SBATCH '--comment=two words'",
+                "#SBATCH --output=mine.out"
+            ]
+        );
+        assert!(p.spec.user_output && !p.spec.user_error);
+
+        let bad = RunOptions {
+            sbatch_args: Some(vec!["account=lab".into()]),
+            ..RunOptions::default()
+        };
+        let err = prepare(
+            &path,
+            bad,
+            RunOptions::default(),
+            dir.path(),
+            Timestamp::now(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("is not an sbatch option"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_setup_is_no_setup() {
+        let cli = RunOptions {
+            setup: Some("  \n".into()),
+            ..RunOptions::default()
+        };
+        assert_eq!(prepared("#!/bin/sh\n", cli).unwrap().spec.setup, None);
+        let p = prepared(
+            "#!/bin/sh\n#SHEPHERD --setup 'module load cuda'\n",
+            RunOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.spec.setup.as_deref(), Some("module load cuda"));
     }
 }

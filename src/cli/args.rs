@@ -42,6 +42,14 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlOp {
+    Stop,
+    Pause,
+    Unpause,
+    Restart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
     Auto,
     Always,
@@ -113,6 +121,25 @@ pub enum Command {
         /// The run id
         run: String,
     },
+    /// `control stop|pause|unpause|restart RUN`: the same as `shepherd OP RUN`
+    Control {
+        op: ControlOp,
+        /// The run id
+        run: String,
+    },
+    /// Delete an ended run's records (state, journal, Shepherd's copies of its logs)
+    Rm {
+        /// The run id
+        run: String,
+        /// Stop the run first if it is still active
+        #[arg(long)]
+        force: bool,
+        /// With --force: how long to wait for the daemon to stop it
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Print a shell completion script: `shepherd completions bash > ~/.local/share/bash-completion/completions/shepherd`
+    Completions { shell: clap_complete::Shell },
     /// Nodes: state, GPUs, bans (`nodes ban|unban` to manage the blacklist)
     Nodes {
         #[command(subcommand)]

@@ -25,6 +25,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<SlurmError>() {
         Some(
             SlurmError::NotFound { .. }
+            | SlurmError::Misconfigured { .. }
             | SlurmError::TimedOut { .. }
             | SlurmError::Unreachable { .. }
             | SlurmError::AccountingUnavailable { .. },

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use jiff::Timestamp;
 
 use super::args::{GlobalArgs, NodesCommand};
-use super::output::{Table, emit};
+use super::output::{Table, emit, paint};
 use super::runs_cmd::{slurm, state_dir};
 use crate::slurm::Slurm;
 use crate::view::nodes::nodes_doc;
@@ -179,17 +179,13 @@ fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
             "GPUS FREE",
         ]);
         for v in views {
-            let (icon, paint) = match (v.up, v.availability(1), v.largest_now == v.gpus_per_node) {
-                (false, _, _) => ("x", "\x1b[31m"),
-                (true, Availability::Full, true) => ("●", "\x1b[32m"),
-                (true, Availability::Full | Availability::Partial, _) => ("◐", "\x1b[33m"),
-                (true, Availability::None, _) => ("○", "\x1b[31m"),
+            let (icon, code) = match (v.up, v.availability(1), v.largest_now == v.gpus_per_node) {
+                (false, _, _) => ("x", paint::RED),
+                (true, Availability::Full, true) => ("●", paint::GREEN),
+                (true, Availability::Full | Availability::Partial, _) => ("◐", paint::YELLOW),
+                (true, Availability::None, _) => ("○", paint::RED),
             };
-            let icon = if color {
-                format!("{paint}{icon}\x1b[0m")
-            } else {
-                icon.to_string()
-            };
+            let icon = paint::paint(color, code, icon);
             let vram = match (v.vram_gb_min, v.vram_gb_max) {
                 (Some(a), Some(b)) if a == b => format!("{a} GB"),
                 (Some(a), Some(b)) => format!("{a}-{b} GB"),

@@ -47,7 +47,7 @@ pub fn print(text: &str) {
 pub fn error(json: bool, err: &anyhow::Error) {
     let hint = hint_for(err);
     if json {
-        let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+        let causes = causes(err);
         let slurm = err.downcast_ref::<SlurmError>();
         let doc = json!({
             "schema_version": SCHEMA_VERSION,
@@ -65,7 +65,7 @@ pub fn error(json: bool, err: &anyhow::Error) {
         return;
     }
     let mut text = format!("error: {err}\n");
-    for cause in err.chain().skip(1) {
+    for cause in causes(err) {
         text.push_str(&format!("caused by: {cause}\n"));
     }
     if let Some(hint) = hint {
@@ -74,10 +74,49 @@ pub fn error(json: bool, err: &anyhow::Error) {
     let _ = io::stderr().write_all(text.as_bytes());
 }
 
+/// The causes worth printing: one whose text the previous message already
+/// includes ("cannot write X: Permission denied", then "Permission denied")
+/// is left out.
+fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut previous = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            out.push(text.clone());
+        }
+        previous = text;
+    }
+    out
+}
+
 fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
+    if let Some(io) = err.chain().find_map(|c| c.downcast_ref::<io::Error>()) {
+        match io.kind() {
+            io::ErrorKind::PermissionDenied => {
+                return Some(
+                    "Shepherd cannot write its state directory: fix its permissions, or use another with --state-dir or SHEPHERD_STATE_DIR",
+                );
+            }
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                return Some(
+                    "the filesystem of the state directory is full (or over quota): free space; nothing was half-written",
+                );
+            }
+            io::ErrorKind::ReadOnlyFilesystem => {
+                return Some(
+                    "the state directory is on a read-only filesystem: use another with --state-dir or SHEPHERD_STATE_DIR",
+                );
+            }
+            _ => {}
+        }
+    }
     Some(match err.downcast_ref::<SlurmError>()? {
         SlurmError::NotFound { .. } => {
             "install the Slurm client tools (sbatch, squeue, scontrol) or put them on PATH"
+        }
+        SlurmError::Misconfigured { .. } => {
+            "point SLURM_CONF at your cluster's slurm.conf, or unset it to use the default"
         }
         SlurmError::TimedOut { .. } | SlurmError::Unreachable { .. } => {
             "check `scontrol ping` and SLURM_CONF; raise --slurm-timeout if the controller is just slow"
@@ -112,7 +151,7 @@ impl Table {
                 self.rows
                     .iter()
                     .filter_map(|r| r.get(c))
-                    .map(|s| s.chars().count())
+                    .map(|s| visible_width(s))
                     .max()
                     .unwrap_or(0)
             })
@@ -124,12 +163,93 @@ impl Table {
                 if c + 1 == row.len() {
                     line.push_str(cell);
                 } else {
-                    line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+                    line.push_str(cell);
+                    let pad = widths[c] - visible_width(cell) + 2;
+                    line.push_str(&" ".repeat(pad));
                 }
             }
             out.push_str(line.trim_end());
             out.push('\n');
         }
         out
+    }
+}
+
+/// Width of a cell on screen: characters, not counting colour escapes.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI … final byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
+}
+
+/// ANSI colours, only the basic eight (every terminal has them).
+pub mod paint {
+    pub const RED: &str = "31";
+    pub const GREEN: &str = "32";
+    pub const YELLOW: &str = "33";
+    pub const BLUE: &str = "34";
+    pub const DIM: &str = "2";
+
+    /// `text` in `code` when `on`, plain otherwise.
+    pub fn paint(on: bool, code: &str, text: &str) -> String {
+        if on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A run status, coloured by what it asks of the user.
+    pub fn status(on: bool, status: &str) -> String {
+        let code = match status {
+            "running" | "completed" => GREEN,
+            "failed" | "error" => RED,
+            "pending" | "queued" | "submitting" | "stopping" | "expiring" => YELLOW,
+            "paused" => BLUE,
+            _ => DIM,
+        };
+        paint(on, code, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_escapes_do_not_break_alignment() {
+        let mut t = Table::new(&["A", "B"]);
+        t.row(vec![paint::status(true, "running"), "x".into()]);
+        t.row(vec!["failed-long".into(), "y".into()]);
+        let text = t.render();
+        let plain: String = {
+            let mut out = String::new();
+            let mut it = text.chars();
+            while let Some(c) = it.next() {
+                if c == '\x1b' {
+                    for c in it.by_ref() {
+                        if c == 'm' {
+                            break;
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        assert_eq!(plain, "A            B\nrunning      x\nfailed-long  y\n");
     }
 }

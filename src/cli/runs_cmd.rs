@@ -8,12 +8,13 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::args::{DaemonCommand, GlobalArgs, RunArgs};
-use super::output::{Table, emit, print};
+use super::output::{Table, emit, paint, print};
 use crate::daemon::service;
 use crate::policy::decide::Control;
+use crate::policy::state::RunState;
 use crate::slurm::{SlurmCli, SlurmCliConfig};
 use crate::store::StateDir;
-use crate::view::{find_run, run_doc, run_docs, snake};
+use crate::view::{RunDoc, find_run, run_doc, run_docs, snake};
 
 pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     let root = match &global.state_dir {
@@ -114,9 +115,36 @@ fn age(t: Timestamp, now: Timestamp) -> String {
     crate::duration::format(d.unsigned_abs())
 }
 
+/// Whether human output to stdout is coloured.
+fn colour(global: &GlobalArgs) -> bool {
+    use std::io::IsTerminal;
+    global.color.enabled(std::io::stdout().is_terminal())
+}
+
+/// Active runs without a daemon are not watched: say so on stderr (commands
+/// still work; the next `run`, `stop` … starts a daemon).
+fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
+    let active = docs
+        .iter()
+        .filter(|d| d.error.is_none() && !is_ended(&d.status))
+        .count();
+    if active > 0 && service::status(sd).is_none() {
+        eprintln!(
+            "note: no daemon is running, so {active} active run(s) are not being watched; \
+             start one with `shepherd daemon start`"
+        );
+    }
+}
+
+fn is_ended(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "stopped" | "expired")
+}
+
 pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
     let docs = run_docs(&sd, &sd.run_ids()?);
+    warn_if_unwatched(&sd, &docs);
+    let colour = colour(global);
     emit(global.json, "runs", &docs, |docs| {
         if docs.is_empty() {
             return "no runs yet; submit one with `shepherd SCRIPT`\n".to_string();
@@ -128,7 +156,7 @@ pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
         for d in docs {
             t.row(vec![
                 d.run_id.clone(),
-                d.status.clone(),
+                paint::status(colour, &d.status),
                 snake(&d.mode),
                 d.slurm_job_id.map_or("-".into(), |j| j.to_string()),
                 d.node.clone().unwrap_or_else(|| "-".into()),
@@ -150,12 +178,14 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
     let id = find_run(&sd, run)?;
     let doc = run_doc(&sd, &id);
+    warn_if_unwatched(&sd, std::slice::from_ref(&doc));
     let quarantined = doc.error.clone();
+    let colour = colour(global);
     emit(global.json, "run", &doc, |d| {
         let mut s = format!(
             "run       {}\nstatus    {}{}\nreason    {}\nmode      {}\njob       {}\nnode      {}\npartition {}\nfailures  {} of {} allowed\ndir       {}\n",
             d.run_id,
-            d.status,
+            paint::status(colour, &d.status),
             if d.paused { " (paused)" } else { "" },
             d.reason,
             snake(&d.mode),
@@ -225,12 +255,7 @@ pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Resu
     let id = find_run(&sd, run)?;
     let dir = sd.run(&id);
     dir.request_control(control, Timestamp::now())?;
-    // A daemon started here polls as configured for `daemon start`.
-    let poll = std::env::var("SHEPHERD_POLL_INTERVAL")
-        .ok()
-        .and_then(|v| crate::duration::parse(&v).ok())
-        .unwrap_or(std::time::Duration::from_secs(10));
-    let (lease, _) = service::start(&sd, poll, global.slurm_timeout)?;
+    let (lease, _) = service::start(&sd, daemon_poll_interval(), global.slurm_timeout)?;
     #[derive(Serialize)]
     struct Requested {
         run_id: String,
@@ -250,6 +275,64 @@ pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Resu
         )
     });
     Ok(())
+}
+
+/// `rm RUN [--force]`: delete an ended run; with `--force`, stop it first
+/// through the daemon (which cancels its job) and wait until it has ended.
+pub fn rm(
+    global: &GlobalArgs,
+    run: &str,
+    force: bool,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    let sd = state_dir(global)?;
+    let id = find_run(&sd, run)?;
+    let dir = sd.run(&id);
+    // A run whose files cannot be read may be removed: that is how a
+    // quarantined run is cleaned up.
+    let still_active = |dir: &crate::store::RunDir| -> Option<RunState> {
+        match (dir.load_spec(), dir.load_state()) {
+            (Ok(_), Ok(Some(st))) if !st.status.is_terminal() => Some(st),
+            (Ok(spec), Ok(None)) => Some(RunState::new(spec.created_at)),
+            _ => None,
+        }
+    };
+    if let Some(st) = still_active(&dir) {
+        if !force {
+            bail!(
+                "run {id} is {} ({}); stop it first with `shepherd stop {id}`, or remove it with `shepherd rm --force {id}`",
+                st.status.as_str(),
+                st.reason
+            );
+        }
+        dir.request_control(Control::Stop, Timestamp::now())?;
+        let poll = daemon_poll_interval();
+        service::start(&sd, poll, global.slurm_timeout)?;
+        let deadline = std::time::Instant::now() + wait;
+        while still_active(&dir).is_some() {
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "the daemon did not stop run {id} within {}; nothing was removed (see `shepherd daemon status`)",
+                    crate::duration::format(wait)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    sd.remove_run(&id)
+        .with_context(|| format!("cannot remove run {id}"))?;
+    emit(global.json, "removed", &id.to_string(), |id| {
+        format!("removed run {id}\n")
+    });
+    Ok(())
+}
+
+/// The poll interval of a daemon a command starts on the user's behalf.
+fn daemon_poll_interval() -> std::time::Duration {
+    std::env::var("SHEPHERD_POLL_INTERVAL")
+        .ok()
+        .and_then(|v| crate::duration::parse(&v).ok())
+        .unwrap_or(std::time::Duration::from_secs(10))
 }
 
 pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {

@@ -382,27 +382,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{Mode, Policy, Resources};
+    use std::path::Path;
+
     use crate::policy::state::RunStatus;
     use crate::slurm::sim::{Behaviour, PartitionState, SimCluster, SimSlurm};
 
     fn spec(id: &str, now: Timestamp) -> RunSpec {
-        RunSpec {
-            run_id: id.parse().unwrap(),
-            script_path: "/w/train.sh".into(),
-            workdir: "/w".into(),
-            created_at: now,
-            mode: Mode::RunOnce,
-            resources: Resources::default(),
-            policy: Policy {
-                heartbeat_grace: Duration::from_secs(3600),
-                ..Policy::default()
-            },
-            sbatch_lines: vec![],
-            user_output: false,
-            user_error: false,
-            setup: None,
-        }
+        let mut s = RunSpec::with_defaults(id.parse().unwrap(), Path::new("/w"), now);
+        s.policy.heartbeat_grace = Duration::from_secs(3600);
+        s
     }
 
     fn setup(runs: usize) -> (tempfile::TempDir, StateDir, SimSlurm) {

@@ -142,6 +142,11 @@ pub enum SlurmError {
         source: std::io::Error,
     },
 
+    /// Slurm's configuration cannot be found (`SLURM_CONF` names a missing
+    /// file); Slurm's commands would wait for their whole timeout.
+    #[error("{message}")]
+    Misconfigured { message: String },
+
     /// The command did not finish in time; its process group was killed.
     #[error("`{command}` did not answer within {:.0?}; Slurm may be overloaded or unreachable", .after)]
     TimedOut { command: String, after: Duration },
@@ -186,6 +191,7 @@ impl SlurmError {
         matches!(
             self,
             SlurmError::NotFound { .. }
+                | SlurmError::Misconfigured { .. }
                 | SlurmError::TimedOut { .. }
                 | SlurmError::Unreachable { .. }
                 | SlurmError::Failed { .. }
@@ -206,6 +212,7 @@ impl SlurmError {
     pub fn kind_name(&self) -> &'static str {
         match self {
             SlurmError::NotFound { .. } => "not_found",
+            SlurmError::Misconfigured { .. } => "misconfigured",
             SlurmError::TimedOut { .. } => "timed_out",
             SlurmError::Unreachable { .. } => "unreachable",
             SlurmError::UnknownJob { .. } => "unknown_job",

@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -129,6 +130,31 @@ impl Invocation {
     pub fn run(&self) -> Result<Output, SlurmError> {
         let started = Instant::now();
         let command = self.display();
+        const SLURM: &[&str] = &["sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel"];
+        let is_slurm = Path::new(&self.program)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| SLURM.contains(&n));
+        let conf = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "SLURM_CONF")
+            .map(|(_, v)| std::ffi::OsString::from(v))
+            .or_else(|| {
+                (!self.env_clear)
+                    .then(|| std::env::var_os("SLURM_CONF"))
+                    .flatten()
+            });
+        if let Some(conf) = conf.filter(|c| is_slurm && !c.is_empty())
+            && !Path::new(&conf).exists()
+        {
+            return Err(SlurmError::Misconfigured {
+                message: format!(
+                    "SLURM_CONF is {}, which does not exist",
+                    Path::new(&conf).display()
+                ),
+            });
+        }
         let mut cmd = Command::new(&self.program);
         if self.env_clear {
             cmd.env_clear();

@@ -118,6 +118,22 @@ impl StateDir {
         Ok(final_dir)
     }
 
+    /// Deletes a run's directory (spec, state, journal, Shepherd's copies of
+    /// its logs). The directory is first renamed out of the run list, so a
+    /// half-deleted run is never seen as a run.
+    pub fn remove_run(&self, id: &RunId) -> Result<(), StoreError> {
+        let dir = self.run(id);
+        let trash = self.runs().join(format!(".rm-{id}-{}", std::process::id()));
+        fs::rename(dir.path(), &trash).map_err(|source| StoreError::Write {
+            path: dir.path().to_path_buf(),
+            source,
+        })?;
+        fs::remove_dir_all(&trash).map_err(|source| StoreError::Write {
+            path: trash.clone(),
+            source,
+        })
+    }
+
     /// The ids of all runs, sorted. Entries that are not valid run ids
     /// (temporary directories, stray files) are skipped.
     pub fn run_ids(&self) -> Result<Vec<RunId>, StoreError> {
@@ -258,22 +274,9 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mode, Policy, Resources};
 
     fn spec(id: &str) -> RunSpec {
-        RunSpec {
-            run_id: id.parse().unwrap(),
-            script_path: "/x/train.sh".into(),
-            workdir: "/x".into(),
-            created_at: Timestamp::UNIX_EPOCH,
-            mode: Mode::RunOnce,
-            resources: Resources::default(),
-            policy: Policy::default(),
-            sbatch_lines: vec![],
-            user_output: false,
-            user_error: false,
-            setup: None,
-        }
+        RunSpec::with_defaults(id.parse().unwrap(), Path::new("/x"), Timestamp::UNIX_EPOCH)
     }
 
     #[test]

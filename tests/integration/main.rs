@@ -8,6 +8,7 @@ mod support;
 mod adapter_faults;
 mod adapter_inventory;
 mod adapter_jobs;
+mod cli;
 mod health;
 mod parsers_on_fixtures;
 mod placement;
