@@ -33,6 +33,9 @@ pub struct Config {
     pub node_group: Vec<NodeGroup>,
     #[serde(default)]
     pub blacklist: BlacklistConfig,
+    /// Where notices go (docs/notifications.md).
+    #[serde(default)]
+    pub notify: Vec<crate::notify::NotifyConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,6 +124,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
     config.defaults.run_options()?;
     config.signatures()?;
     config.node_groups()?;
+    config.channels()?;
     Ok(config)
 }
 
@@ -181,6 +185,7 @@ impl Defaults {
                 .transpose()?,
             setup: self.setup.clone(),
             sbatch_args: self.sbatch_args.clone(),
+            notify: None,
         })
     }
 }
@@ -188,6 +193,10 @@ impl Defaults {
 impl Config {
     pub fn signatures(&self) -> Result<SignatureSet, String> {
         SignatureSet::new(&self.signature).map_err(|e| format!("[[signature]]: {e}"))
+    }
+
+    pub fn channels(&self) -> Result<Vec<crate::notify::Channel>, String> {
+        crate::notify::channels::from_config(&self.notify)
     }
 
     pub fn catalog(&self) -> crate::placement::catalog::Catalog {

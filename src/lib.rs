@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod model;
+pub mod notify;
 pub mod placement;
 pub mod policy;
 pub mod slurm;

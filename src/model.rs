@@ -222,6 +222,10 @@ pub struct RunSpec {
     /// Shell commands the job runs before the wrapper starts the workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<String>,
+    /// `--notify`: channel names, URLs, `mailto:` addresses or `none`;
+    /// `None`: the configured default channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
 }
 
 impl RunSpec {
@@ -244,6 +248,7 @@ impl RunSpec {
             user_output: false,
             user_error: false,
             setup: None,
+            notify: None,
         }
     }
 }

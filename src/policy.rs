@@ -8,6 +8,7 @@
 pub mod blacklist;
 pub mod classify;
 pub mod decide;
+pub mod notices;
 pub mod signatures;
 pub mod state;
 

@@ -126,6 +126,10 @@ pub struct RunOptions {
     /// (e.g. "module load cuda; conda activate train")
     #[arg(long, value_name = "SNIPPET")]
     pub setup: Option<String>,
+    /// Where this run's notices go: configured channel names, URLs,
+    /// mailto:ADDRESS, or none (default: the configured default channels)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub notify: Option<Vec<String>>,
     /// Extra sbatch arguments from the configuration file, applied as
     /// `#SBATCH` lines before the script's own (which win).
     #[arg(skip)]
@@ -167,7 +171,8 @@ impl RunOptions {
             pending_timeout,
             probes,
             setup,
-            sbatch_args
+            sbatch_args,
+            notify
         )
     }
 }
@@ -273,6 +278,7 @@ pub fn prepare(
         user_output: files.user_output,
         user_error: files.user_error,
         setup: opts.setup.filter(|s| !s.trim().is_empty()),
+        notify: opts.notify,
     };
     Ok(Prepared {
         spec,

@@ -52,6 +52,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     let prepared =
         crate::submit::prepare(&args.script, defaults, args.options, &cwd, Timestamp::now())?;
     check_partitions(global, &prepared.spec.resources.partitions)?;
+    let channels = config.channels().map_err(|e| anyhow::anyhow!(e))?;
+    crate::notify::channels::for_run(&channels, prepared.spec.notify.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let run = crate::submit::create(&sd, &prepared)?;
     let (lease, started) = service::start(&sd, args.poll.poll_interval, global.slurm_timeout)
         .context(

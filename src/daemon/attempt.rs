@@ -173,6 +173,7 @@ mod tests {
             user_output: false,
             user_error: true,
             setup: None,
+            notify: None,
         }
     }
 

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use super::tick::{Loaded, Ticker, stamp};
 use crate::policy::blacklist::Strike;
 use crate::policy::decide;
+use crate::policy::notices::Notice;
 use crate::policy::signatures::SignatureAction;
 use crate::policy::state::{AttemptPhase, Blame, RunState};
 use crate::slurm::{PendingUpdate, Slurm};
@@ -96,6 +97,18 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                         (ban, bl.correlate(node, &groups, now, ttl))
                     });
                     if let Ok((_, Some(inc))) = &incident {
+                        self.notify_ban(
+                            run,
+                            a.attempt,
+                            inc.banned.clone(),
+                            &format!(
+                                "switch {}: {} failed within minutes",
+                                inc.switch,
+                                inc.failed.join(", ")
+                            ),
+                            Some(inc.until),
+                            now,
+                        );
                         let event = decide::Event {
                             kind: "switch_banned",
                             attempt: Some(a.attempt),
@@ -128,6 +141,14 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 let until = ban
                     .until
                     .map_or("until unbanned".to_string(), |u| format!("until {u}"));
+                self.notify_ban(
+                    run,
+                    a.attempt,
+                    vec![node.to_string()],
+                    &end.detail,
+                    ban.until,
+                    now,
+                );
                 let event = decide::Event {
                     kind: "node_banned",
                     attempt: Some(a.attempt),
@@ -136,6 +157,21 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 };
                 let _ = run.dir.append_events(&[event], after.status.as_str(), now);
             }
+        }
+    }
+
+    fn notify_ban(
+        &self,
+        run: &Loaded,
+        attempt: u32,
+        nodes: Vec<String>,
+        why: &str,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) {
+        let notice = Notice::banned(run.id.as_str(), attempt, nodes, why, until, now);
+        for p in self.notify(run, &[notice], now) {
+            super::service::Log::new(self.state_dir).line(&format!("problem: {p}"));
         }
     }
 

@@ -69,6 +69,11 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
     let ticker = Ticker::new(slurm, state_dir, exe)
         .with_config(&config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.unwrap_or_default().display()))?;
+    // Notices are sent on their own thread: a slow endpoint never delays a
+    // tick.
+    let sender =
+        crate::notify::sender::spawn(state_dir.clone(), Duration::from_secs(1), Arc::clone(&stop))
+            .context("cannot start the notification thread")?;
     let mut unavailable = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -87,6 +92,9 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
         }
     }
     log.line("daemon stopping on signal");
+    // Not joined: a delivery in flight may take its whole timeout, and one
+    // cut short is sent again by the next daemon (at least once).
+    drop(sender);
     Ok(())
 }
 

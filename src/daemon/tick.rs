@@ -83,6 +83,9 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
     /// this daemon) makes pending jobs learn the new exclude list.
     pub(super) blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
+    /// Where notices go, from the configuration file.
+    pub(super) channels: Vec<crate::notify::Channel>,
+    pub(super) outbox: crate::notify::outbox::Outbox,
 }
 
 pub(super) fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
@@ -105,6 +108,8 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             signatures: std::sync::Arc::new(SignatureSet::builtin()),
             groups: Vec::new(),
             blacklist_stamp: RefCell::new(None),
+            channels: Vec::new(),
+            outbox: crate::notify::outbox::Outbox::new(state_dir),
         }
     }
 
@@ -113,6 +118,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         self.catalog = config.catalog();
         self.signatures = std::sync::Arc::new(config.signatures()?);
         self.groups = config.node_groups()?;
+        self.channels = config.channels()?;
         Ok(self)
     }
 
@@ -192,6 +198,8 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 continue;
             }
             self.strike_nodes(run, &run.state, &step.state, now);
+            let notices = crate::policy::notices::for_run(&run.spec, &run.state, &step.state, now);
+            report.problems.extend(self.notify(run, &notices, now));
             run.state = step.state;
             run.persisted = true;
             for f in control_files {
@@ -223,6 +231,35 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             }
         }
         report
+    }
+
+    /// Queues notices for the run's channels; returns the problems. Sending
+    /// happens on the daemon's notify thread; a notice that cannot be queued
+    /// is a problem for the log, never a reason to stop the tick.
+    pub(super) fn notify(
+        &self,
+        run: &Loaded,
+        notices: &[crate::policy::notices::Notice],
+        now: Timestamp,
+    ) -> Vec<String> {
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        let channels =
+            match crate::notify::channels::for_run(&self.channels, run.spec.notify.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return vec![format!("run {}: notify: {e}", run.id)],
+            };
+        let cluster = self.cluster_name();
+        notices
+            .iter()
+            .filter_map(|n| {
+                self.outbox
+                    .enqueue(n, &channels, cluster.as_deref(), now)
+                    .err()
+                    .map(|e| format!("run {}: cannot queue notice {}: {e}", run.id, n.id))
+            })
+            .collect()
     }
 
     /// Loads a run that may need attention. Ended runs without pending

@@ -30,6 +30,7 @@ fn spec(mode: Mode) -> RunSpec {
         user_output: false,
         user_error: false,
         setup: None,
+        notify: None,
     }
 }
 

@@ -51,6 +51,7 @@ impl Fixture {
             user_output: false,
             user_error: false,
             setup: None,
+            notify: None,
         };
         let file = SpecFile {
             version: SPEC_VERSION,

@@ -10,6 +10,7 @@ mod adapter_inventory;
 mod adapter_jobs;
 mod cli;
 mod health;
+mod notify;
 mod parsers_on_fixtures;
 mod placement;
 mod recovery;
