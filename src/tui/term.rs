@@ -1,0 +1,83 @@
+//! The terminal: raw mode and the alternate screen on the way in, and the
+//! terminal as it was on every way out — normal return, error, panic, or
+//! SIGTERM/SIGHUP/SIGINT.
+
+use std::io::{Stdout, Write, stdout};
+use std::sync::Once;
+use std::sync::mpsc::Sender;
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use super::app::Msg;
+
+pub type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Puts the terminal back. Safe to call more than once.
+pub fn restore() {
+    let _ = disable_raw_mode();
+    let mut out = stdout();
+    let _ = execute!(
+        out,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = out.flush();
+}
+
+/// Restores the terminal when dropped, whatever ends the TUI.
+pub struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Enters the TUI's terminal mode. The returned guard restores it.
+pub fn enter() -> anyhow::Result<(Term, Guard)> {
+    install_panic_hook();
+    enable_raw_mode()?;
+    let guard = Guard;
+    execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+    let mut term = Terminal::new(CrosstermBackend::new(stdout()))?;
+    term.hide_cursor()?;
+    term.clear()?;
+    Ok((term, guard))
+}
+
+/// A panic restores the terminal before its message is printed, so the
+/// message is readable and the shell usable.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}
+
+/// Turns SIGTERM, SIGHUP and SIGINT into a quit message: the loop ends and
+/// the guard restores the terminal.
+pub fn forward_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if tx.send(Msg::Quit).is_err() {
+                // The UI is gone but the process is not: restore and go.
+                restore();
+                std::process::exit(1);
+            }
+        }
+    });
+    Ok(())
+}
