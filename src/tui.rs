@@ -14,6 +14,9 @@ pub mod render;
 mod term;
 pub mod theme;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 

@@ -605,7 +605,10 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 app.mode = Mode::Prompt { kind, input };
                 vec![]
             }
-            Edit::Done => prompt_done(app, kind, input.trim().to_string()),
+            Edit::Done => {
+                app.flash = None;
+                prompt_done(app, kind, input.trim().to_string())
+            }
         },
         Mode::Confirm(what) => match key.code {
             KeyCode::Char('y' | 'Y') => {

@@ -5,6 +5,8 @@
 mod cluster;
 mod runs;
 
+pub use runs::pending_words;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -134,10 +136,9 @@ fn hints(app: &App, theme: Theme) -> Line<'static> {
             ("r", "restart"),
             ("s", "stop"),
             ("p", "pause"),
-            ("b", "ban node"),
+            ("b", "ban"),
             ("n", "new"),
             ("/", "filter"),
-            ("f", "full"),
             ("gn", "nodes"),
             ("q", "quit"),
         ],
