@@ -13,3 +13,4 @@ mod parsers_on_fixtures;
 mod placement;
 mod recovery;
 mod recovery_support;
+mod tui;
