@@ -11,6 +11,7 @@ pub mod data;
 pub mod keys;
 pub mod loaders;
 pub mod render;
+pub mod smoke;
 mod term;
 pub mod theme;
 
@@ -175,6 +176,15 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) {
                 r
             }
             Effect::NewRun { path } => new_run(&sd, &path, timeout),
+            Effect::Smoke { targets } => {
+                let n = targets.len();
+                let slurm = SlurmCli::new(SlurmCliConfig {
+                    timeout,
+                    ..SlurmCliConfig::default()
+                });
+                smoke::run(&slurm, targets, &tx);
+                Ok(format!("smoke test of {n} node(s) done"))
+            }
         };
         let _ = tx.send(Msg::Done(result.map_err(|e| format!("{e:#}"))));
     });

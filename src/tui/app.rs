@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use super::data::{ClusterSnapshot, DetailRequest, DetailUpdate, LogView, RunExtra, RunRow};
 use super::keys::{Action, action_for};
+use super::smoke::{Smoke, SmokeTarget};
 use crate::policy::decide::Control;
 use crate::store::logs::Stream;
 use crate::store::runs::JournalEntry;
@@ -109,8 +110,12 @@ pub enum PromptKind {
 /// Something that changes the cluster or the runs, awaiting `y`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirm {
-    Stop { run: String },
+    Stop {
+        run: String,
+    },
     Ban(Effect),
+    /// Smoke-testing many nodes submits a job to each.
+    Smoke(Effect),
 }
 
 /// What the keyboard is doing right now.
@@ -148,6 +153,10 @@ pub enum Effect {
     NewRun {
         path: String,
     },
+    /// One probe job per node.
+    Smoke {
+        targets: Vec<SmokeTarget>,
+    },
 }
 
 /// Everything the UI thread receives.
@@ -163,6 +172,8 @@ pub enum Msg {
     Cluster(Result<ClusterSnapshot, String>),
     /// Detail of the run named, for the request it answers.
     Detail(DetailRequest, DetailUpdate),
+    /// A node's smoke test moved on.
+    Smoke(String, Smoke),
     /// An effect finished: a message for the status line.
     Done(Result<String, String>),
     /// SIGTERM, SIGHUP or SIGINT.
@@ -219,6 +230,8 @@ pub struct App {
     pub slurm_asking: Option<Timestamp>,
     pub selected_node: Option<String>,
     pub selected_gpu: usize,
+    /// Smoke tests by node, as they come.
+    pub smoke: std::collections::BTreeMap<String, Smoke>,
 
     pub detail: Detail,
     /// Lines scrolled in the detail pane; for logs, lines up from the end.
@@ -259,6 +272,7 @@ impl App {
             slurm_asking: None,
             selected_node: None,
             selected_gpu: 0,
+            smoke: Default::default(),
             detail: Detail::default(),
             detail_scroll: 0,
             follow: true,
@@ -542,6 +556,9 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 }
             }
         }
+        Msg::Smoke(node, state) => {
+            app.smoke.insert(node, state);
+        }
         Msg::Done(Ok(text)) => app.say(text, false),
         Msg::Done(Err(text)) => app.say(text, true),
         Msg::Mouse(m) => match m.kind {
@@ -621,7 +638,7 @@ fn on_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                             control: Control::Stop,
                         }]
                     }
-                    Confirm::Ban(effect) => vec![effect],
+                    Confirm::Ban(effect) | Confirm::Smoke(effect) => vec![effect],
                 }
             }
             _ => {
@@ -788,6 +805,41 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 kind: PromptKind::NewRun,
                 input: String::new(),
             }
+        }
+        Action::Smoke(all) => {
+            let Some(c) = &app.cluster else {
+                app.say("no answer from Slurm yet", true);
+                return vec![];
+            };
+            let targets: Vec<SmokeTarget> = c
+                .nodes
+                .nodes
+                .iter()
+                .filter(|n| {
+                    if all {
+                        n.usable && n.banned.is_none()
+                    } else {
+                        app.selected_node.as_deref() == Some(n.name.as_str())
+                    }
+                })
+                .map(|n| SmokeTarget {
+                    node: n.name.clone(),
+                    partition: n.partitions.first().cloned(),
+                    gpus: n.gpus > 0,
+                })
+                .collect();
+            if targets.is_empty() {
+                app.say("no usable node to test", true);
+                return vec![];
+            }
+            if all {
+                app.mode = Mode::Confirm(Confirm::Smoke(Effect::Smoke { targets }));
+                return vec![];
+            }
+            for t in &targets {
+                app.smoke.insert(t.node.clone(), Smoke::Submitting);
+            }
+            return vec![Effect::Smoke { targets }];
         }
         Action::Remove => app.say(
             "removing runs is not available yet (coming with `shepherd rm`)",

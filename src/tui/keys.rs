@@ -43,6 +43,8 @@ pub enum Action {
     Stream,
     /// Logs: an earlier (-1) or later (+1) attempt.
     Attempt(isize),
+    /// Nodes: smoke-test the selected node, or every usable one (true).
+    Smoke(bool),
 }
 
 /// The key map, for the help screen: (keys, what they do).
@@ -57,6 +59,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("r, p", "restart, pause / unpause the run"),
     ("s", "stop the run (asks first)"),
     ("b, u", "ban the node (asks first), unban (nodes)"),
+    ("nodes: t, T", "smoke-test the node, every usable node"),
     ("n, x", "new run (asks for a script), remove (not yet)"),
     ("logs: F, e", "follow the end on / off, stdout / stderr"),
     ("logs: [ ]", "previous / next attempt"),
@@ -112,6 +115,8 @@ pub fn action_for(key: KeyEvent, after_g: bool, screen: Screen, tab: Tab) -> Opt
         KeyCode::Char('p') => Action::Pause,
         KeyCode::Char('b') => Action::Ban,
         KeyCode::Char('u') if screen == Screen::Nodes => Action::Unban,
+        KeyCode::Char('t') if screen == Screen::Nodes => Action::Smoke(false),
+        KeyCode::Char('T') if screen == Screen::Nodes => Action::Smoke(true),
         KeyCode::Char('n') if logs => Action::SearchNext(true),
         KeyCode::Char('N') if logs => Action::SearchNext(false),
         KeyCode::Char('n') => Action::NewRun,

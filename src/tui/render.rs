@@ -146,6 +146,7 @@ fn hints(app: &App, theme: Theme) -> Line<'static> {
             ("?", "help"),
             ("b", "ban"),
             ("u", "unban"),
+            ("t T", "smoke test"),
             ("gr", "runs"),
             ("gp", "gpus"),
             ("q", "quit"),
@@ -235,7 +236,11 @@ fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame) {
                 None => "until unbanned".to_string(),
             }
         ),
-        Confirm::Ban(other) => format!("{other:?}?"),
+        Confirm::Smoke(Effect::Smoke { targets }) => format!(
+            "Smoke-test {} node(s)? One short job is submitted to each.",
+            targets.len()
+        ),
+        Confirm::Ban(other) | Confirm::Smoke(other) => format!("{other:?}?"),
     };
     let lines = vec![
         Line::raw(format!(" {question}")),

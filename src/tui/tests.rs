@@ -646,3 +646,36 @@ fn tui_plain_words_for_pending_reasons() {
         "waiting; should start eventually"
     );
 }
+
+#[test]
+fn tui_smoke_test_of_one_node_or_all_after_asking() {
+    use super::smoke::{Smoke, SmokeTarget};
+    let mut a = app();
+    assert!(keys(&mut a, "t").is_empty(), "only on the nodes screen");
+    keys(&mut a, "gnj");
+    assert_eq!(
+        keys(&mut a, "t"),
+        vec![Effect::Smoke {
+            targets: vec![SmokeTarget {
+                node: "a100-2".into(),
+                partition: Some("a100".into()),
+                gpus: true
+            }]
+        }]
+    );
+    // Every usable, unbanned node: a100-2 only (a100-1 banned, a100-3 down,
+    // a100-4 allocated counts as unusable in this fixture).
+    assert!(keys(&mut a, "T").is_empty());
+    assert!(matches!(a.mode, Mode::Confirm(Confirm::Smoke(_))));
+    assert_eq!(keys(&mut a, "y").len(), 1);
+    update(&mut a, Msg::Smoke("a100-2".into(), Smoke::Passed(3)));
+    update(
+        &mut a,
+        Msg::Smoke("a100-4".into(), Smoke::Failed("node_fail (exit 1)".into())),
+    );
+    update(
+        &mut a,
+        Msg::Smoke("a100-3".into(), Smoke::Pending("Resources".into())),
+    );
+    insta::assert_snapshot!("tui_nodes_smoke", screen(&a, 100, 12));
+}

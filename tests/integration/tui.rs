@@ -202,6 +202,10 @@ fn tui_end_to_end_in_tmux() {
     tmux.type_text("gn");
     tmux.wait_for(&["PARTITIONS", "tui e2e"]);
 
+    // Smoke-test the first node: a probe job pinned to it ends well.
+    tmux.keys(&["t"]);
+    tmux.wait_for(&["ok in"]);
+
     // Quit: the process ends and the terminal is back as it was.
     tmux.keys(&["q"]);
     tmux.wait_for(&["TUI-EXITED 0"]);

@@ -8,6 +8,7 @@ use ratatui::widgets::{Paragraph, Row, Table};
 use super::runs::window;
 use crate::placement::inventory::Availability;
 use crate::tui::app::App;
+use crate::tui::smoke::Smoke;
 use crate::tui::theme::Theme;
 
 fn waiting(app: &App, theme: Theme, f: &mut Frame, area: Rect) -> bool {
@@ -62,6 +63,10 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 .as_ref()
                 .map(|b| format!("{}{}", b.reason, if b.manual { " (by hand)" } else { "" }))
                 .or_else(|| n.admin_reason.clone().map(|r| format!("admin: {r}")))
+                .or_else(|| match app.smoke.get(&n.name) {
+                    Some(Smoke::Failed(why)) => Some(format!("smoke test: {why}")),
+                    _ => None,
+                })
                 .unwrap_or_default();
             let row = Row::new(vec![
                 Line::raw(n.name.clone()),
@@ -75,6 +80,7 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 }),
                 Line::raw(n.switch.clone().unwrap_or_else(|| "-".into())),
                 Line::from(Span::styled(banned, ban_style)),
+                smoke_cell(app.smoke.get(&n.name), theme),
                 Line::raw(reason),
             ]);
             if i == sel {
@@ -92,6 +98,7 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         "FREE",
         "SWITCH",
         "BANNED",
+        "SMOKE",
         "REASON",
     ])
     .style(theme.header());
@@ -99,17 +106,30 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(10),
-            Constraint::Length(12),
-            Constraint::Length(12),
+            Constraint::Length(11),
+            Constraint::Length(11),
             Constraint::Length(8),
             Constraint::Length(5),
-            Constraint::Length(7),
+            Constraint::Length(6),
             Constraint::Length(11),
+            Constraint::Length(10),
             Constraint::Fill(1),
         ],
     )
     .header(header);
     f.render_widget(table, area);
+}
+
+fn smoke_cell(s: Option<&Smoke>, theme: Theme) -> Line<'static> {
+    let Some(s) = s else {
+        return Line::raw("-");
+    };
+    let style = match s {
+        Smoke::Passed(_) => theme.good(),
+        Smoke::Failed(_) => theme.bad(),
+        _ => theme.warn(),
+    };
+    Line::from(Span::styled(s.label(), style))
 }
 
 pub fn draw_gpus(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
