@@ -53,14 +53,20 @@ pub fn enter() -> anyhow::Result<(Term, Guard)> {
 }
 
 /// A panic restores the terminal before its message is printed, so the
-/// message is readable and the shell usable.
+/// message is readable and the shell usable. A panic on another thread (a
+/// loader) ends the process too: a TUI that silently stopped refreshing, or
+/// drew over a panic message, would be worse.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let ui = std::thread::current().id();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
             previous(info);
+            if std::thread::current().id() != ui {
+                std::process::exit(101);
+            }
         }));
     });
 }

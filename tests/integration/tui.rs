@@ -217,3 +217,51 @@ fn tui_end_to_end_in_tmux() {
     shep.wait_status(&run, &["stopped"], LONG);
     shep.assert_no_duplicates();
 }
+
+/// The TUI's own process: the pane runs `sh -c 'env … shepherd tui; …'`,
+/// and `env` becomes shepherd.
+fn tui_pid(tmux: &Tmux) -> u32 {
+    let sh = tmux.pane("#{pane_pid}");
+    poll(SCREEN, "the TUI's pid", || {
+        let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+            .map_err(|e| e.to_string())?;
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| "no child yet".to_string())
+    })
+}
+
+#[test]
+fn tui_restores_the_terminal_on_sigterm_and_sighup() {
+    // No cluster: Slurm is unreachable, which the TUI shows as a banner.
+    let state = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "SHEPHERD_STATE_DIR".to_string(),
+            state.path().to_string_lossy().into_owned(),
+        ),
+        (
+            "SLURM_CONF".to_string(),
+            "/nonexistent/slurm.conf".to_string(),
+        ),
+        ("SHEPHERD_SLURM_TIMEOUT".to_string(), "2s".to_string()),
+    ];
+    for signal in ["TERM", "HUP"] {
+        let tmux = Tmux::start(state.path(), &env, env!("CARGO_BIN_EXE_shepherd"), &["tui"]);
+        tmux.wait_for(&["no runs yet", "Slurm unreachable"]);
+        assert_eq!(tmux.pane("#{alternate_on}"), "1");
+        let pid = tui_pid(&tmux);
+        let killed = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tmux.wait_for(&["TUI-EXITED"]);
+        assert_eq!(tmux.pane("#{alternate_on}"), "0", "SIG{signal}");
+        assert_eq!(tmux.pane("#{cursor_flag}"), "1", "SIG{signal}");
+        assert_eq!(tmux.pane("#{mouse_any_flag}"), "0", "SIG{signal}");
+    }
+}
