@@ -62,28 +62,29 @@ fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(format!(" {label} "), style));
     }
-    let mut right = String::new();
+    let mut parts: Vec<String> = Vec::new();
     if let Some(c) = &app.cluster {
-        right.push_str(&format!("  cluster {}", c.cluster));
+        parts.push(c.cluster.clone());
     }
     match app.screen {
         Screen::Runs => {
-            right.push_str(&format!(
-                "  {} of {} runs · sort {}",
-                app.view.len(),
-                app.runs.len(),
-                app.sort.label()
-            ));
+            parts.push(if app.view.len() == app.runs.len() {
+                format!("{} runs", app.runs.len())
+            } else {
+                format!("{}/{} runs", app.view.len(), app.runs.len())
+            });
+            parts.push(format!("by {}", app.sort.label()));
             if !app.filter.is_empty() {
-                right.push_str(&format!(" · filter {:?}", app.filter));
+                parts.push(format!("filter {:?}", app.filter));
             }
         }
         Screen::Nodes | Screen::Gpus => {
             if let Some(c) = &app.cluster {
-                right.push_str(&format!(" · updated {} ago", age_of(app, c.fetched_at)));
+                parts.push(format!("updated {} ago", age_of(app, c.fetched_at)));
             }
         }
     }
+    let right = format!("  {}", parts.join(" · "));
     spans.push(Span::styled(right, theme.dim()));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -300,6 +300,7 @@ fn tui_nodes_and_gpus_screens() {
     assert_eq!(a.screen, Screen::Nodes);
     keys(&mut a, "j");
     insta::assert_snapshot!("tui_nodes", screen(&a, 100, 30));
+    insta::assert_snapshot!("tui_nodes_80x24", screen(&a, 80, 24));
     keys(&mut a, "gp");
     assert_eq!(a.screen, Screen::Gpus);
     insta::assert_snapshot!("tui_gpus", screen(&a, 100, 30));

@@ -36,6 +36,7 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         .and_then(|s| nodes.iter().position(|n| n.name == s))
         .unwrap_or(0);
     let first = window(sel, rows_h);
+    let (widths, show) = node_columns(app, area.width);
     let rows: Vec<Row> = nodes
         .iter()
         .enumerate()
@@ -68,7 +69,7 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                     _ => None,
                 })
                 .unwrap_or_default();
-            let row = Row::new(vec![
+            let cells = vec![
                 Line::raw(n.name.clone()),
                 Line::from(Span::styled(n.state.clone(), state_style)),
                 Line::raw(n.partitions.join(",")),
@@ -82,7 +83,8 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 Line::from(Span::styled(banned, ban_style)),
                 smoke_cell(app.smoke.get(&n.name), theme),
                 Line::raw(reason),
-            ]);
+            ];
+            let row = Row::new(pick(cells, &show));
             if i == sel {
                 row.style(theme.selected())
             } else {
@@ -90,34 +92,83 @@ pub fn draw_nodes(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             }
         })
         .collect();
-    let header = Row::new([
-        "NODE",
-        "STATE",
-        "PARTITIONS",
-        "GPUS",
-        "FREE",
-        "SWITCH",
-        "BANNED",
-        "SMOKE",
-        "REASON",
-    ])
-    .style(theme.header());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(10),
-            Constraint::Length(11),
-            Constraint::Length(11),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(6),
-            Constraint::Length(11),
-            Constraint::Length(10),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header);
+    let header = Row::new(pick(HEADERS.to_vec(), &show)).style(theme.header());
+    let table = Table::new(rows, pick(widths.to_vec(), &show)).header(header);
     f.render_widget(table, area);
+}
+
+const HEADERS: [&str; 9] = [
+    "NODE",
+    "STATE",
+    "PARTITIONS",
+    "GPUS",
+    "FREE",
+    "SWITCH",
+    "BANNED",
+    "SMOKE",
+    "REASON",
+];
+
+fn pick<T>(all: Vec<T>, show: &[bool; 9]) -> Vec<T> {
+    all.into_iter()
+        .zip(show)
+        .filter(|(_, s)| **s)
+        .map(|(x, _)| x)
+        .collect()
+}
+
+/// Column widths from the content, and which columns fit: the switch goes
+/// first when the screen is narrow, the smoke column shows once there are
+/// smoke tests, and the reason keeps at least 16 columns.
+fn node_columns(app: &App, width: u16) -> ([Constraint; 9], [bool; 9]) {
+    let nodes = app
+        .cluster
+        .as_ref()
+        .map(|c| c.nodes.nodes.as_slice())
+        .unwrap_or_default();
+    let fit = |f: &dyn Fn(&crate::view::nodes::NodeDoc) -> usize, head: &str, cap: usize| {
+        nodes
+            .iter()
+            .map(f)
+            .max()
+            .unwrap_or(0)
+            .max(head.len())
+            .min(cap) as u16
+    };
+    let mut w = [
+        fit(&|n| n.name.len(), "NODE", 14),
+        fit(&|n| n.state.len(), "STATE", 16),
+        fit(&|n| n.partitions.join(",").len(), "PARTITIONS", 20),
+        fit(
+            &|n| n.gpu_type.as_deref().map_or(2, |t| t.len() + 3),
+            "GPUS",
+            12,
+        ),
+        5,
+        fit(&|n| n.switch.as_deref().map_or(1, str::len), "SWITCH", 10),
+        11,
+        10,
+        0,
+    ];
+    let mut show = [true; 9];
+    show[5] = nodes.iter().any(|n| n.switch.is_some());
+    show[7] = !app.smoke.is_empty();
+    let used = |w: &[u16; 9], show: &[bool; 9]| -> u16 {
+        w.iter()
+            .zip(show)
+            .filter(|(_, s)| **s)
+            .map(|(w, _)| w + 1)
+            .sum()
+    };
+    if used(&w, &show) + 16 > width {
+        show[5] = false;
+    }
+    while used(&w, &show) + 16 > width && w[2] > 10 {
+        w[2] -= 1;
+    }
+    let mut c = w.map(Constraint::Length);
+    c[8] = Constraint::Fill(1);
+    (c, show)
 }
 
 fn smoke_cell(s: Option<&Smoke>, theme: Theme) -> Line<'static> {

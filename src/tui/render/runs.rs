@@ -512,7 +512,7 @@ fn logs(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     }
     if let Some(p) = &log.path {
         h.push(Span::styled(
-            format!("· {} ({})", p.display(), human_bytes(log.size)),
+            format!("· {} · {}", human_bytes(log.size), p.display()),
             theme.dim(),
         ));
     }
