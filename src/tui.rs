@@ -6,6 +6,7 @@
 //! with [`render::render`]. Nothing on the UI thread touches a file or Slurm,
 //! so a slow filesystem or a dead controller never freezes the screen.
 
+mod ansi;
 pub mod app;
 pub mod data;
 pub mod keys;

@@ -12,11 +12,11 @@ use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
 
+use super::ansi::AnsiBackend;
 use super::app::Msg;
 
-pub type Term = Terminal<CrosstermBackend<Stdout>>;
+pub type Term = Terminal<AnsiBackend<Stdout>>;
 
 /// Puts the terminal back. Safe to call more than once.
 pub fn restore() {
@@ -46,7 +46,7 @@ pub fn enter() -> anyhow::Result<(Term, Guard)> {
     enable_raw_mode()?;
     let guard = Guard;
     execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
-    let mut term = Terminal::new(CrosstermBackend::new(stdout()))?;
+    let mut term = Terminal::new(AnsiBackend::new(stdout()))?;
     term.hide_cursor()?;
     term.clear()?;
     Ok((term, guard))
