@@ -251,15 +251,18 @@ fn new_run(sd: &StateDir, path: &str, timeout: Duration) -> anyhow::Result<Strin
         .stdin(std::process::Stdio::null())
         .output()
         .context("cannot start `shepherd run`")?;
+    // One line for the status line: what it said, without the hints.
     let text = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_string()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .collect::<Vec<_>>()
+            .join(" — ")
     };
     if out.status.success() {
-        Ok(text(&out.stdout))
+        let said = text(&out.stdout);
+        Ok(said.split(" — ").next().unwrap_or_default().to_string())
     } else {
         anyhow::bail!("{}", text(&out.stderr))
     }
