@@ -349,3 +349,136 @@ fn read_script(path: &Path) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::policy::decide::Event;
+    use crate::policy::state::{Attempt, AttemptPhase, RunState, RunStatus};
+    use crate::store::records::Phase;
+
+    /// A run created as `shepherd run` does, with one running attempt (job
+    /// 42 on n1), a journal, a heartbeat and some output.
+    fn fixture() -> (tempfile::TempDir, StateDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path().join("state"));
+        let script = dir.path().join("train.sh");
+        std::fs::write(&script, "#!/bin/bash\n#SBATCH --time=1:00:00\necho hi\n").unwrap();
+        let now = Timestamp::now();
+        let prepared = crate::submit::prepare(
+            &script,
+            Default::default(),
+            Default::default(),
+            dir.path(),
+            now,
+        )
+        .unwrap();
+        let run = crate::submit::create(&sd, &prepared).unwrap();
+        let mut state = RunState::new(now);
+        state.status = RunStatus::Running;
+        let mut a = Attempt::new(1, now);
+        a.phase = AttemptPhase::Running;
+        a.job_id = Some(JobId(42));
+        a.node = Some("n1".into());
+        a.running_since = Some(now);
+        state.attempts.push(a);
+        run.save_state(&state).unwrap();
+        run.append_events(
+            &[Event {
+                kind: "submitted",
+                attempt: Some(1),
+                job_id: Some(JobId(42)),
+                message: "attempt 1 is job 42".into(),
+            }],
+            "running",
+            now,
+        )
+        .unwrap();
+        let hb = run.attempt(1).heartbeat(JobId(42), 0);
+        std::fs::create_dir_all(hb.parent().unwrap()).unwrap();
+        atomic::write_json(
+            &hb,
+            &Heartbeat {
+                version: HEARTBEAT_VERSION,
+                run_id: "train".parse().unwrap(),
+                attempt: 1,
+                job_id: JobId(42),
+                restarts: 0,
+                node: "n1".into(),
+                pid: 1,
+                phase: Phase::Running,
+                started_at: now,
+                time: now,
+                seq: 1,
+                output_bytes: None,
+            },
+        )
+        .unwrap();
+        let log = attempt_file(
+            &run.load_spec().unwrap(),
+            &run,
+            1,
+            JobId(42),
+            Some("n1"),
+            Stream::Stdout,
+        );
+        std::fs::write(&log, "line 1\nline 2\n").unwrap();
+        (dir, sd, log)
+    }
+
+    #[test]
+    fn tui_loads_runs_with_their_heartbeat() {
+        let (_dir, sd, _) = fixture();
+        let rows = load_runs(&sd).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id(), "train");
+        assert!(rows[0].heartbeat.is_some());
+    }
+
+    #[test]
+    fn tui_detail_loader_sends_changes_only() {
+        let (_dir, sd, log) = fixture();
+        let req = DetailRequest {
+            run: "train".into(),
+            attempt: None,
+            stream: Stream::Stdout,
+        };
+        let mut w = Watch::default();
+        let first = look(&sd, &req, &mut w);
+        let mut saw = (false, false, false, false);
+        for u in &first {
+            match u {
+                DetailUpdate::Events(e) => saw.0 = e.len() == 1,
+                DetailUpdate::Script(s) => saw.1 = s.as_ref().unwrap().contains("echo hi"),
+                DetailUpdate::Extra(x) => saw.2 = x.live_phase.as_deref() == Some("running"),
+                DetailUpdate::Log(c) => {
+                    saw.3 = c.reset && c.lines == ["line 1", "line 2"] && c.attempt == Some(1)
+                }
+            }
+        }
+        assert_eq!(saw, (true, true, true, true), "{first:?}");
+        // Nothing changed: nothing sent.
+        assert!(look(&sd, &req, &mut w).is_empty());
+        // New output: only the new line.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "line 3").unwrap();
+        let next = look(&sd, &req, &mut w);
+        assert!(
+            matches!(&next[..], [DetailUpdate::Log(c)] if !c.reset && c.lines == ["line 3"]),
+            "{next:?}"
+        );
+        // stderr has no file yet: a note, once.
+        let err = DetailRequest {
+            stream: Stream::Stderr,
+            ..req
+        };
+        let next = look(&sd, &err, &mut w);
+        assert!(
+            matches!(&next[..], [DetailUpdate::Log(c)] if c.note.is_some()),
+            "{next:?}"
+        );
+        assert!(look(&sd, &err, &mut w).is_empty());
+    }
+}
