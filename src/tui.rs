@@ -1,7 +1,37 @@
 //! The terminal interface (`shepherd` with no arguments, or `shepherd tui`).
+//!
+//! The shape is that of gitui and bottom: one message channel fed by an input
+//! thread, loader threads (runs, Slurm, the selected run's files) and effect
+//! threads; the loop receives, updates the pure [`app::App`], and draws it
+//! with [`render::render`]. Nothing on the UI thread touches a file or Slurm,
+//! so a slow filesystem or a dead controller never freezes the screen.
 
+mod ansi;
+pub mod app;
+pub mod data;
+pub mod keys;
+pub mod loaders;
+pub mod render;
+pub mod smoke;
+mod term;
+pub mod theme;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
+use anyhow::Context;
+use crossterm::event::Event;
+use jiff::Timestamp;
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+
+use self::app::{App, Effect, Msg, update};
+use self::data::DetailRequest;
+use crate::policy::decide::Control;
+use crate::slurm::{SlurmCli, SlurmCliConfig};
 use crate::store::StateDir;
 
 /// What the TUI needs from the command line.
@@ -14,7 +44,231 @@ pub struct TuiOptions {
     pub color: bool,
 }
 
+/// How often the screen is redrawn when nothing happens (ages move on).
+const IDLE_REDRAW: Duration = Duration::from_millis(500);
+
 /// Runs the TUI until the user quits.
-pub fn run(_opts: TuiOptions) -> anyhow::Result<()> {
-    anyhow::bail!("the terminal interface is not built yet; use `shepherd list`")
+pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("the terminal interface needs a terminal; `shepherd list` prints the runs");
+    }
+    let (tx, rx) = mpsc::channel::<Msg>();
+    term::forward_signals(tx.clone()).context("cannot watch for signals")?;
+    let (detail_tx, detail_rx) = mpsc::channel::<Option<DetailRequest>>();
+    let (refresh_tx, refresh_rx) = mpsc::channel::<()>();
+    loaders::runs_thread(opts.state_dir.clone(), tx.clone());
+    loaders::detail_thread(opts.state_dir.clone(), tx.clone(), detail_rx);
+    let slurm = SlurmCli::new(SlurmCliConfig {
+        timeout: opts.slurm_timeout,
+        ..SlurmCliConfig::default()
+    });
+    loaders::slurm_thread(
+        Box::new(slurm),
+        opts.state_dir.clone(),
+        tx.clone(),
+        refresh_rx,
+    );
+    input_thread(tx.clone());
+
+    let (mut terminal, _guard) = term::enter().context("cannot set up the terminal")?;
+    let mut app = App::new(Timestamp::now(), opts.color);
+    let shell = Shell {
+        opts,
+        tx,
+        detail_tx,
+        refresh_tx,
+    };
+    event_loop(&mut terminal, &mut app, &rx, &shell)
+}
+
+/// What effects need to run.
+struct Shell {
+    opts: TuiOptions,
+    tx: Sender<Msg>,
+    detail_tx: Sender<Option<DetailRequest>>,
+    refresh_tx: Sender<()>,
+}
+
+fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    rx: &Receiver<Msg>,
+    shell: &Shell,
+) -> anyhow::Result<()> {
+    let mut watching: Option<DetailRequest> = None;
+    loop {
+        let size = terminal.size()?;
+        app.page = usize::from(size.height);
+        terminal.draw(|f| render::render(app, f))?;
+        let first = match rx.recv_timeout(IDLE_REDRAW) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        update(app, Msg::Tick(Timestamp::now()));
+        // Everything that queued up, then one draw.
+        for msg in first.into_iter().chain(rx.try_iter()) {
+            for effect in update(app, msg) {
+                perform(
+                    shell,
+                    effect,
+                    app.cluster.as_ref().map(|c| c.cluster.clone()),
+                );
+            }
+            if app.quit {
+                return Ok(());
+            }
+        }
+        let want = app.detail_request();
+        if want != watching {
+            watching = want.clone();
+            let _ = shell.detail_tx.send(want);
+        }
+    }
+}
+
+fn input_thread(tx: Sender<Msg>) {
+    std::thread::spawn(move || {
+        loop {
+            let msg = match crossterm::event::read() {
+                Ok(Event::Key(k)) => Msg::Key(k),
+                Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                Ok(Event::Resize(..)) => Msg::Tick(Timestamp::now()),
+                Ok(_) => continue,
+                Err(_) => Msg::Quit,
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Runs an effect on its own thread; its result comes back as [`Msg::Done`].
+fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) {
+    let sd = shell.opts.state_dir.clone();
+    let timeout = shell.opts.slurm_timeout;
+    let tx = shell.tx.clone();
+    let refresh = shell.refresh_tx.clone();
+    std::thread::spawn(move || {
+        let result = match effect {
+            Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
+            Effect::Ban { node, ttl, reason } => {
+                let r = blacklist(&sd, cluster, timeout, |bl, now| {
+                    bl.ban(&node, &reason, ttl, now);
+                    match ttl {
+                        Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
+                        None => format!("banned {node} until unbanned"),
+                    }
+                });
+                let _ = refresh.send(());
+                r
+            }
+            Effect::Unban { node } => {
+                let r = blacklist(&sd, cluster, timeout, |bl, _| {
+                    if bl.unban(&node) {
+                        format!("unbanned {node}")
+                    } else {
+                        format!("{node} was not banned")
+                    }
+                });
+                let _ = refresh.send(());
+                r
+            }
+            Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
+            Effect::Remove { run } => {
+                let r = shepherd(&sd, timeout, &["rm", &run]);
+                let _ = refresh.send(());
+                r
+            }
+            Effect::Smoke { targets } => {
+                let n = targets.len();
+                let slurm = SlurmCli::new(SlurmCliConfig {
+                    timeout,
+                    ..SlurmCliConfig::default()
+                });
+                smoke::run(&slurm, targets, &tx);
+                Ok(format!("smoke test of {n} node(s) done"))
+            }
+        };
+        let _ = tx.send(Msg::Done(result.map_err(|e| format!("{e:#}"))));
+    });
+}
+
+/// Files a control request and makes sure a daemon will apply it, as
+/// `shepherd stop|pause|unpause|restart` do.
+fn control_run(
+    sd: &StateDir,
+    run: &str,
+    control: Control,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let id = crate::view::find_run(sd, run)?;
+    sd.run(&id).request_control(control, Timestamp::now())?;
+    let poll = std::env::var("SHEPHERD_POLL_INTERVAL")
+        .ok()
+        .and_then(|v| crate::duration::parse(&v).ok())
+        .unwrap_or(Duration::from_secs(10));
+    crate::daemon::service::start(sd, poll, timeout)?;
+    Ok(format!(
+        "{} requested for {id}; the daemon applies it within one tick",
+        crate::view::snake(&control)
+    ))
+}
+
+fn blacklist(
+    sd: &StateDir,
+    cluster: Option<String>,
+    timeout: Duration,
+    change: impl FnOnce(&mut crate::policy::blacklist::Blacklist, Timestamp) -> String,
+) -> anyhow::Result<String> {
+    use crate::slurm::Slurm;
+    let cluster = match cluster {
+        Some(c) => c,
+        None => {
+            SlurmCli::new(SlurmCliConfig {
+                timeout,
+                ..SlurmCliConfig::default()
+            })
+            .cluster()
+            .context("cannot learn the cluster's name")?
+            .name
+        }
+    };
+    let now = Timestamp::now();
+    sd.update_blacklist(&cluster, |bl| change(bl, now))
+        .context("cannot update the blacklist")
+}
+
+/// `shepherd ARGS` with the same binary (`run PATH`, `rm RUN`): exactly what
+/// the shell does.
+fn shepherd(sd: &StateDir, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
+    let out = std::process::Command::new(exe)
+        .arg("--state-dir")
+        .arg(sd.root())
+        .arg("--slurm-timeout")
+        .arg(format!("{}s", timeout.as_secs().max(1)))
+        .arg("--color")
+        .arg("never")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `shepherd {}`", args[0]))?;
+    // One line for the status line: what it said, without the hints.
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .collect::<Vec<_>>()
+            .join(" — ")
+    };
+    if out.status.success() {
+        let said = text(&out.stdout);
+        Ok(said.split(" — ").next().unwrap_or_default().to_string())
+    } else {
+        anyhow::bail!("{}", text(&out.stderr))
+    }
 }

@@ -129,7 +129,7 @@ fn colour(global: &GlobalArgs) -> bool {
 fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
     let active = docs
         .iter()
-        .filter(|d| d.error.is_none() && !is_ended(&d.status))
+        .filter(|d| d.error.is_none() && !d.is_ended())
         .count();
     if active > 0 && service::status(sd).is_none() {
         eprintln!(
@@ -137,10 +137,6 @@ fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
              start one with `shepherd daemon start`"
         );
     }
-}
-
-fn is_ended(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "stopped" | "expired")
 }
 
 pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {

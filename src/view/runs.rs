@@ -47,6 +47,16 @@ pub struct RunDoc {
     pub error: Option<String>,
 }
 
+impl RunDoc {
+    /// The run reached an end (completed, failed, stopped, expired).
+    pub fn is_ended(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "failed" | "stopped" | "expired"
+        )
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct AttemptDoc {
     pub attempt: u32,

@@ -15,3 +15,4 @@ mod parsers_on_fixtures;
 mod placement;
 mod recovery;
 mod recovery_support;
+mod tui;

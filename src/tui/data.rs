@@ -1,0 +1,130 @@
+//! What the TUI shows, as plain data: built on the loader threads from the
+//! store and Slurm, handed to the UI thread in messages, drawn from `&App`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::placement::inventory::PartitionGpus;
+use crate::store::logs::Stream;
+use crate::store::runs::JournalEntry;
+use crate::view::RunDoc;
+use crate::view::nodes::NodesDoc;
+
+/// One run of the list: the shared document plus what only the TUI shows.
+#[derive(Debug)]
+pub struct RunRow {
+    pub doc: RunDoc,
+    /// When the live attempt's wrapper last wrote a heartbeat (compute-node
+    /// clock), if it has one.
+    pub heartbeat: Option<Timestamp>,
+}
+
+impl RunRow {
+    pub fn id(&self) -> &str {
+        &self.doc.run_id
+    }
+
+    /// Attempts made, and Slurm requeues summed over them.
+    pub fn attempts_restarts(&self) -> (usize, u32) {
+        (
+            self.doc.attempts.len(),
+            self.doc.attempts.iter().map(|a| a.restarts).sum(),
+        )
+    }
+
+    /// Whether the run may still change (shown first by the status sort).
+    pub fn is_active(&self) -> bool {
+        !matches!(
+            self.doc.status.as_str(),
+            "completed" | "failed" | "stopped" | "expired" | "error"
+        )
+    }
+}
+
+/// One answer of Slurm plus the blacklist: the nodes and GPUs screens.
+#[derive(Debug)]
+pub struct ClusterSnapshot {
+    pub cluster: String,
+    pub nodes: NodesDoc,
+    /// Partitions with GPUs.
+    pub gpus: Vec<PartitionGpus>,
+    pub fetched_at: Timestamp,
+}
+
+/// What the detail loader watches: the selected run and which log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailRequest {
+    pub run: String,
+    /// `None`: the newest attempt that has a job.
+    pub attempt: Option<u32>,
+    pub stream: Stream,
+}
+
+/// What the detail pane knows beyond the run document, read from the run's
+/// files for the selected run only.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunExtra {
+    /// Slurm's pending reason of the live attempt, as the daemon last saw it.
+    pub pending_reason: Option<String>,
+    /// The live attempt's phase (`pending`, `running`, …).
+    pub live_phase: Option<String>,
+    pub not_before: Option<Timestamp>,
+}
+
+/// One refresh from the detail loader.
+#[derive(Debug)]
+pub enum DetailUpdate {
+    /// The run's journal (newest last), when it changed.
+    Events(Vec<JournalEntry>),
+    /// The script snapshot (or why it cannot be read).
+    Script(Result<String, String>),
+    Extra(RunExtra),
+    /// New log text for the log being watched.
+    Log(LogChunk),
+}
+
+/// New lines of a log. `reset`: the lines replace what is shown (another
+/// attempt or stream, or the file was truncated).
+#[derive(Debug)]
+pub struct LogChunk {
+    pub attempt: Option<u32>,
+    pub stream: Stream,
+    pub path: Option<PathBuf>,
+    pub reset: bool,
+    pub lines: Vec<String>,
+    /// The file's size, for the header.
+    pub size: u64,
+    /// Why there is nothing to show (no job yet, file not created yet).
+    pub note: Option<String>,
+}
+
+/// Lines kept of a log: the tail, never the whole file.
+pub const LOG_LINES: usize = 5_000;
+
+/// The log tail held by the UI.
+#[derive(Debug, Default)]
+pub struct LogView {
+    pub attempt: Option<u32>,
+    pub path: Option<PathBuf>,
+    pub size: u64,
+    pub note: Option<String>,
+    pub lines: VecDeque<String>,
+}
+
+impl LogView {
+    pub fn apply(&mut self, chunk: LogChunk) {
+        if chunk.reset {
+            self.lines.clear();
+        }
+        self.attempt = chunk.attempt;
+        self.path = chunk.path;
+        self.size = chunk.size;
+        self.note = chunk.note;
+        self.lines.extend(chunk.lines);
+        while self.lines.len() > LOG_LINES {
+            self.lines.pop_front();
+        }
+    }
+}

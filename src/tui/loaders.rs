@@ -1,0 +1,484 @@
+//! The threads that read the store and ask Slurm, so the UI thread never
+//! waits on a filesystem or a controller. Each sends [`Msg`]s and ends when
+//! the UI is gone (its channel closes).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::app::Msg;
+use super::data::{
+    ClusterSnapshot, DetailRequest, DetailUpdate, LOG_LINES, LogChunk, RunExtra, RunRow,
+};
+use crate::model::RunId;
+use crate::placement::catalog::Catalog;
+use crate::placement::inventory::partition_gpus;
+use crate::slurm::{JobId, Slurm};
+use crate::store::StateDir;
+use crate::store::atomic;
+use crate::store::logs::{Stream, attempt_file};
+use crate::store::records::{HEARTBEAT_VERSION, Heartbeat};
+use crate::view::{RunDoc, run_docs};
+
+/// How often the run list is re-read.
+pub const RUNS_EVERY: Duration = Duration::from_secs(2);
+/// How often Slurm is asked (each answer costs the controller a query).
+pub const SLURM_EVERY: Duration = Duration::from_secs(10);
+/// How often the selected run's files are re-read (the live log tail).
+pub const DETAIL_EVERY: Duration = Duration::from_millis(500);
+/// At most this much of a log is read at once: a log that grew by more
+/// shows only its end.
+const LOG_READ_MAX: u64 = 2 * 1024 * 1024;
+
+/// Reads every run, with the live attempt's last heartbeat.
+pub fn load_runs(sd: &StateDir) -> Result<Vec<RunRow>, String> {
+    let ids = sd.run_ids().map_err(|e| e.to_string())?;
+    let docs = run_docs(sd, &ids);
+    Ok(docs
+        .into_iter()
+        .map(|doc| {
+            let heartbeat = heartbeat_of(sd, &doc);
+            RunRow { doc, heartbeat }
+        })
+        .collect())
+}
+
+fn heartbeat_of(sd: &StateDir, doc: &RunDoc) -> Option<Timestamp> {
+    let a = doc.attempts.last().filter(|a| a.ended_at.is_none())?;
+    let job = JobId(a.job_id?);
+    let id = doc.run_id.parse::<RunId>().ok()?;
+    let path = sd.run(&id).attempt(a.attempt).heartbeat(job, a.restarts);
+    atomic::read_json::<Heartbeat>(&path, HEARTBEAT_VERSION)
+        .ok()
+        .map(|h| h.time)
+}
+
+pub fn runs_thread(sd: StateDir, tx: Sender<Msg>) {
+    std::thread::spawn(move || {
+        loop {
+            if tx.send(Msg::Runs(load_runs(&sd))).is_err() {
+                return;
+            }
+            std::thread::sleep(RUNS_EVERY);
+        }
+    });
+}
+
+/// One answer: nodes, partitions, switches, and the blacklist applied.
+pub fn load_cluster(slurm: &dyn Slurm, sd: &StateDir) -> Result<ClusterSnapshot, String> {
+    let cluster = slurm.cluster().map_err(|e| e.to_string())?.name;
+    let nodes = slurm.nodes().map_err(|e| e.to_string())?;
+    let partitions = slurm.partitions().map_err(|e| e.to_string())?;
+    // Without a topology plugin there are no switches; not an error.
+    let switches = slurm.topology().unwrap_or_default();
+    let now = Timestamp::now();
+    let bl = sd
+        .load_blacklist(&cluster)
+        .map_err(|e| format!("cannot read the blacklist: {e}"))?;
+    let known: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let banned = bl.exclude_list(&known, now);
+    let gpus = partition_gpus(&partitions, &nodes, &banned, &Catalog::builtin())
+        .into_iter()
+        .filter(|v| v.gpus_total > 0)
+        .collect();
+    let doc = crate::view::nodes::nodes_doc(&cluster, &nodes, &switches, &bl, now);
+    Ok(ClusterSnapshot {
+        cluster,
+        nodes: doc,
+        gpus,
+        fetched_at: now,
+    })
+}
+
+/// Asks Slurm every [`SLURM_EVERY`], or at once when `refresh` says so
+/// (after a ban).
+pub fn slurm_thread(slurm: Box<dyn Slurm>, sd: StateDir, tx: Sender<Msg>, refresh: Receiver<()>) {
+    std::thread::spawn(move || {
+        loop {
+            if tx.send(Msg::SlurmAsking(Timestamp::now())).is_err() {
+                return;
+            }
+            let answer = load_cluster(slurm.as_ref(), &sd);
+            if tx.send(Msg::Cluster(answer)).is_err() {
+                return;
+            }
+            match refresh.recv_timeout(SLURM_EVERY) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => while refresh.try_recv().is_ok() {},
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    });
+}
+
+/// Follows one log file: what was appended since the last look, bounded.
+#[derive(Debug, Default)]
+pub struct LogFollower {
+    path: Option<PathBuf>,
+    offset: u64,
+    /// An incomplete last line, kept until its newline arrives.
+    partial: String,
+}
+
+impl LogFollower {
+    /// New complete lines of `path`; `reset` when they replace what was
+    /// shown. The first look and any jump reads at most [`LOG_READ_MAX`]
+    /// from the end, so the file's size never matters.
+    pub fn poll(&mut self, path: &Path) -> std::io::Result<(bool, Vec<String>, u64)> {
+        let mut reset = false;
+        if self.path.as_deref() != Some(path) {
+            *self = LogFollower {
+                path: Some(path.to_path_buf()),
+                ..LogFollower::default()
+            };
+            reset = true;
+        }
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        if len < self.offset {
+            // Truncated or replaced: start again.
+            self.offset = 0;
+            self.partial.clear();
+            reset = true;
+        }
+        if len == self.offset {
+            return Ok((reset, Vec::new(), len));
+        }
+        let mut from = self.offset;
+        let mut skipped = false;
+        if len - from > LOG_READ_MAX {
+            from = len - LOG_READ_MAX;
+            self.partial.clear();
+            skipped = true;
+            reset = true;
+        }
+        f.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::with_capacity((len - from) as usize);
+        f.take(len - from).read_to_end(&mut buf)?;
+        self.offset = from + buf.len() as u64;
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        if skipped {
+            // The first line read is probably cut: drop it.
+            match text.find('\n') {
+                Some(i) => {
+                    text.drain(..=i);
+                }
+                None => text.clear(),
+            }
+        }
+        let mut all = std::mem::take(&mut self.partial);
+        all.push_str(&text);
+        let mut lines: Vec<String> = all.split('\n').map(str::to_string).collect();
+        // What follows the last newline is not a line yet.
+        self.partial = lines.pop().unwrap_or_default();
+        if lines.len() > LOG_LINES {
+            lines.drain(..lines.len() - LOG_LINES);
+        }
+        let lines = lines
+            .into_iter()
+            .map(|mut l| {
+                if l.ends_with('\r') {
+                    l.pop();
+                }
+                l
+            })
+            .collect();
+        Ok((reset, lines, len))
+    }
+}
+
+/// What the detail loader remembers between looks, to send only changes.
+#[derive(Default)]
+struct Watch {
+    events_len: Option<u64>,
+    script_sent: bool,
+    extra: Option<RunExtra>,
+    log: LogFollower,
+    log_key: Option<(Option<u32>, Stream, Option<PathBuf>)>,
+}
+
+/// Re-reads the selected run's files every [`DETAIL_EVERY`], and at once
+/// when the selection changes.
+pub fn detail_thread(sd: StateDir, tx: Sender<Msg>, requests: Receiver<Option<DetailRequest>>) {
+    std::thread::spawn(move || {
+        let mut want: Option<DetailRequest> = None;
+        let mut watch = Watch::default();
+        let mut next = Instant::now();
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(wait) {
+                Ok(r) => {
+                    // Take the newest request when several queued up.
+                    let mut r = r;
+                    while let Ok(newer) = requests.try_recv() {
+                        r = newer;
+                    }
+                    if r != want {
+                        want = r;
+                        watch = Watch::default();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            next = Instant::now() + DETAIL_EVERY;
+            let Some(req) = &want else { continue };
+            for upd in look(&sd, req, &mut watch) {
+                if tx.send(Msg::Detail(req.clone(), upd)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> {
+    let mut out = Vec::new();
+    let Ok(id) = req.run.parse::<RunId>() else {
+        return out;
+    };
+    let run = sd.run(&id);
+    let events_len = std::fs::metadata(run.events()).ok().map(|m| m.len());
+    if w.events_len.is_none() || events_len != w.events_len {
+        w.events_len = events_len.or(Some(0));
+        if let Ok(mut ev) = run.read_events() {
+            // The journal can be long; the pane shows the newest.
+            if ev.len() > 2_000 {
+                ev.drain(..ev.len() - 2_000);
+            }
+            out.push(DetailUpdate::Events(ev));
+        }
+    }
+    if !w.script_sent {
+        w.script_sent = true;
+        out.push(DetailUpdate::Script(read_script(&run.script())));
+    }
+    let (spec, state) = match run.load_spec() {
+        Ok(spec) => {
+            let state = run
+                .load_state()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| crate::policy::state::RunState::new(spec.created_at));
+            (spec, state)
+        }
+        Err(_) => return out,
+    };
+    let live = state.live_attempt();
+    let extra = RunExtra {
+        pending_reason: live.and_then(|a| a.pending_reason.clone()),
+        live_phase: live.map(|a| crate::view::snake(&a.phase)),
+        not_before: state.not_before,
+    };
+    if w.extra.as_ref() != Some(&extra) {
+        w.extra = Some(extra.clone());
+        out.push(DetailUpdate::Extra(extra));
+    }
+    // The log: the attempt asked for, or the newest with a job.
+    let attempt = match req.attempt {
+        Some(k) => state.attempts.iter().find(|a| a.attempt == k),
+        None => state.attempts.iter().rev().find(|a| a.job_id.is_some()),
+    };
+    let target = attempt.and_then(|a| {
+        let job = a.job_id?;
+        Some((
+            a.attempt,
+            attempt_file(&spec, &run, a.attempt, job, a.node.as_deref(), req.stream),
+        ))
+    });
+    let key = (
+        target.as_ref().map(|t| t.0),
+        req.stream,
+        target.as_ref().map(|t| t.1.clone()),
+    );
+    let changed = w.log_key.as_ref() != Some(&key);
+    if changed {
+        w.log_key = Some(key);
+        w.log = LogFollower::default();
+    }
+    let chunk = match &target {
+        None => changed.then(|| LogChunk {
+            attempt: None,
+            stream: req.stream,
+            path: None,
+            reset: true,
+            lines: vec![],
+            size: 0,
+            note: Some("no job yet: nothing to show".into()),
+        }),
+        Some((k, path)) => match w.log.poll(path) {
+            Ok((reset, lines, size)) => (reset || changed || !lines.is_empty()).then(|| LogChunk {
+                attempt: Some(*k),
+                stream: req.stream,
+                path: Some(path.clone()),
+                reset: reset || changed,
+                lines,
+                size,
+                note: None,
+            }),
+            Err(e) => changed.then(|| LogChunk {
+                attempt: Some(*k),
+                stream: req.stream,
+                path: Some(path.clone()),
+                reset: true,
+                lines: vec![],
+                size: 0,
+                note: Some(if e.kind() == std::io::ErrorKind::NotFound {
+                    "no output yet (the job may not have started)".into()
+                } else {
+                    format!("cannot read the log: {e}")
+                }),
+            }),
+        },
+    };
+    if let Some(c) = chunk {
+        out.push(DetailUpdate::Log(c));
+    }
+    out
+}
+
+/// The script snapshot, at most 1 MB of it.
+fn read_script(path: &Path) -> Result<String, String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    f.take(1024 * 1024)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::policy::decide::Event;
+    use crate::policy::state::{Attempt, AttemptPhase, RunState, RunStatus};
+    use crate::store::records::Phase;
+
+    /// A run created as `shepherd run` does, with one running attempt (job
+    /// 42 on n1), a journal, a heartbeat and some output.
+    fn fixture() -> (tempfile::TempDir, StateDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path().join("state"));
+        let script = dir.path().join("train.sh");
+        std::fs::write(&script, "#!/bin/bash\n#SBATCH --time=1:00:00\necho hi\n").unwrap();
+        let now = Timestamp::now();
+        let prepared = crate::submit::prepare(
+            &script,
+            Default::default(),
+            Default::default(),
+            dir.path(),
+            now,
+        )
+        .unwrap();
+        let run = crate::submit::create(&sd, &prepared).unwrap();
+        let mut state = RunState::new(now);
+        state.status = RunStatus::Running;
+        let mut a = Attempt::new(1, now);
+        a.phase = AttemptPhase::Running;
+        a.job_id = Some(JobId(42));
+        a.node = Some("n1".into());
+        a.running_since = Some(now);
+        state.attempts.push(a);
+        run.save_state(&state).unwrap();
+        run.append_events(
+            &[Event {
+                kind: "submitted",
+                attempt: Some(1),
+                job_id: Some(JobId(42)),
+                message: "attempt 1 is job 42".into(),
+            }],
+            "running",
+            now,
+        )
+        .unwrap();
+        let hb = run.attempt(1).heartbeat(JobId(42), 0);
+        std::fs::create_dir_all(hb.parent().unwrap()).unwrap();
+        atomic::write_json(
+            &hb,
+            &Heartbeat {
+                version: HEARTBEAT_VERSION,
+                run_id: "train".parse().unwrap(),
+                attempt: 1,
+                job_id: JobId(42),
+                restarts: 0,
+                node: "n1".into(),
+                pid: 1,
+                phase: Phase::Running,
+                started_at: now,
+                time: now,
+                seq: 1,
+                output_bytes: None,
+            },
+        )
+        .unwrap();
+        let log = attempt_file(
+            &run.load_spec().unwrap(),
+            &run,
+            1,
+            JobId(42),
+            Some("n1"),
+            Stream::Stdout,
+        );
+        std::fs::write(&log, "line 1\nline 2\n").unwrap();
+        (dir, sd, log)
+    }
+
+    #[test]
+    fn tui_loads_runs_with_their_heartbeat() {
+        let (_dir, sd, _) = fixture();
+        let rows = load_runs(&sd).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id(), "train");
+        assert!(rows[0].heartbeat.is_some());
+    }
+
+    #[test]
+    fn tui_detail_loader_sends_changes_only() {
+        let (_dir, sd, log) = fixture();
+        let req = DetailRequest {
+            run: "train".into(),
+            attempt: None,
+            stream: Stream::Stdout,
+        };
+        let mut w = Watch::default();
+        let first = look(&sd, &req, &mut w);
+        let mut saw = (false, false, false, false);
+        for u in &first {
+            match u {
+                DetailUpdate::Events(e) => saw.0 = e.len() == 1,
+                DetailUpdate::Script(s) => saw.1 = s.as_ref().unwrap().contains("echo hi"),
+                DetailUpdate::Extra(x) => saw.2 = x.live_phase.as_deref() == Some("running"),
+                DetailUpdate::Log(c) => {
+                    saw.3 = c.reset && c.lines == ["line 1", "line 2"] && c.attempt == Some(1)
+                }
+            }
+        }
+        assert_eq!(saw, (true, true, true, true), "{first:?}");
+        // Nothing changed: nothing sent.
+        assert!(look(&sd, &req, &mut w).is_empty());
+        // New output: only the new line.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "line 3").unwrap();
+        let next = look(&sd, &req, &mut w);
+        assert!(
+            matches!(&next[..], [DetailUpdate::Log(c)] if !c.reset && c.lines == ["line 3"]),
+            "{next:?}"
+        );
+        // stderr has no file yet: a note, once.
+        let err = DetailRequest {
+            stream: Stream::Stderr,
+            ..req
+        };
+        let next = look(&sd, &err, &mut w);
+        assert!(
+            matches!(&next[..], [DetailUpdate::Log(c)] if c.note.is_some()),
+            "{next:?}"
+        );
+        assert!(look(&sd, &err, &mut w).is_empty());
+    }
+}

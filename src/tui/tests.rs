@@ -1,0 +1,701 @@
+//! Snapshots of every screen drawn from fixed data at a fixed `now` (so ages
+//! and times are stable), and the key handling: selection, filter, sort,
+//! confirmations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use jiff::Timestamp;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+use super::app::{App, Confirm, Effect, Mode, Msg, PromptKind, Screen, Sort, Tab, update};
+use super::data::{ClusterSnapshot, DetailRequest, DetailUpdate, LogChunk, RunExtra, RunRow};
+use super::loaders::LogFollower;
+use super::render::render;
+use crate::model::Mode as RunMode;
+use crate::placement::inventory::PartitionGpus;
+use crate::policy::decide::Control;
+use crate::store::logs::Stream;
+use crate::store::runs::JournalEntry;
+use crate::view::nodes::{BanDoc, NodeDoc, NodesDoc};
+use crate::view::{AttemptDoc, RunDoc};
+
+fn now() -> Timestamp {
+    "2026-01-15T12:00:00Z".parse().unwrap()
+}
+
+fn ago(secs: i64) -> Timestamp {
+    now() - jiff::SignedDuration::from_secs(secs)
+}
+
+fn attempt(k: u32, node: &str, outcome: Option<(&str, &str, &str)>, start: i64) -> AttemptDoc {
+    AttemptDoc {
+        attempt: k,
+        job_id: Some(100 + u64::from(k)),
+        phase: if outcome.is_some() {
+            "ended"
+        } else {
+            "running"
+        }
+        .into(),
+        partition: Some("a100".into()),
+        node: Some(node.into()),
+        restarts: 0,
+        submitted_at: ago(start + 30),
+        running_since: Some(ago(start)),
+        ended_at: outcome.map(|_| ago(start - 600)),
+        outcome: outcome.map(|o| o.0.into()),
+        blame: outcome.map(|o| o.1.into()),
+        slurm_state: outcome.map(|_| "FAILED".into()),
+        exit_code: outcome.map(|_| 1),
+        detail: outcome.map(|o| o.2.into()),
+    }
+}
+
+fn run(id: &str, status: &str, created: i64, attempts: Vec<AttemptDoc>) -> RunRow {
+    let last = attempts.last();
+    RunRow {
+        doc: RunDoc {
+            run_id: id.into(),
+            status: status.into(),
+            reason: format!("the run is {status}"),
+            mode: RunMode::RunOnce,
+            paused: status == "paused",
+            slurm_job_id: last.and_then(|a| a.job_id),
+            node: last.and_then(|a| a.node.clone()),
+            partition: last.and_then(|a| a.partition.clone()),
+            workload_failures: 0,
+            max_retries: 3,
+            created_at: ago(created),
+            updated_at: ago(5),
+            run_dir: PathBuf::from(format!("/state/runs/{id}")),
+            attempts,
+            error: None,
+        },
+        heartbeat: Some(ago(12)),
+    }
+}
+
+fn runs() -> Vec<RunRow> {
+    vec![
+        run(
+            "train",
+            "running",
+            7200,
+            vec![
+                attempt(
+                    1,
+                    "a100-1",
+                    Some(("node_fault", "node", "Xid 79: GPU fell off the bus")),
+                    7000,
+                ),
+                attempt(2, "a100-2", None, 1800),
+            ],
+        ),
+        run(
+            "sweep-3",
+            "completed",
+            90_000,
+            vec![attempt(
+                1,
+                "a100-3",
+                Some(("success", "none", "exit 0")),
+                80_000,
+            )],
+        ),
+        run("eval", "pending", 300, vec![]),
+        run(
+            "finetune",
+            "failed",
+            20_000,
+            vec![attempt(
+                1,
+                "a100-4",
+                Some(("workload_failure", "workload", "exit code 1")),
+                15_000,
+            )],
+        ),
+    ]
+}
+
+fn node(name: &str, state: &str, free: u32, ban: Option<&str>) -> NodeDoc {
+    NodeDoc {
+        name: name.into(),
+        state: state.into(),
+        usable: state == "IDLE" || state == "MIXED",
+        partitions: vec!["a100".into(), "all".into()],
+        gpu_type: Some("a100".into()),
+        gpus: 4,
+        gpus_free: free,
+        switch: Some("sw1".into()),
+        admin_reason: (state == "DOWN").then(|| "bad PSU".into()),
+        banned: ban.map(|r| BanDoc {
+            reason: r.into(),
+            since: ago(600),
+            until: Some(ago(-3000)),
+            manual: false,
+            strikes: 1,
+        }),
+    }
+}
+
+fn gpus(p: &str, free: u32, up: bool) -> PartitionGpus {
+    PartitionGpus {
+        partition: p.into(),
+        up,
+        gpu_type: Some("a100".into()),
+        model: Some("A100".into()),
+        vram_gb_min: Some(80),
+        vram_gb_max: Some(80),
+        gpus_per_node: 4,
+        largest_now: free.min(4),
+        nodes_free: free.div_ceil(4),
+        nodes_usable: 4,
+        nodes_total: 4,
+        gpus_free: free,
+        gpus_total: 16,
+        max_time_minutes: None,
+        priority_tier: 1,
+    }
+}
+
+fn cluster() -> ClusterSnapshot {
+    ClusterSnapshot {
+        cluster: "testc".into(),
+        nodes: NodesDoc {
+            cluster: "testc".into(),
+            nodes: vec![
+                node("a100-1", "IDLE", 4, Some("Xid 79 in run train")),
+                node("a100-2", "MIXED", 2, None),
+                node("a100-3", "DOWN", 0, None),
+                node("a100-4", "ALLOCATED", 0, None),
+            ],
+            incidents: vec![],
+        },
+        gpus: vec![
+            gpus("a100", 6, true),
+            gpus("debug", 0, true),
+            gpus("old", 0, false),
+        ],
+        fetched_at: ago(4),
+    }
+}
+
+/// An app with runs, cluster and the selected run's detail loaded.
+fn app() -> App {
+    let mut app = App::new(now(), true);
+    update(&mut app, Msg::Runs(Ok(runs())));
+    update(&mut app, Msg::Cluster(Ok(cluster())));
+    // Status sort: eval, train, finetune, sweep-3; train has the most to show.
+    keys(&mut app, "j");
+    let req = app.detail_request().unwrap();
+    let events = vec![
+        entry(7000, "submitted", Some(1), "job 101 submitted to a100"),
+        entry(
+            6400,
+            "attempt_failed",
+            Some(1),
+            "node fault on a100-1: Xid 79",
+        ),
+        entry(1830, "submitted", Some(2), "job 102 submitted to a100"),
+        entry(1800, "running", Some(2), "job 102 runs on a100-2"),
+    ];
+    for upd in [
+        DetailUpdate::Events(events),
+        DetailUpdate::Script(Ok(
+            "#!/bin/bash\n#SBATCH --partition=a100 --time=24:00:00\n#SHEPHERD --gpus 4\n# a comment\npython train.py --resume\n".into(),
+        )),
+        DetailUpdate::Extra(RunExtra {
+            pending_reason: None,
+            live_phase: Some("running".into()),
+            not_before: None,
+        }),
+        DetailUpdate::Log(LogChunk {
+            attempt: Some(2),
+            stream: Stream::Stdout,
+            path: Some("/work/slurm-102.out".into()),
+            reset: true,
+            lines: (1..=60).map(|i| format!("step {i} loss {:.3}", 1.0 / i as f64)).collect(),
+            size: 1234,
+            note: None,
+        }),
+    ] {
+        update(&mut app, Msg::Detail(req.clone(), upd));
+    }
+    app
+}
+
+fn entry(secs: i64, kind: &str, attempt: Option<u32>, message: &str) -> JournalEntry {
+    JournalEntry {
+        time: ago(secs),
+        kind: kind.into(),
+        attempt,
+        job_id: None,
+        message: message.into(),
+        status: "running".into(),
+    }
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| render(app, f)).unwrap();
+    t
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    draw(app, w, h).backend().to_string()
+}
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn keys(app: &mut App, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| key(app, KeyCode::Char(c))).collect()
+}
+
+#[test]
+fn tui_runs_screen() {
+    insta::assert_snapshot!(screen(&app(), 100, 30));
+}
+
+#[test]
+fn tui_runs_screen_at_80x24() {
+    insta::assert_snapshot!(screen(&app(), 80, 24));
+}
+
+#[test]
+fn tui_detail_tabs() {
+    let mut a = app();
+    for (n, tab) in ["2", "3", "4", "5"]
+        .iter()
+        .zip(["attempts", "events", "script", "logs"])
+    {
+        keys(&mut a, n);
+        insta::assert_snapshot!(format!("tui_tab_{tab}"), screen(&a, 100, 30));
+    }
+}
+
+#[test]
+fn tui_fullscreen_log_search() {
+    let mut a = app();
+    keys(&mut a, "5f/step 4");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(!a.follow, "a match above the end stops following");
+    insta::assert_snapshot!(screen(&a, 100, 30));
+    // `F` goes back to the end.
+    keys(&mut a, "F");
+    assert!(a.follow);
+    assert_eq!(a.detail_scroll, 0);
+}
+
+#[test]
+fn tui_nodes_and_gpus_screens() {
+    let mut a = app();
+    keys(&mut a, "gn");
+    assert_eq!(a.screen, Screen::Nodes);
+    keys(&mut a, "j");
+    insta::assert_snapshot!("tui_nodes", screen(&a, 100, 30));
+    insta::assert_snapshot!("tui_nodes_80x24", screen(&a, 80, 24));
+    keys(&mut a, "gp");
+    assert_eq!(a.screen, Screen::Gpus);
+    insta::assert_snapshot!("tui_gpus", screen(&a, 100, 30));
+}
+
+#[test]
+fn tui_help_and_confirmation_overlays() {
+    let mut a = app();
+    keys(&mut a, "?");
+    insta::assert_snapshot!("tui_help", screen(&a, 80, 24));
+    keys(&mut a, "x");
+    assert_eq!(a.mode, Mode::Normal, "any key closes the help");
+    keys(&mut a, "s");
+    insta::assert_snapshot!("tui_confirm_stop", screen(&a, 80, 24));
+}
+
+#[test]
+fn tui_slurm_banner_and_empty_states() {
+    let mut a = App::new(now(), true);
+    insta::assert_snapshot!("tui_loading", screen(&a, 80, 10));
+    update(&mut a, Msg::Runs(Ok(vec![])));
+    update(&mut a, Msg::SlurmAsking(ago(20)));
+    insta::assert_snapshot!("tui_slow_slurm", screen(&a, 80, 10));
+    update(
+        &mut a,
+        Msg::Cluster(Err("`squeue` timed out after 30s".into())),
+    );
+    keys(&mut a, "gn");
+    insta::assert_snapshot!("tui_dead_slurm", screen(&a, 80, 10));
+}
+
+#[test]
+fn tui_selection_follows_the_run_across_resorts_and_refreshes() {
+    let mut a = app();
+    keys(&mut a, "k");
+    assert_eq!(a.selected.as_deref(), Some("eval"));
+    keys(&mut a, "j");
+    assert_eq!(a.selected.as_deref(), Some("train"));
+    keys(&mut a, "o");
+    assert_eq!(a.sort, Sort::Newest);
+    assert_eq!(a.selected.as_deref(), Some("train"));
+    keys(&mut a, "o");
+    assert_eq!(a.sort, Sort::Name);
+    assert_eq!(a.selected.as_deref(), Some("train"));
+    assert_eq!(a.selected_index(), Some(3));
+    // A refresh in another order, with a new run: still on train.
+    let mut rows = runs();
+    rows.reverse();
+    rows.push(run("aaa", "queued", 10, vec![]));
+    update(&mut a, Msg::Runs(Ok(rows)));
+    assert_eq!(a.selected.as_deref(), Some("train"));
+    assert_eq!(a.selected_index(), Some(4));
+    // The selected run disappears: the first row is selected.
+    let rows: Vec<RunRow> = runs().into_iter().filter(|r| r.id() != "train").collect();
+    update(&mut a, Msg::Runs(Ok(rows)));
+    assert_eq!(a.selected.as_deref(), Some("eval"));
+}
+
+#[test]
+fn tui_filter_narrows_and_escape_clears() {
+    let mut a = app();
+    keys(&mut a, "/a100-4");
+    assert_eq!(a.mode, Mode::Filter);
+    assert_eq!(a.view.len(), 1);
+    assert_eq!(a.selected.as_deref(), Some("finetune"));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(a.filter, "a100-4");
+    // `q` in normal mode while filtering would quit; Esc clears first.
+    key(&mut a, KeyCode::Esc);
+    assert!(!a.quit);
+    assert_eq!(a.view.len(), 4);
+    assert_eq!(a.selected.as_deref(), Some("finetune"));
+    key(&mut a, KeyCode::Esc);
+    assert!(a.quit);
+}
+
+#[test]
+fn tui_stop_asks_first() {
+    let mut a = app();
+    assert!(keys(&mut a, "s").is_empty());
+    assert_eq!(
+        a.mode,
+        Mode::Confirm(Confirm::Stop {
+            run: "train".into()
+        })
+    );
+    assert!(keys(&mut a, "n").is_empty(), "anything but y cancels");
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(
+        keys(&mut a, "sy"),
+        vec![Effect::Control {
+            run: "train".into(),
+            control: Control::Stop
+        }]
+    );
+}
+
+#[test]
+fn tui_restart_and_pause_act_at_once() {
+    let mut a = app();
+    assert_eq!(
+        keys(&mut a, "r"),
+        vec![Effect::Control {
+            run: "train".into(),
+            control: Control::Restart
+        }]
+    );
+    assert_eq!(
+        keys(&mut a, "p"),
+        vec![Effect::Control {
+            run: "train".into(),
+            control: Control::Pause
+        }]
+    );
+    // Not on the nodes screen: `r`, `s`, `p` mean nothing there.
+    keys(&mut a, "gn");
+    assert!(keys(&mut a, "rsp").is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+}
+
+#[test]
+fn tui_ban_prompts_for_ttl_and_reason_then_asks() {
+    let mut a = app(); // train, on a100-2
+    keys(&mut a, "b");
+    assert_eq!(
+        a.mode,
+        Mode::Prompt {
+            kind: PromptKind::BanTtl {
+                node: "a100-2".into()
+            },
+            input: "1h".into()
+        }
+    );
+    key(&mut a, KeyCode::Backspace);
+    key(&mut a, KeyCode::Backspace);
+    keys(&mut a, "nonsense");
+    key(&mut a, KeyCode::Enter);
+    assert!(
+        matches!(
+            a.mode,
+            Mode::Prompt {
+                kind: PromptKind::BanTtl { .. },
+                ..
+            }
+        ),
+        "a bad duration asks again"
+    );
+    update(
+        &mut a,
+        Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    keys(&mut a, "2h");
+    key(&mut a, KeyCode::Enter);
+    keys(&mut a, "ECC errors");
+    assert!(key(&mut a, KeyCode::Enter).is_empty());
+    let ban = Effect::Ban {
+        node: "a100-2".into(),
+        ttl: Some(Duration::from_secs(7200)),
+        reason: "ECC errors".into(),
+    };
+    assert_eq!(a.mode, Mode::Confirm(Confirm::Ban(ban.clone())));
+    insta::assert_snapshot!("tui_confirm_ban", screen(&a, 80, 24));
+    assert_eq!(keys(&mut a, "y"), vec![ban]);
+    // On the nodes screen: the selected node, and `u` unbans.
+    keys(&mut a, "gn");
+    keys(&mut a, "b");
+    assert!(matches!(
+        &a.mode,
+        Mode::Prompt { kind: PromptKind::BanTtl { node }, .. } if node == "a100-1"
+    ));
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(
+        keys(&mut a, "u"),
+        vec![Effect::Unban {
+            node: "a100-1".into()
+        }]
+    );
+}
+
+#[test]
+fn tui_new_run_prompts_and_remove_asks_for_ended_runs_only() {
+    let mut a = app();
+    keys(&mut a, "n");
+    keys(&mut a, "jobs/train.sh");
+    assert_eq!(
+        key(&mut a, KeyCode::Enter),
+        vec![Effect::NewRun {
+            path: "jobs/train.sh".into()
+        }]
+    );
+    // The selected run is active: removing it is refused.
+    let active = a.selected_run().unwrap().doc.status.clone();
+    assert!(!matches!(
+        active.as_str(),
+        "completed" | "failed" | "stopped" | "expired"
+    ));
+    assert!(keys(&mut a, "x").is_empty());
+    assert!(
+        a.visible_flash().unwrap().text.contains("stop it first"),
+        "{:?}",
+        a.visible_flash()
+    );
+    // An ended run: confirm, then remove.
+    let ended = a
+        .runs
+        .iter()
+        .find(|r| matches!(r.doc.status.as_str(), "completed" | "failed" | "stopped"))
+        .map(|r| r.doc.run_id.clone())
+        .expect("the fixture has an ended run");
+    a.selected = Some(ended.clone());
+    assert!(keys(&mut a, "x").is_empty());
+    assert_eq!(
+        a.mode,
+        Mode::Confirm(Confirm::Remove { run: ended.clone() })
+    );
+    assert_eq!(keys(&mut a, "y"), vec![Effect::Remove { run: ended }]);
+}
+
+#[test]
+fn tui_late_detail_for_another_run_is_dropped() {
+    let mut a = app();
+    let old = a.detail_request().unwrap();
+    keys(&mut a, "j");
+    update(
+        &mut a,
+        Msg::Detail(old, DetailUpdate::Events(vec![entry(1, "x", None, "late")])),
+    );
+    assert!(a.detail.events.is_empty());
+    // Logs of another attempt than the one asked for are dropped too.
+    keys(&mut a, "5[");
+    let req = DetailRequest {
+        attempt: None,
+        ..a.detail_request().unwrap()
+    };
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: true,
+                lines: vec!["from attempt 2".into()],
+                size: 1,
+                note: None,
+            }),
+        ),
+    );
+    assert!(a.detail.log.lines.is_empty());
+    assert_eq!(a.log_attempt, Some(1));
+}
+
+#[test]
+fn tui_scrolling_the_log_stops_following() {
+    let mut a = app();
+    keys(&mut a, "5l");
+    keys(&mut a, "kk");
+    assert!(!a.follow);
+    assert_eq!(a.detail_scroll, 2);
+    // New lines keep the view where it is.
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: false,
+                lines: vec!["new".into()],
+                size: 2,
+                note: None,
+            }),
+        ),
+    );
+    assert_eq!(a.detail_scroll, 3);
+    keys(&mut a, "G");
+    assert!(a.follow);
+    assert_eq!(a.tab, Tab::Logs);
+}
+
+#[test]
+fn tui_uses_only_the_8_basic_colours_or_none() {
+    let basic = |c: Color| {
+        matches!(
+            c,
+            Color::Reset
+                | Color::Black
+                | Color::Red
+                | Color::Green
+                | Color::Yellow
+                | Color::Blue
+                | Color::Magenta
+                | Color::Cyan
+                | Color::White
+        )
+    };
+    for color in [true, false] {
+        let mut a = app();
+        a.color = color;
+        for k in ["", "5", "gn", "gp", "gr?"] {
+            keys(&mut a, k);
+            let t = draw(&a, 100, 30);
+            for cell in t.backend().buffer().content() {
+                if color {
+                    assert!(basic(cell.fg) && basic(cell.bg), "{cell:?}");
+                } else {
+                    assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tui_log_follower_reads_only_the_end_and_keeps_partial_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    let mut f = std::fs::File::create(&p).unwrap();
+    // 8 MB of lines: more than one read; only the end comes back.
+    let line = "x".repeat(99);
+    for _ in 0..80_000 {
+        writeln!(f, "{line}").unwrap();
+    }
+    write!(f, "last line\npart").unwrap();
+    f.flush().unwrap();
+    let mut follower = LogFollower::default();
+    let (reset, lines, size) = follower.poll(&p).unwrap();
+    assert!(reset);
+    assert_eq!(size, std::fs::metadata(&p).unwrap().len());
+    assert!(lines.len() <= super::data::LOG_LINES);
+    assert_eq!(lines.last().unwrap(), "last line");
+    assert!(lines.iter().all(|l| l == &line || l == "last line"));
+    write!(f, "ial\nnext\n").unwrap();
+    f.flush().unwrap();
+    let (reset, lines, _) = follower.poll(&p).unwrap();
+    assert!(!reset);
+    assert_eq!(lines, vec!["partial".to_string(), "next".to_string()]);
+    // Truncated: starts again.
+    std::fs::write(&p, "fresh\n").unwrap();
+    let (reset, lines, _) = follower.poll(&p).unwrap();
+    assert!(reset);
+    assert_eq!(lines, vec!["fresh".to_string()]);
+}
+
+#[test]
+fn tui_plain_words_for_pending_reasons() {
+    use super::render::pending_words;
+    assert_eq!(
+        pending_words("Resources"),
+        "waiting for GPUs or nodes to free up"
+    );
+    assert_eq!(
+        pending_words("ReqNodeNotAvail, UnavailableNodes:a100-1"),
+        "the nodes it needs are down, drained or reserved"
+    );
+    assert_eq!(
+        pending_words("SomethingNew"),
+        "waiting; should start eventually"
+    );
+}
+
+#[test]
+fn tui_smoke_test_of_one_node_or_all_after_asking() {
+    use super::smoke::{Smoke, SmokeTarget};
+    let mut a = app();
+    assert!(keys(&mut a, "t").is_empty(), "only on the nodes screen");
+    keys(&mut a, "gnj");
+    assert_eq!(
+        keys(&mut a, "t"),
+        vec![Effect::Smoke {
+            targets: vec![SmokeTarget {
+                node: "a100-2".into(),
+                partition: Some("a100".into()),
+                gpus: true
+            }]
+        }]
+    );
+    // Every usable, unbanned node: a100-2 only (a100-1 banned, a100-3 down,
+    // a100-4 allocated counts as unusable in this fixture).
+    assert!(keys(&mut a, "T").is_empty());
+    assert!(matches!(a.mode, Mode::Confirm(Confirm::Smoke(_))));
+    assert_eq!(keys(&mut a, "y").len(), 1);
+    update(&mut a, Msg::Smoke("a100-2".into(), Smoke::Passed(3)));
+    update(
+        &mut a,
+        Msg::Smoke("a100-4".into(), Smoke::Failed("node_fail (exit 1)".into())),
+    );
+    update(
+        &mut a,
+        Msg::Smoke("a100-3".into(), Smoke::Pending("Resources".into())),
+    );
+    insta::assert_snapshot!("tui_nodes_smoke", screen(&a, 100, 12));
+}
