@@ -41,12 +41,65 @@ fn load(run: &RunDir, spec: &RunSpec) -> anyhow::Result<RunState> {
         .unwrap_or_else(|| RunState::new(spec.created_at)))
 }
 
-pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
-    if global.json {
-        bail!(
-            "`logs` prints the job's own output; it has no --json form (use `status --json` for the files' paths)"
-        );
+/// Where output goes: as it is, or in JSON mode one JSON object per line
+/// (JSON Lines), each naming its run, attempt and stream.
+struct Sink {
+    json: bool,
+    run_id: String,
+    stream: &'static str,
+    /// JSON mode: the end of the last chunk, until its line is complete.
+    partial: Vec<u8>,
+    attempt: u32,
+}
+
+impl Sink {
+    fn write(&mut self, attempt: u32, bytes: &[u8]) {
+        if !self.json {
+            print(&String::from_utf8_lossy(bytes));
+            return;
+        }
+        if attempt != self.attempt {
+            self.flush();
+            self.attempt = attempt;
+        }
+        self.partial.extend_from_slice(bytes);
+        let mut lines = String::new();
+        while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            lines.push_str(&self.doc(&line[..line.len() - 1]));
+        }
+        if !lines.is_empty() {
+            print(&lines);
+        }
     }
+
+    fn doc(&self, line: &[u8]) -> String {
+        let doc = serde_json::json!({
+            "schema_version": super::output::SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "stream": self.stream,
+            "line": String::from_utf8_lossy(line),
+        });
+        format!("{doc}\n")
+    }
+
+    /// A last line without a newline is still a line.
+    fn flush(&mut self) {
+        if self.json && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            print(&self.doc(&line));
+        }
+    }
+
+    fn header(&self, attempt: u32, path: &std::path::Path) {
+        if !self.json {
+            print(&format!("==> attempt {attempt}: {} <==\n", path.display()));
+        }
+    }
+}
+
+pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
     let sd = state_dir(global)?;
     let id = find_run(&sd, &args.run)?;
     let run = sd.run(&id);
@@ -65,12 +118,19 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
             state.attempts.len()
         );
     }
+    let mut out = Sink {
+        json: global.json,
+        run_id: id.to_string(),
+        stream: if args.stderr { "stderr" } else { "stdout" },
+        partial: Vec::new(),
+        attempt: 0,
+    };
     let mut current = pick(&spec, &run, &state, args.attempt, stream);
     let mut offset = 0u64;
     match &current {
-        Some((_, path)) => match tail(path, args.lines) {
+        Some((k, path)) => match tail(path, args.lines) {
             Ok((text, len)) => {
-                print(&String::from_utf8_lossy(&text));
+                out.write(*k, &text);
                 offset = len;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -87,38 +147,41 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
         None => {}
     }
     if !args.follow {
+        out.flush();
         return Ok(());
     }
     loop {
-        if let Some((_, path)) = &current {
-            offset = copy_new(path, offset);
+        if let Some((k, path)) = &current {
+            offset = copy_new(path, offset, |b| out.write(*k, b));
         }
         state = load(&run, &spec)?;
         let next = pick(&spec, &run, &state, args.attempt, stream);
         if next.as_ref().map(|n| n.0) != current.as_ref().map(|c| c.0) {
             // A newer attempt: finish the old file, then switch.
-            if let Some((_, path)) = &current {
-                copy_new(path, offset);
+            if let Some((k, path)) = &current {
+                copy_new(path, offset, |b| out.write(*k, b));
             }
             if let Some((k, path)) = &next {
-                print(&format!("==> attempt {k}: {} <==\n", path.display()));
+                out.header(*k, path);
             }
             current = next;
             offset = 0;
             continue;
         }
         if state.status.is_terminal() {
-            if let Some((_, path)) = &current {
-                copy_new(path, offset);
+            if let Some((k, path)) = &current {
+                copy_new(path, offset, |b| out.write(*k, b));
             }
+            out.flush();
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// Prints what was appended to `path` since `offset`; returns the new offset.
-fn copy_new(path: &PathBuf, offset: u64) -> u64 {
+/// Hands what was appended to `path` since `offset` to `emit`; returns the
+/// new offset.
+fn copy_new(path: &PathBuf, offset: u64, mut emit: impl FnMut(&[u8])) -> u64 {
     let Ok(mut f) = File::open(path) else {
         return offset;
     };
@@ -132,6 +195,6 @@ fn copy_new(path: &PathBuf, offset: u64) -> u64 {
     if f.take(len - offset).read_to_end(&mut buf).is_err() {
         return offset;
     }
-    print(&String::from_utf8_lossy(&buf));
+    emit(&buf);
     offset + buf.len() as u64
 }

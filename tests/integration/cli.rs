@@ -451,10 +451,27 @@ fn every_run_command_against_the_test_cluster() {
     assert_eq!(r["run"]["run_id"], "loop", "{r}");
     let s = shep.wait_status("loop", &["running"], LONG);
     let job = s["slurm_job_id"].as_u64().unwrap().to_string();
-    poll(LONG, "output", || {
+    poll(LONG, "two lines of output", || {
         let out = shep.ok(&["logs", "loop", "-n", "1"]);
-        out.contains("tick").then_some(()).ok_or(out)
+        out.contains("tick ")
+            .then_some(())
+            .filter(|()| !out.contains("tick 1\n"))
+            .ok_or(out)
     });
+
+    // Logs as JSON Lines: one object per output line.
+    let lines: Vec<Value> = shep
+        .ok(&["logs", "loop", "-n", "2", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["run_id"], "loop");
+        assert_eq!(l["attempt"], 1);
+        assert_eq!(l["stream"], "stdout");
+        assert!(l["line"].as_str().unwrap().starts_with("tick "), "{l}");
+    }
 
     // Controls, through `control OP` and the plain verbs, human and JSON.
     let p: Value = serde_json::from_str(&shep.ok(&["control", "pause", "loop", "--json"])).unwrap();
