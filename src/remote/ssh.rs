@@ -1,0 +1,224 @@
+//! The transport: the user's own `ssh`, one shared connection per host.
+//!
+//! Every call goes through the user's OpenSSH client, so `~/.ssh/config`,
+//! keys, agents and jump hosts work as they do for `ssh HOST`; Shepherd holds
+//! no credentials. The first call opens a control master that later calls
+//! reuse for ten minutes (`ControlPersist`), so a command costs one round
+//! trip instead of a new login. `BatchMode` turns every prompt into a failure
+//! and `ConnectTimeout`/`ServerAliveInterval` bound how long a dead network
+//! can hold a command: it fails with exit status 255, never hangs.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use super::RemoteError;
+
+/// Exit status of `ssh` when it, not the remote command, failed.
+pub const SSH_FAILED: i32 = 255;
+
+/// Test-only override: an ssh configuration file passed as `ssh -F FILE`
+/// (the integration tests point it at a private sshd). Unset, `ssh` reads
+/// `~/.ssh/config` as usual.
+pub const CONFIG_ENV: &str = "SHEPHERD_SSH_CONFIG";
+
+/// How long a dead connection may go unnoticed: keepalives every 5 s, three
+/// missed ones end it.
+const ALIVE_INTERVAL_S: u32 = 5;
+const ALIVE_COUNT: u32 = 3;
+const CONNECT_TIMEOUT_S: u32 = 15;
+
+/// After `ssh` exits, how long to wait for the last bytes of its output.
+/// A control master started by this call keeps a copy of the pipe open for
+/// ten minutes, so end-of-file cannot be waited for.
+const DRAIN_IDLE: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    pub host: String,
+    config: Option<PathBuf>,
+    control_dir: PathBuf,
+}
+
+/// How the remote command's standard streams are wired.
+pub enum Io {
+    /// Output captured (stdin from the file, or empty).
+    Capture(Option<File>),
+    /// Output streamed to ours as it comes (stdin from the file, or empty).
+    Stream(Option<File>),
+    /// An interactive terminal (`ssh -t`): all three streams are ours.
+    Terminal,
+}
+
+/// How the remote command ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The remote command's exit status, or `SSH_FAILED`.
+    pub code: i32,
+    /// Captured standard output (`Io::Capture` only).
+    pub stdout: Vec<u8>,
+    /// Standard error (also already shown, with `Io::Stream`).
+    pub stderr: Vec<u8>,
+}
+
+impl Ssh {
+    pub fn new(host: &str) -> Result<Ssh, RemoteError> {
+        if host.is_empty()
+            || host.starts_with('-')
+            || host.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(RemoteError::BadHost(host.to_string()));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or(RemoteError::NoHome)?;
+        Ok(Ssh {
+            host: host.to_string(),
+            config: std::env::var_os(CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            control_dir: PathBuf::from(home).join(".cache/shepherd/ssh"),
+        })
+    }
+
+    /// `ssh` with our options, ready for the remote command.
+    fn command(&self, tty: bool) -> Result<Command, RemoteError> {
+        create_private_dir(&self.control_dir).map_err(|e| RemoteError::Local {
+            what: format!("cannot create {}", self.control_dir.display()),
+            source: e,
+        })?;
+        let mut c = Command::new("ssh");
+        if let Some(config) = &self.config {
+            c.arg("-F").arg(config);
+        }
+        let control_path = self.control_dir.join("%C");
+        c.args(["-o", "BatchMode=yes"])
+            .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT_S}")])
+            .args(["-o", &format!("ServerAliveInterval={ALIVE_INTERVAL_S}")])
+            .args(["-o", &format!("ServerAliveCountMax={ALIVE_COUNT}")])
+            .args(["-o", "ControlMaster=auto"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", control_path.display()))
+            .args(["-o", "ControlPersist=10m"])
+            .arg(if tty { "-t" } else { "-T" })
+            .arg("--")
+            .arg(&self.host);
+        Ok(c)
+    }
+
+    /// Runs `script` in the remote user's login shell.
+    pub fn run(&self, script: &str, io: Io) -> Result<Finished, RemoteError> {
+        let tty = matches!(io, Io::Terminal);
+        let mut cmd = self.command(tty)?;
+        cmd.arg(script);
+        let stdin = |f: Option<File>| f.map_or_else(Stdio::null, Stdio::from);
+        match io {
+            Io::Terminal => {
+                let status = cmd.status().map_err(|e| RemoteError::NoSsh { source: e })?;
+                Ok(Finished {
+                    code: status.code().unwrap_or(SSH_FAILED),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                })
+            }
+            Io::Stream(input) => {
+                let mut child = cmd
+                    .stdin(stdin(input))
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| RemoteError::NoSsh { source: e })?;
+                let err = pump(child.stderr.take(), Some(Box::new(io::stderr())));
+                finish(&mut child, None, Some(err))
+            }
+            Io::Capture(input) => {
+                let mut child = cmd
+                    .stdin(stdin(input))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| RemoteError::NoSsh { source: e })?;
+                let out = pump(child.stdout.take(), None);
+                let err = pump(child.stderr.take(), None);
+                finish(&mut child, Some(out), Some(err))
+            }
+        }
+    }
+}
+
+/// `mkdir -p` with mode 0700 for the last component: control sockets let
+/// anyone who can reach them use the connection.
+fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies a child's pipe into a channel, chunk by chunk, echoing it to `echo`
+/// as it comes (so `logs -f` streams).
+fn pump(
+    src: Option<impl Read + Send + 'static>,
+    echo: Option<Box<dyn Write + Send>>,
+) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(mut src) = src {
+        std::thread::spawn(move || {
+            let mut echo = echo;
+            let mut buf = [0u8; 8192];
+            loop {
+                match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Some(w) = echo.as_mut() {
+                            let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
+                        }
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Everything a pump has read by the time it runs dry.
+fn drain(rx: Receiver<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        match rx.recv_timeout(DRAIN_IDLE) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return out,
+        }
+    }
+}
+
+fn finish(
+    child: &mut Child,
+    out: Option<Receiver<Vec<u8>>>,
+    err: Option<Receiver<Vec<u8>>>,
+) -> Result<Finished, RemoteError> {
+    let status = child.wait().map_err(|e| RemoteError::Local {
+        what: "cannot wait for ssh".to_string(),
+        source: e,
+    })?;
+    Ok(Finished {
+        code: status.code().unwrap_or(SSH_FAILED),
+        stdout: out.map(drain).unwrap_or_default(),
+        stderr: err.map(drain).unwrap_or_default(),
+    })
+}
