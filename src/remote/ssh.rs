@@ -72,15 +72,12 @@ impl Ssh {
         {
             return Err(RemoteError::BadHost(host.to_string()));
         }
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .ok_or(RemoteError::NoHome)?;
         Ok(Ssh {
             host: host.to_string(),
             config: std::env::var_os(CONFIG_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
-            control_dir: PathBuf::from(home).join(".cache/shepherd/ssh"),
+            control_dir: control_dir()?,
         })
     }
 
@@ -148,11 +145,51 @@ impl Ssh {
     }
 }
 
+/// The longest control socket path: `sun_path` holds 107 bytes, and ssh
+/// first binds a temporary name 17 bytes longer than the `%C` hash's 40.
+const MAX_CONTROL_DIR: usize = 107 - 17 - 41;
+
+/// Where the control sockets go: `~/.ssh/shepherd`, unless the home
+/// directory's path is too long for a socket path, then
+/// `$XDG_RUNTIME_DIR/shepherd`, then `/tmp/shepherd-ssh-UID`.
+fn control_dir() -> Result<PathBuf, RemoteError> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or(RemoteError::NoHome)?;
+    let fits = |p: &PathBuf| p.as_os_str().len() <= MAX_CONTROL_DIR;
+    let dir = PathBuf::from(home).join(".ssh/shepherd");
+    if fits(&dir) {
+        return Ok(dir);
+    }
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(run).join("shepherd");
+        if fits(&dir) {
+            return Ok(dir);
+        }
+    }
+    Ok(PathBuf::from(format!(
+        "/tmp/shepherd-ssh-{}",
+        rustix::process::getuid().as_raw()
+    )))
+}
+
 /// `mkdir -p` with mode 0700 for the last component: control sockets let
 /// anyone who can reach them use the connection.
 fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if dir.is_dir() {
+    if let Ok(meta) = std::fs::symlink_metadata(dir) {
+        // In a shared place like /tmp, someone else's directory (or a link)
+        // would hand them our connections.
+        if !meta.is_dir() || meta.uid() != rustix::process::getuid().as_raw() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is not a directory of this user", dir.display()),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         return Ok(());
     }
     if let Some(parent) = dir.parent() {

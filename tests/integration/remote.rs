@@ -113,6 +113,7 @@ impl Sshd {
         c.env("HOME", self.dir.join("h"))
             .env("SHEPHERD_SSH_CONFIG", self.dir.join("ssh_config"))
             .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_RUNTIME_DIR")
             .env_remove("SLURM_CONF")
             .env_remove("SHEPHERD_STATE_DIR")
             .env("NO_COLOR", "1")
@@ -162,7 +163,7 @@ impl Drop for Sshd {
             .arg(self.dir.join("ssh_config"))
             .arg("-o")
             .arg(format!(
-                "ControlPath={}/h/.cache/shepherd/ssh/%C",
+                "ControlPath={}/h/.ssh/shepherd/%C",
                 self.dir.display()
             ))
             .args(["-O", "exit", HOST])
@@ -440,10 +441,7 @@ fn runs_are_submitted_followed_and_stopped_over_ssh() {
 
 #[test]
 fn a_lost_connection_is_a_clear_error_and_never_a_hang() {
-    let dir = tempfile::Builder::new()
-        .prefix("r")
-        .tempdir_in(crate::support::clusters_root())
-        .unwrap();
+    let dir = scratch();
     let state = dir.path().join("state");
     let mut sshd = Sshd::start(
         &dir.path().join("ssh"),
@@ -515,16 +513,24 @@ fn a_lost_connection_is_a_clear_error_and_never_a_hang() {
     );
 }
 
+/// A short directory for a test without a cluster (control socket paths
+/// must fit in 104 bytes), swept by `scripts/test` like the clusters.
+fn scratch() -> tempfile::TempDir {
+    let root = crate::support::clusters_root();
+    std::fs::create_dir_all(&root).unwrap();
+    tempfile::Builder::new()
+        .prefix("r")
+        .tempdir_in(root)
+        .unwrap()
+}
+
 /// The pid of the client's control master, as `ssh -O check` reports it.
 fn master_pid(dir: &Path) -> Option<u32> {
     let out = Command::new("ssh")
         .arg("-F")
         .arg(dir.join("ssh_config"))
         .arg("-o")
-        .arg(format!(
-            "ControlPath={}/h/.cache/shepherd/ssh/%C",
-            dir.display()
-        ))
+        .arg(format!("ControlPath={}/h/.ssh/shepherd/%C", dir.display()))
         .args(["-O", "check", HOST])
         .output()
         .ok()?;
@@ -602,4 +608,94 @@ fn named_remotes_are_added_listed_and_removed() {
     assert!(!out.status.success());
     let out = run(&["--remote", "-oProxyCommand=sh", "list"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// A private tmux server, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.0, "-f", "/dev/null"]);
+        c
+    }
+
+    fn screen(&self) -> String {
+        text(
+            &self
+                .cmd()
+                .args(["capture-pane", "-p"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").stderr(Stdio::null()).status();
+    }
+}
+
+#[test]
+fn the_tui_runs_in_a_terminal_on_the_remote() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let sshd = Sshd::start(
+        &dir.path().join("ssh"),
+        &[("SHEPHERD_STATE_DIR", state.display().to_string())],
+    );
+    // The setup shows what the remote command's stdin is.
+    ok(&sshd.run(&[
+        "remotes",
+        "add",
+        "t",
+        "--host",
+        HOST,
+        "--setup",
+        "tty >&2 || true",
+    ]));
+    let client = sshd.dir.join("tui.sh");
+    std::fs::write(
+        &client,
+        format!(
+            "export HOME='{}' SHEPHERD_SSH_CONFIG='{}' NO_COLOR=1\nunset XDG_CONFIG_HOME XDG_RUNTIME_DIR\n\
+             '{}' --remote t\necho \"exit=$?\"\nsleep 600\n",
+            sshd.dir.join("h").display(),
+            sshd.dir.join("ssh_config").display(),
+            env!("CARGO_BIN_EXE_shepherd"),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux(format!("shep-remote-{}", std::process::id()));
+    let started = tmux
+        .cmd()
+        .args(["new-session", "-d", "-x", "100", "-y", "30", "sh"])
+        .arg(&client)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    // `shepherd` alone on a terminal is the TUI, run through `ssh -t`: the
+    // remote side has a terminal of its own.
+    poll(Duration::from_secs(60), "the remote TUI's terminal", || {
+        let screen = tmux.screen();
+        if screen.contains("/dev/pts/") {
+            Ok(())
+        } else {
+            Err(screen)
+        }
+    });
+    // Quit the TUI (once it exists; until then the command has already ended).
+    let _ = tmux.cmd().args(["send-keys", "q"]).status();
+    let screen = poll(Duration::from_secs(30), "the remote TUI to end", || {
+        let screen = tmux.screen();
+        if screen.contains("exit=") {
+            Ok(screen)
+        } else {
+            Err(screen)
+        }
+    });
+    assert!(!screen.contains("not a tty"), "{screen}");
+    assert!(!screen.contains("exit=6"), "{screen}");
 }
