@@ -378,3 +378,186 @@ fn last_ssh_line(stderr: &[u8]) -> String {
                 .into()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Runs the remote script locally with `sh`, as sshd would, in a home
+    /// where the "installed binary" prints its working directory and its
+    /// arguments, one per NUL.
+    fn run_locally(target: &Target, plan: &Plan, home: &Path) -> (i32, Vec<String>, String) {
+        let local = bootstrap::LocalBinary::fake(
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        );
+        let (script, io) = remote_script(target, plan, &local).unwrap();
+        let bin = home.join(bootstrap::REMOTE_BIN_DIR);
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = bin.join(local.remote_name());
+        std::fs::write(&exe, "#!/bin/sh\nprintf '%s\\0' \"$PWD\" \"$@\"\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let stdin = match io {
+            Io::Stream(Some(f)) => std::process::Stdio::from(f),
+            _ => std::process::Stdio::null(),
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("HOME", home)
+            .current_dir(home)
+            .stdin(stdin)
+            .output()
+            .unwrap();
+        let mut words: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split('\0')
+            .map(str::to_string)
+            .collect();
+        words.pop();
+        (
+            out.status.code().unwrap_or(-1),
+            words,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn target(dir: &str, setup: Option<&str>) -> Target {
+        Target {
+            host: "h".into(),
+            remote_dir: dir.into(),
+            setup: setup.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_remote_gets_exactly_the_words_typed() {
+        let home = tempfile::tempdir().unwrap();
+        let words: Vec<String> = ["status", "a b$HOME;`id`'\"\nz", "--json"]
+            .map(String::from)
+            .to_vec();
+        let plan = Plan {
+            words: words.clone(),
+            script: None,
+            terminal: false,
+        };
+        let (code, got, _) = run_locally(&target("~/r", None), &plan, home.path());
+        assert_eq!(code, 0);
+        assert_eq!(got[0], home.path().display().to_string());
+        assert_eq!(&got[1..], &words[..]);
+    }
+
+    #[test]
+    fn a_missing_binary_is_exit_127_before_anything_runs() {
+        let home = tempfile::tempdir().unwrap();
+        let local = bootstrap::LocalBinary::fake(&"f".repeat(64));
+        let plan = Plan {
+            words: vec!["list".into()],
+            script: None,
+            terminal: false,
+        };
+        let (script, _) = remote_script(&target("~/r", Some("touch ran")), &plan, &local).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("HOME", home.path())
+            .current_dir(home.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(bootstrap::MISSING));
+        assert!(!home.path().join("ran").exists());
+    }
+
+    #[test]
+    fn the_script_is_copied_to_the_remote_dir_and_run_from_there() {
+        let home = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("my $job's.sh");
+        std::fs::write(&path, "#!/bin/bash\necho hi\n").unwrap();
+        let plan = Plan {
+            words: vec![
+                "run".into(),
+                path.display().to_string(),
+                "--gpus".into(),
+                "1".into(),
+            ],
+            script: Some((path.clone(), 1)),
+            terminal: false,
+        };
+        let (code, got, stderr) = run_locally(
+            &target("~/my runs", Some("echo setting up")),
+            &plan,
+            home.path(),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let dir = home.path().join("my runs");
+        assert_eq!(
+            got,
+            [
+                dir.display().to_string(),
+                "run".into(),
+                "my $job's.sh".into(),
+                "--gpus".into(),
+                "1".into()
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("my $job's.sh")).unwrap(),
+            "#!/bin/bash\necho hi\n"
+        );
+        // Only the script: no temporary file is left.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        // The setup's output goes to stderr; so does where the script went.
+        assert!(stderr.contains("setting up\n"), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "copied {} to h:{}/my $job's.sh",
+                path.display(),
+                dir.display()
+            )),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_failing_setup_stops_the_command() {
+        let home = tempfile::tempdir().unwrap();
+        let plan = Plan {
+            words: vec!["list".into()],
+            script: None,
+            terminal: false,
+        };
+        let (code, got, stderr) = run_locally(&target("~/r", Some("false")), &plan, home.path());
+        assert_eq!(code, 1);
+        assert!(got.is_empty());
+        assert!(stderr.contains("remote setup failed"), "{stderr}");
+    }
+
+    #[test]
+    fn ssh_complaints_are_picked_out_of_stderr() {
+        assert_eq!(
+            last_ssh_line(b"remote noise\nssh: connect to host x port 22: Connection refused\n"),
+            "ssh: connect to host x port 22: Connection refused"
+        );
+        assert_eq!(
+            last_ssh_line(b"root@x: Permission denied (publickey).\n"),
+            "root@x: Permission denied (publickey)."
+        );
+        assert!(last_ssh_line(b"").contains("without an exit status"));
+    }
+
+    #[test]
+    fn hints_follow_the_complaint() {
+        let e = |d: &str| {
+            RemoteError::Unreachable {
+                host: "h".into(),
+                detail: d.into(),
+            }
+            .hint()
+            .unwrap()
+        };
+        assert!(e("Permission denied (publickey)").contains("ssh-agent"));
+        assert!(e("Host key verification failed.").contains("host key"));
+        assert!(e("Could not resolve hostname h").contains("remotes add"));
+        assert!(e("Connection refused").contains("ssh h true"));
+    }
+}

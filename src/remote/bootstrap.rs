@@ -84,6 +84,16 @@ impl LocalBinary {
         })
     }
 
+    /// A binary with this digest, for tests of the scripts that name it.
+    #[cfg(test)]
+    pub fn fake(sha256: &str) -> LocalBinary {
+        LocalBinary {
+            path: PathBuf::from("/nonexistent"),
+            size: 0,
+            sha256: sha256.to_string(),
+        }
+    }
+
     /// The remote binary's file name: version and checksum.
     pub fn remote_name(&self) -> String {
         format!(
