@@ -55,7 +55,7 @@ pub enum RemoteError {
     },
     #[error("{0}")]
     Config(String),
-    #[error("cannot reach {host} over ssh{}", detail_suffix(.detail))]
+    #[error("the ssh connection to {host} failed{}", detail_suffix(.detail))]
     Unreachable { host: String, detail: String },
     #[error(
         "{host} runs {remote}, but this shepherd is built for {local}: it cannot be copied there"

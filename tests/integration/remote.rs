@@ -482,7 +482,7 @@ fn a_lost_connection_is_a_clear_error_and_never_a_hang() {
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("error: cannot reach testhost over ssh"),
+        stderr.contains("error: the ssh connection to testhost failed"),
         "{stderr}"
     );
     assert!(
