@@ -699,3 +699,82 @@ fn the_tui_runs_in_a_terminal_on_the_remote() {
     assert!(!screen.contains("not a tty"), "{screen}");
     assert!(!screen.contains("exit=6"), "{screen}");
 }
+
+#[test]
+fn installs_are_refused_for_another_platform_and_checked_by_checksum() {
+    let dir = scratch();
+    let fakes = dir.path().join("fakes");
+    std::fs::create_dir_all(&fakes).unwrap();
+    let path = format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sshd = Sshd::start(
+        &dir.path().join("ssh"),
+        &[
+            (
+                "SHEPHERD_STATE_DIR",
+                dir.path().join("state").display().to_string(),
+            ),
+            ("PATH", path),
+        ],
+    );
+    let fake = |name: &str, body: Option<&str>| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = fakes.join(name);
+        match body {
+            Some(b) => {
+                std::fs::write(&p, format!("#!/bin/sh\n{b}\n")).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            None => std::fs::remove_file(&p).unwrap(),
+        }
+    };
+    let bin_dir = sshd.dir.join("rh/.local/share/shepherd/bin");
+    let leftovers = || std::fs::read_dir(&bin_dir).map_or(0, |d| d.count());
+
+    // Another architecture: nothing is copied, and the error says which
+    // build the remote needs.
+    fake("uname", Some("echo Linux aarch64"));
+    let out = sshd.run(&["--remote", HOST, "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "testhost runs linux aarch64, but this shepherd is built for linux {}",
+            std::env::consts::ARCH
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("aarch64-unknown-linux-musl"), "{stderr}");
+    assert_eq!(leftovers(), 0);
+    fake("uname", None);
+
+    // A copy that arrives damaged is not installed, and nothing is left.
+    fake(
+        "sha256sum",
+        Some(
+            "cat >/dev/null; echo 0000000000000000000000000000000000000000000000000000000000000000 -",
+        ),
+    );
+    let out = sshd.run(&["--remote", HOST, "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot install shepherd on testhost"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("corrupted on the way"), "{stderr}");
+    assert_eq!(
+        leftovers(),
+        0,
+        "{:?}",
+        std::fs::read_dir(&bin_dir).unwrap().collect::<Vec<_>>()
+    );
+    fake("sha256sum", None);
+
+    // The real thing.
+    ok(&sshd.run(&["--remote", HOST, "list"]));
+    assert_eq!(sshd.installed().len(), 1);
+}
