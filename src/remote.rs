@@ -222,9 +222,18 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
             && !words.iter().any(|w| w.starts_with("--color"));
         let script = match script {
             Some(path) => {
+                // `shepherd run run`: the script comes after the subcommand.
+                let from = match &cli.command {
+                    Some(Command::Run(_)) => {
+                        words.iter().position(|w| w == "run").map_or(0, |i| i + 1)
+                    }
+                    _ => 0,
+                };
                 let at = words
                     .iter()
+                    .skip(from)
                     .position(|w| Path::new(w) == path)
+                    .map(|i| i + from)
                     .ok_or_else(|| {
                         RemoteError::Config("cannot find the script's argument".into())
                     })?;

@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::RemoteError;
 
@@ -35,6 +35,9 @@ const CONNECT_TIMEOUT_S: u32 = 15;
 /// A control master started by this call keeps a copy of the pipe open for
 /// ten minutes, so end-of-file cannot be waited for.
 const DRAIN_IDLE: Duration = Duration::from_millis(150);
+
+/// How much of a streamed stderr is kept, for the error message.
+const STDERR_KEPT: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Ssh {
@@ -60,7 +63,7 @@ pub struct Finished {
     pub code: i32,
     /// Captured standard output (`Io::Capture` only).
     pub stdout: Vec<u8>,
-    /// Standard error (also already shown, with `Io::Stream`).
+    /// Standard error (with `Io::Stream`: already shown, and only its end kept).
     pub stderr: Vec<u8>,
 }
 
@@ -127,7 +130,11 @@ impl Ssh {
                     .stderr(Stdio::piped())
                     .spawn()
                     .map_err(|e| RemoteError::NoSsh { source: e })?;
-                let err = pump(child.stderr.take(), Some(Box::new(io::stderr())));
+                let err = pump(
+                    child.stderr.take(),
+                    Some(Box::new(io::stderr())),
+                    Some(STDERR_KEPT),
+                );
                 finish(&mut child, None, Some(err))
             }
             Io::Capture(input) => {
@@ -137,8 +144,8 @@ impl Ssh {
                     .stderr(Stdio::piped())
                     .spawn()
                     .map_err(|e| RemoteError::NoSsh { source: e })?;
-                let out = pump(child.stdout.take(), None);
-                let err = pump(child.stderr.take(), None);
+                let out = pump(child.stdout.take(), None, None);
+                let err = pump(child.stderr.take(), None, None);
                 finish(&mut child, Some(out), Some(err))
             }
         }
@@ -202,52 +209,70 @@ fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
     }
 }
 
-/// Copies a child's pipe into a channel, chunk by chunk, echoing it to `echo`
-/// as it comes (so `logs -f` streams).
+/// What a pump thread has read so far.
+struct Pumped {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Copies a child's pipe into a buffer, echoing it to `echo` as it comes (so
+/// `logs -f` streams). With `keep`, only the last `keep` bytes are kept (an
+/// echoed stream is kept only for the error message).
 fn pump(
     src: Option<impl Read + Send + 'static>,
     echo: Option<Box<dyn Write + Send>>,
-) -> Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(mut src) = src {
+    keep: Option<usize>,
+) -> Pumped {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let thread = src.map(|mut src| {
+        let buf = Arc::clone(&buf);
         std::thread::spawn(move || {
             let mut echo = echo;
-            let mut buf = [0u8; 8192];
+            let mut chunk = [0u8; 8192];
             loop {
-                match src.read(&mut buf) {
+                match src.read(&mut chunk) {
                     Ok(0) => break,
                     Ok(n) => {
                         if let Some(w) = echo.as_mut() {
-                            let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
+                            let _ = w.write_all(&chunk[..n]).and_then(|()| w.flush());
                         }
-                        if tx.send(buf[..n].to_vec()).is_err() {
-                            break;
+                        let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+                        b.extend_from_slice(&chunk[..n]);
+                        if let Some(keep) = keep
+                            && b.len() > keep
+                        {
+                            let cut = b.len() - keep;
+                            b.drain(..cut);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break,
                 }
             }
-        });
-    }
-    rx
+        })
+    });
+    Pumped { buf, thread }
 }
 
-/// Everything a pump has read by the time it runs dry.
-fn drain(rx: Receiver<Vec<u8>>) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        match rx.recv_timeout(DRAIN_IDLE) {
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return out,
+/// Everything a pump has read once it reaches end-of-file, or once it has
+/// read nothing new for `DRAIN_IDLE` (a control master holds the pipe).
+fn drain(p: Pumped) -> Vec<u8> {
+    let len = || p.buf.lock().map_or(0, |b| b.len());
+    let mut last = (len(), Instant::now());
+    while p.thread.as_ref().is_some_and(|t| !t.is_finished()) && last.1.elapsed() < DRAIN_IDLE {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = len();
+        if now != last.0 {
+            last = (now, Instant::now());
         }
     }
+    std::mem::take(&mut *p.buf.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn finish(
     child: &mut Child,
-    out: Option<Receiver<Vec<u8>>>,
-    err: Option<Receiver<Vec<u8>>>,
+    out: Option<Pumped>,
+    err: Option<Pumped>,
 ) -> Result<Finished, RemoteError> {
     let status = child.wait().map_err(|e| RemoteError::Local {
         what: "cannot wait for ssh".to_string(),
