@@ -461,12 +461,16 @@ fn a_lost_connection_is_a_clear_error_and_never_a_hang() {
         .spawn()
         .unwrap();
     // Wait until the remote command runs, then kill the control master.
-    let master = poll(Duration::from_secs(20), "the remote sleep", || {
-        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        if !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 60") {
+    let (master, remote) = poll(Duration::from_secs(20), "the remote sleep", || {
+        let remote = descendants(sshd.child.id());
+        let sleeping = remote.iter().any(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x0060\x00")
+        });
+        if !sleeping {
             return Err("not yet".into());
         }
-        master_pid(&sshd.dir).ok_or_else(|| "no master".to_string())
+        let master = master_pid(&sshd.dir).ok_or_else(|| "no master".to_string())?;
+        Ok((master, remote))
     });
     let killed = Instant::now();
     Command::new("kill")
@@ -489,6 +493,11 @@ fn a_lost_connection_is_a_clear_error_and_never_a_hang() {
         stderr.contains("hint: check that `ssh testhost true` works"),
         "{stderr}"
     );
+
+    // The remote side of the cut connection (orphaned, as on a real host).
+    for pid in remote {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
 
     // The next command opens a new connection.
     assert_eq!(
