@@ -612,6 +612,18 @@ fn named_remotes_are_added_listed_and_removed() {
     let out = run(&["remotes", "rm", "a100"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("no remote named \"a100\""));
+    // A file written by a newer shepherd is refused, not overwritten.
+    let file = home.path().join(".config/shepherd/remotes.json");
+    std::fs::write(&file, r#"{"version": 2, "remotes": [], "new": true}"#).unwrap();
+    let out = run(&["remotes", "add", "x", "--host", "h"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("format version 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("\"new\""));
+    std::fs::remove_file(&file).unwrap();
     // Host names that ssh would read as options are refused.
     let out = run(&["remotes", "add", "x", "--host", "-oProxyCommand=sh"]);
     assert!(!out.status.success());
