@@ -5,7 +5,7 @@ mod args;
 pub mod exit;
 mod logs_cmd;
 mod nodes_cmd;
-mod output;
+pub(crate) mod output;
 mod runs_cmd;
 mod slurm_cmd;
 
@@ -16,13 +16,17 @@ use std::io::IsTerminal;
 use clap::Parser;
 
 pub use crate::view::{RunDoc, UnknownRun};
-pub use args::{Cli, Command};
+pub use args::{Cli, ColorChoice, Command, ExternalRun};
 
 use crate::policy::decide::Control;
 
 /// Entry point of the `shepherd` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `--remote HOST`: the whole invocation runs on HOST (docs/remote.md).
+    if let Some(code) = crate::remote::dispatch(&cli) {
+        return code;
+    }
     let json = cli.global.json;
     let result = match cli.command {
         // Without a subcommand: the TUI on a terminal, the run list otherwise
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Some(Command::Slurm(cmd)) => slurm_cmd::run(&cli.global, cmd),
+        Some(Command::Remotes { command }) => crate::remote::registry::command(json, command),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

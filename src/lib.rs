@@ -12,7 +12,8 @@
 //! - [`daemon`]: the loop on the login node that observes, asks the policy and
 //!   carries out its decisions.
 //! - [`wrapper`]: the compute-side half, run inside the job around the workload.
-//! - [`cli`] and [`tui`]: the user's interfaces.
+//! - [`cli`] and [`tui`]: the user's interfaces; [`remote`] runs them on
+//!   another cluster over ssh.
 
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod notify;
 pub mod placement;
 pub mod policy;
+pub mod remote;
 pub mod slurm;
 pub mod store;
 pub mod submit;

@@ -39,6 +39,14 @@ pub struct GlobalArgs {
     /// Colour in human output: auto (a terminal without NO_COLOR), always, never
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// Run the command on HOST over ssh: a name from `shepherd remotes`, or an ssh destination
+    #[arg(long, global = true, value_name = "HOST")]
+    pub remote: Option<String>,
+
+    /// With --remote: where scripts are copied on the remote [default: ~/shepherd-runs]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub remote_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -178,6 +186,11 @@ pub enum Command {
     /// Ask Slurm directly through Shepherd's adapter (what Shepherd sees)
     #[command(subcommand)]
     Slurm(SlurmCommand),
+    /// Named remote clusters for --remote: `remotes list|add NAME --host H|rm NAME`
+    Remotes {
+        #[command(subcommand)]
+        command: Option<crate::remote::RemotesCommand>,
+    },
     /// `shepherd SCRIPT [OPTIONS]`: the same as `shepherd run SCRIPT [OPTIONS]`
     #[command(external_subcommand)]
     External(Vec<OsString>),

@@ -15,4 +15,5 @@ mod parsers_on_fixtures;
 mod placement;
 mod recovery;
 mod recovery_support;
+mod remote;
 mod tui;
