@@ -182,6 +182,8 @@ struct Plan {
     script: Option<(PathBuf, usize)>,
     /// An interactive terminal is needed (the TUI).
     terminal: bool,
+    /// Keep the output instead of showing it.
+    capture: bool,
 }
 
 /// The early branch of `cli::main`: when `--remote` is given anywhere, runs
@@ -257,8 +259,10 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
                 words,
                 script,
                 terminal,
+                capture: false,
             },
         )
+        .map(|done| done.code)
     });
     Some(match result {
         Ok(code) => ExitCode::from(code),
@@ -269,8 +273,14 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
     })
 }
 
+/// How a remote command ended: its exit status and, when captured, output.
+struct Done {
+    code: u8,
+    stdout: Vec<u8>,
+}
+
 /// Runs the plan on the target, installing shepherd there first if needed.
-fn run(target: &Target, plan: Plan) -> Result<u8, RemoteError> {
+fn run(target: &Target, plan: Plan) -> Result<Done, RemoteError> {
     let ssh = Ssh::new(&target.host)?;
     let local = bootstrap::LocalBinary::current()?;
     let mut installed = false;
@@ -294,9 +304,107 @@ fn run(target: &Target, plan: Plan) -> Result<u8, RemoteError> {
                     detail: "the binary just installed is not executable there (is the home directory mounted noexec?)".into(),
                 });
             }
-            code => return Ok(u8::try_from(code).unwrap_or(crate::cli::exit::FAILURE)),
+            code => {
+                return Ok(Done {
+                    code: u8::try_from(code).unwrap_or(crate::cli::exit::FAILURE),
+                    stdout: done.stdout,
+                });
+            }
         }
     }
+}
+
+/// `shepherd remotes runs`: `list --json` on every named remote at once (one
+/// thread each, over each remote's shared connection), shown as one list
+/// with a REMOTE column. A remote that cannot be reached is a line of the
+/// output, not the end of it.
+pub fn runs_everywhere(json: bool, remotes: Vec<registry::Remote>) -> anyhow::Result<()> {
+    use crate::cli::output::{Table, emit};
+    #[derive(serde::Serialize)]
+    struct Of {
+        remote: String,
+        host: String,
+        /// The remote's `list --json` runs; `null` when it could not be asked.
+        runs: Option<serde_json::Value>,
+        error: Option<String>,
+    }
+    if remotes.is_empty() {
+        anyhow::bail!("no remotes; add one with `shepherd remotes add NAME --host HOST`");
+    }
+    let ask = |r: &registry::Remote| -> Result<serde_json::Value, String> {
+        let target = Target::resolve(&r.name, None).map_err(|e| e.to_string())?;
+        let plan = Plan {
+            words: vec!["list".into(), "--json".into()],
+            script: None,
+            terminal: false,
+            capture: true,
+        };
+        let done = run(&target, plan).map_err(|e| e.to_string())?;
+        let doc: serde_json::Value = serde_json::from_slice(&done.stdout)
+            .map_err(|e| format!("unreadable answer (exit {}): {e}", done.code))?;
+        match (done.code, doc.get("runs")) {
+            (0, Some(runs)) => Ok(runs.clone()),
+            _ => Err(doc["error"]["message"]
+                .as_str()
+                .map_or_else(|| format!("exit {}", done.code), str::to_string)),
+        }
+    };
+    let all: Vec<Of> = std::thread::scope(|scope| {
+        let handles: Vec<_> = remotes
+            .iter()
+            .map(|r| (r, scope.spawn(move || ask(r))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(r, h)| {
+                let answer = h.join().unwrap_or_else(|_| Err("internal error".into()));
+                Of {
+                    remote: r.name.clone(),
+                    host: r.host.clone(),
+                    error: answer.as_ref().err().cloned(),
+                    runs: answer.ok(),
+                }
+            })
+            .collect()
+    });
+    emit(json, "remotes", &all, |all| {
+        let mut t = Table::new(&[
+            "REMOTE", "RUN", "STATUS", "JOB", "NODE", "ATTEMPTS", "REASON",
+        ]);
+        let mut unreachable = String::new();
+        for of in all {
+            if let Some(e) = &of.error {
+                unreachable.push_str(&format!("{} ({}): {e}\n", of.remote, of.host));
+            }
+            for r in of
+                .runs
+                .as_ref()
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                t.row(vec![
+                    of.remote.clone(),
+                    s("run_id"),
+                    s("status"),
+                    r["slurm_job_id"]
+                        .as_u64()
+                        .map_or("-".into(), |j| j.to_string()),
+                    s("node"),
+                    r["attempts"].as_array().map_or(0, Vec::len).to_string(),
+                    s("reason"),
+                ]);
+            }
+        }
+        let mut out = t.render();
+        if !unreachable.is_empty() {
+            out.push_str("\nnot reached:\n");
+            out.push_str(&unreachable);
+        }
+        out
+    });
+    Ok(())
 }
 
 /// The remote shell script for `plan`, and how to wire its streams.
@@ -353,6 +461,8 @@ fn remote_script(
     s.push('\n');
     let io = if plan.terminal {
         Io::Terminal
+    } else if plan.capture {
+        Io::Capture(input)
     } else {
         Io::Stream(input)
     };
@@ -449,6 +559,7 @@ mod tests {
             words: words.clone(),
             script: None,
             terminal: false,
+            capture: false,
         };
         let (code, got, _) = run_locally(&target("~/r", None), &plan, home.path());
         assert_eq!(code, 0);
@@ -464,6 +575,7 @@ mod tests {
             words: vec!["list".into()],
             script: None,
             terminal: false,
+            capture: false,
         };
         let (script, _) = remote_script(&target("~/r", Some("touch ran")), &plan, &local).unwrap();
         let out = std::process::Command::new("sh")
@@ -491,6 +603,7 @@ mod tests {
             ],
             script: Some((path.clone(), 1)),
             terminal: false,
+            capture: false,
         };
         let (code, got, stderr) = run_locally(
             &target("~/my runs", Some("echo setting up")),
@@ -534,6 +647,7 @@ mod tests {
             words: vec!["list".into()],
             script: None,
             terminal: false,
+            capture: false,
         };
         let (code, got, stderr) = run_locally(&target("~/r", Some("false")), &plan, home.path());
         assert_eq!(code, 1);

@@ -37,6 +37,8 @@ pub enum RemotesCommand {
     },
     /// Forget a named remote
     Rm { name: String },
+    /// The runs of every named remote, in one list labelled by remote
+    Runs,
 }
 
 /// One named cluster.
@@ -178,6 +180,7 @@ pub fn command(json: bool, command: Option<RemotesCommand>) -> anyhow::Result<()
                 )
             });
         }
+        RemotesCommand::Runs => super::runs_everywhere(json, load()?)?,
         RemotesCommand::Rm { name } => {
             let mut remotes = load()?;
             let before = remotes.len();

@@ -429,6 +429,40 @@ fn runs_are_submitted_followed_and_stopped_over_ssh() {
     shep.wait_status("long", &["running"], LONG);
     ok(&sshd.run(&["--remote", HOST, "stop", "long"]));
     shep.wait_status("long", &["stopped"], LONG);
+
+    // Every named remote's runs in one list; one that cannot be reached is
+    // reported, not fatal.
+    ok(&sshd.run(&["remotes", "add", "lab", "--host", HOST]));
+    ok(&sshd.run(&["remotes", "add", "gone", "--host", "no-such-host.invalid"]));
+    let all: Value = serde_json::from_str(&ok(&sshd.run(&["remotes", "runs", "--json"]))).unwrap();
+    let lab = &all["remotes"][0];
+    assert_eq!(lab["remote"], "lab", "{all}");
+    let ids: Vec<&str> = lab["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"long") && ids.contains(&"q1"), "{ids:?}");
+    assert_eq!(all["remotes"][1]["runs"], Value::Null, "{all}");
+    assert!(
+        all["remotes"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-host.invalid"),
+        "{all}"
+    );
+    let table = ok(&sshd.run(&["remotes", "runs"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("lab ") && l.contains("long") && l.contains("stopped")),
+        "{table}"
+    );
+    assert!(
+        table.contains("not reached:\ngone (no-such-host.invalid)"),
+        "{table}"
+    );
     // Every command reused the one connection made by the first.
     assert_eq!(
         sshd.log().matches("Accepted publickey").count(),
