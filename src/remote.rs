@@ -153,6 +153,8 @@ pub struct Target {
     pub host: String,
     pub remote_dir: String,
     pub setup: Option<String>,
+    /// `--remote-copy`: more files for the remote dir, beside the script.
+    pub copy: Vec<PathBuf>,
 }
 
 impl Target {
@@ -170,6 +172,7 @@ impl Target {
                 .or(dir)
                 .unwrap_or_else(|| DEFAULT_REMOTE_DIR.to_string()),
             setup,
+            copy: Vec::new(),
         })
     }
 }
@@ -192,6 +195,7 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
     let mut json = cli.global.json;
     let mut remote = cli.global.remote.clone();
     let mut remote_dir = cli.global.remote_dir.clone();
+    let mut copy = cli.global.remote_copy.clone();
     let mut script = None;
     // `shepherd SCRIPT --remote H`: clap sees the words after SCRIPT only
     // when it re-reads them as `run`.
@@ -202,6 +206,7 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
         json |= ext.global.json;
         remote = remote.or(ext.global.remote);
         remote_dir = remote_dir.or(ext.global.remote_dir);
+        copy.extend(ext.global.remote_copy);
         script = Some(ext.run.script);
     }
     let remote = remote?;
@@ -252,7 +257,13 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
             };
             words.splice(at..at, ["--color".to_string(), "always".to_string()]);
         }
-        let target = Target::resolve(&remote, remote_dir.as_deref())?;
+        let mut target = Target::resolve(&remote, remote_dir.as_deref())?;
+        if !copy.is_empty() && script.is_none() {
+            return Err(RemoteError::Config(
+                "--remote-copy only applies to `shepherd SCRIPT --remote HOST`".into(),
+            ));
+        }
+        target.copy = copy;
         run(
             &target,
             Plan {
@@ -435,21 +446,39 @@ fn remote_script(
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| RemoteError::Config(format!("{} has no file name", path.display())))?;
-        let file = std::fs::File::open(path).map_err(|e| RemoteError::Local {
-            what: format!("cannot read the script {}", path.display()),
-            source: e,
-        })?;
         let dir = argv::remote_dir_expr(&target.remote_dir);
         let q = quote::quote(name);
-        let part = quote::quote(&format!(".{name}.part"));
-        // Written whole, then renamed: a run created meanwhile never reads
-        // half a script. The run's working directory is the remote dir.
-        s.push_str(&format!(
-            "mkdir -p {dir} && cd {dir} && cat > {part} && mv -f {part} {q} || exit 1\n\
-             printf 'shepherd: copied %s to %s:%s/%s\\n' {} {} \"$PWD\" {q} >&2\n",
-            quote::quote(&path.display().to_string()),
-            quote::quote(&target.host),
-        ));
+        let shown = quote::quote(&path.display().to_string());
+        let host = quote::quote(&target.host);
+        let file = if target.copy.is_empty() {
+            let part = quote::quote(&format!(".{name}.part"));
+            // Written whole, then renamed: a run created meanwhile never
+            // reads half a script. The run's working directory is the
+            // remote dir.
+            s.push_str(&format!(
+                "mkdir -p {dir} && cd {dir} && cat > {part} && mv -f {part} {q} || exit 1\n\
+                 printf 'shepherd: copied %s to %s:%s/%s\\n' {shown} {host} \"$PWD\" {q} >&2\n",
+            ));
+            std::fs::File::open(path).map_err(|e| RemoteError::Local {
+                what: format!("cannot read the script {}", path.display()),
+                source: e,
+            })?
+        } else {
+            // The script and the extra files travel as one tar stream.
+            s.push_str(&format!(
+                "mkdir -p {dir} && cd {dir} && tar -xf - || exit 1\n\
+                 printf 'shepherd: copied %s and %s to %s:%s\\n' {shown} {} {host} \"$PWD\" >&2\n",
+                quote::quote(
+                    &target
+                        .copy
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            archive(path, name, &target.copy)?
+        };
         words[*at] = q;
         input = Some(file);
     }
@@ -467,6 +496,69 @@ fn remote_script(
         Io::Stream(input)
     };
     Ok((s, io))
+}
+
+/// A tar archive of the script (under its file name) and `extra` (paths
+/// relative to here, kept relative), as an open file that is already
+/// unlinked: nothing to clean up, whatever happens next.
+fn archive(script: &Path, name: &str, extra: &[PathBuf]) -> Result<std::fs::File, RemoteError> {
+    for p in extra {
+        let inside = p.is_relative()
+            && p.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if !inside {
+            return Err(RemoteError::Config(format!(
+                "--remote-copy {}: give a path inside the current directory (it is copied to the same place under the remote dir)",
+                p.display()
+            )));
+        }
+        if !p.exists() {
+            return Err(RemoteError::Config(format!(
+                "--remote-copy {}: no such file or directory",
+                p.display()
+            )));
+        }
+    }
+    let tmp = std::env::temp_dir().join(format!("shepherd-copy-{}.tar", std::process::id()));
+    let script_dir = script
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tmp)
+        .arg("-C")
+        .arg(script_dir)
+        // `./` keeps a name that starts with `-` from reading as an option
+        // (`--` would also end the options, and `-C` is one).
+        .arg(Path::new(".").join(name))
+        .arg("-C")
+        .arg(std::env::current_dir().map_err(|e| RemoteError::Local {
+            what: "cannot read the current directory".into(),
+            source: e,
+        })?)
+        .args(extra.iter().map(|p| Path::new(".").join(p)))
+        .output()
+        .map_err(|e| RemoteError::Local {
+            what: "cannot run tar to pack --remote-copy".into(),
+            source: e,
+        })?;
+    let file = std::fs::File::open(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    if !out.status.success() {
+        return Err(RemoteError::Config(format!(
+            "tar could not pack the files to copy: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    file.map_err(|e| RemoteError::Local {
+        what: format!("cannot read {}", tmp.display()),
+        source: e,
+    })
 }
 
 /// The line of ssh's own complaint (the last of its stderr that looks like
@@ -545,6 +637,7 @@ mod tests {
         Target {
             host: "h".into(),
             remote_dir: dir.into(),
+            copy: Vec::new(),
             setup: setup.map(str::to_string),
         }
     }
@@ -586,6 +679,51 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(bootstrap::MISSING));
         assert!(!home.path().join("ran").exists());
+    }
+
+    #[test]
+    fn files_asked_for_travel_with_the_script_and_keep_their_place() {
+        let home = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("-train.sh");
+        std::fs::write(&path, "#!/bin/bash\necho hi\n").unwrap();
+        let plan = Plan {
+            words: vec!["run".into(), path.display().to_string()],
+            script: Some((path.clone(), 1)),
+            terminal: false,
+            capture: false,
+        };
+        // Tests run in the package root: these paths are relative to it.
+        let mut t = target("runs", None);
+        t.copy = vec!["docs/config.md".into(), "examples".into()];
+        let (code, got, stderr) = run_locally(&t, &plan, home.path());
+        assert_eq!(code, 0, "{stderr}");
+        let dir = home.path().join("runs");
+        assert_eq!(got[1..], ["run".to_string(), "-train.sh".to_string()]);
+        assert!(dir.join("-train.sh").is_file());
+        assert_eq!(
+            std::fs::read(dir.join("docs/config.md")).unwrap(),
+            std::fs::read("docs/config.md").unwrap()
+        );
+        assert!(dir.join("examples/train.sh").is_file());
+        assert!(
+            stderr.contains("and docs/config.md, examples to h:"),
+            "{stderr}"
+        );
+
+        for bad in ["../outside", "/etc/hostname", "no/such/file"] {
+            let mut t = target("runs", None);
+            t.copy = vec![bad.into()];
+            let fake = bootstrap::LocalBinary::fake(&"0".repeat(64));
+            let err = remote_script(&t, &plan, &fake)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with(&format!("--remote-copy {bad}: ")),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct GlobalArgs {
     /// With --remote: where scripts are copied on the remote [default: ~/shepherd-runs]
     #[arg(long, global = true, value_name = "DIR")]
     pub remote_dir: Option<String>,
+
+    /// With `shepherd SCRIPT --remote`: also copy this file or directory (relative to here) next to the script; repeatable
+    #[arg(long, global = true, value_name = "PATH")]
+    pub remote_copy: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -5,8 +5,8 @@ use std::ffi::OsString;
 
 use super::RemoteError;
 
-/// The options this side consumes (both take a value).
-const LOCAL_OPTIONS: [&str; 2] = ["--remote", "--remote-dir"];
+/// The options this side consumes (all take a value).
+const LOCAL_OPTIONS: [&str; 3] = ["--remote", "--remote-dir", "--remote-copy"];
 
 /// `args` (without the program name) as UTF-8 words, without `--remote X`
 /// and `--remote-dir D` (in either `--opt X` or `--opt=X` form). Words after
