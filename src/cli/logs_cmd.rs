@@ -161,7 +161,9 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
             if let Some((k, path)) = &current {
                 copy_new(path, offset, |b| out.write(*k, b));
             }
-            if let Some((k, path)) = &next {
+            // A header marks the switch between two attempts' output; the
+            // first attempt to appear needs none.
+            if let (Some(_), Some((k, path))) = (&current, &next) {
                 out.header(*k, path);
             }
             current = next;
