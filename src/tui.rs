@@ -8,6 +8,7 @@
 
 mod ansi;
 pub mod app;
+pub mod clean;
 pub mod data;
 pub mod keys;
 pub mod loaders;
@@ -192,7 +193,11 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) {
                 Ok(format!("smoke test of {n} node(s) done"))
             }
         };
-        let _ = tx.send(Msg::Done(result.map_err(|e| format!("{e:#}"))));
+        let result = match result {
+            Ok(t) => Ok(clean::line(&t)),
+            Err(e) => Err(clean::line(&format!("{e:#}"))),
+        };
+        let _ = tx.send(Msg::Done(result));
     });
 }
 

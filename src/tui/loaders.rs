@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::app::Msg;
+use super::clean;
 use super::data::{
     ClusterSnapshot, DetailRequest, DetailUpdate, LOG_LINES, LogChunk, RunExtra, RunRow,
 };
@@ -36,15 +37,33 @@ const LOG_READ_MAX: u64 = 2 * 1024 * 1024;
 
 /// Reads every run, with the live attempt's last heartbeat.
 pub fn load_runs(sd: &StateDir) -> Result<Vec<RunRow>, String> {
-    let ids = sd.run_ids().map_err(|e| e.to_string())?;
+    let ids = sd.run_ids().map_err(|e| clean::line(&e.to_string()))?;
     let docs = run_docs(sd, &ids);
     Ok(docs
         .into_iter()
-        .map(|doc| {
+        .map(|mut doc| {
             let heartbeat = heartbeat_of(sd, &doc);
+            clean_doc(&mut doc);
             RunRow { doc, heartbeat }
         })
         .collect())
+}
+
+/// The run's free text (reasons, Slurm's words, failure details) made safe
+/// for the terminal.
+fn clean_doc(doc: &mut RunDoc) {
+    doc.reason = clean::line(&doc.reason);
+    clean::opt(&mut doc.error);
+    clean::opt(&mut doc.node);
+    clean::opt(&mut doc.partition);
+    for a in &mut doc.attempts {
+        clean::opt(&mut a.detail);
+        clean::opt(&mut a.outcome);
+        clean::opt(&mut a.blame);
+        clean::opt(&mut a.slurm_state);
+        clean::opt(&mut a.node);
+        clean::opt(&mut a.partition);
+    }
 }
 
 fn heartbeat_of(sd: &StateDir, doc: &RunDoc) -> Option<Timestamp> {
@@ -85,7 +104,16 @@ pub fn load_cluster(slurm: &dyn Slurm, sd: &StateDir) -> Result<ClusterSnapshot,
         .into_iter()
         .filter(|v| v.gpus_total > 0)
         .collect();
-    let doc = crate::view::nodes::nodes_doc(&cluster, &nodes, &switches, &bl, now);
+    let mut doc = crate::view::nodes::nodes_doc(&cluster, &nodes, &switches, &bl, now);
+    for n in &mut doc.nodes {
+        n.state = clean::line(&n.state);
+        clean::opt(&mut n.admin_reason);
+        clean::opt(&mut n.switch);
+        clean::opt(&mut n.gpu_type);
+        if let Some(b) = &mut n.banned {
+            b.reason = clean::line(&b.reason);
+        }
+    }
     Ok(ClusterSnapshot {
         cluster,
         nodes: doc,
@@ -102,7 +130,7 @@ pub fn slurm_thread(slurm: Box<dyn Slurm>, sd: StateDir, tx: Sender<Msg>, refres
             if tx.send(Msg::SlurmAsking(Timestamp::now())).is_err() {
                 return;
             }
-            let answer = load_cluster(slurm.as_ref(), &sd);
+            let answer = load_cluster(slurm.as_ref(), &sd).map_err(|e| clean::text(&e));
             if tx.send(Msg::Cluster(answer)).is_err() {
                 return;
             }
@@ -177,15 +205,7 @@ impl LogFollower {
         if lines.len() > LOG_LINES {
             lines.drain(..lines.len() - LOG_LINES);
         }
-        let lines = lines
-            .into_iter()
-            .map(|mut l| {
-                if l.ends_with('\r') {
-                    l.pop();
-                }
-                l
-            })
-            .collect();
+        let lines = lines.iter().map(|l| clean::line(l)).collect();
         Ok((reset, lines, len))
     }
 }
@@ -249,6 +269,10 @@ fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> 
             if ev.len() > 2_000 {
                 ev.drain(..ev.len() - 2_000);
             }
+            for e in &mut ev {
+                e.kind = clean::line(&e.kind);
+                e.message = clean::line(&e.message);
+            }
             out.push(DetailUpdate::Events(ev));
         }
     }
@@ -269,7 +293,7 @@ fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> 
     };
     let live = state.live_attempt();
     let extra = RunExtra {
-        pending_reason: live.and_then(|a| a.pending_reason.clone()),
+        pending_reason: live.and_then(|a| a.pending_reason.as_deref().map(clean::line)),
         live_phase: live.map(|a| crate::view::snake(&a.phase)),
         not_before: state.not_before,
     };
@@ -347,7 +371,7 @@ fn read_script(path: &Path) -> Result<String, String> {
     f.take(1024 * 1024)
         .read_to_end(&mut buf)
         .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok(clean::text(&String::from_utf8_lossy(&buf)))
 }
 
 #[cfg(test)]

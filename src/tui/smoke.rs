@@ -73,7 +73,7 @@ fn request(t: &SmokeTarget) -> SubmitRequest {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+    super::clean::line(s.lines().next().unwrap_or(""))
 }
 
 /// Submits one probe per target and reports each as it moves, until all
@@ -113,7 +113,7 @@ pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::S
             let state = match jobs.iter().find(|j| j.id == *id) {
                 None => Smoke::Failed("Slurm forgot the job".into()),
                 Some(j) => match &j.state {
-                    s if s.is_pending() => Smoke::Pending(j.reason.clone()),
+                    s if s.is_pending() => Smoke::Pending(super::clean::line(&j.reason)),
                     JobState::Completed if j.exit.is_none_or(|e| e.code == 0) => {
                         let secs = match (j.start_time, j.end_time) {
                             (Some(a), Some(b)) => b.duration_since(a).as_secs().max(0) as u64,

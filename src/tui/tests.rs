@@ -699,3 +699,58 @@ fn tui_smoke_test_of_one_node_or_all_after_asking() {
     );
     insta::assert_snapshot!("tui_nodes_smoke", screen(&a, 100, 12));
 }
+
+#[test]
+fn tui_log_with_colours_progress_and_tabs_renders_as_clean_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    std::fs::write(
+        &p,
+        "\x1b[1;32mEpoch 1\x1b[0m done\n\
+         \r 10%|#     |\r 50%|###   |\r100%|######|\n\
+         col\tnext\n\
+         osc\x1b]52;c;aGk=\x07 bell\x07\n",
+    )
+    .unwrap();
+    let mut follower = LogFollower::default();
+    let (reset, lines, size) = follower.poll(&p).unwrap();
+    assert_eq!(
+        lines,
+        [
+            "Epoch 1 done",
+            "100%|######|",
+            "col     next",
+            "osc bell\u{fffd}"
+        ]
+    );
+    let mut a = app();
+    keys(&mut a, "5");
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: Some(p.clone()),
+                reset,
+                lines,
+                size,
+                note: None,
+            }),
+        ),
+    );
+    let t = draw(&a, 100, 30);
+    let s = t.backend().to_string();
+    assert!(s.contains("Epoch 1 done"), "{s}");
+    assert!(s.contains("100%|######|"), "{s}");
+    assert!(s.contains("col     next"), "{s}");
+    for cell in t.backend().buffer().content() {
+        assert!(
+            !cell.symbol().chars().any(char::is_control),
+            "{:?}",
+            cell.symbol()
+        );
+    }
+}
