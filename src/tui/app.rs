@@ -242,6 +242,8 @@ pub struct App {
     pub smoke: std::collections::BTreeMap<String, Smoke>,
 
     pub detail: Detail,
+    /// Which detail request is current (see [`DetailRequest::generation`]).
+    pub detail_generation: u64,
     /// Lines scrolled in the detail pane; for logs, lines up from the end.
     pub detail_scroll: usize,
     /// Logs: stick to the end as lines arrive.
@@ -282,6 +284,7 @@ impl App {
             selected_gpu: 0,
             smoke: Default::default(),
             detail: Detail::default(),
+            detail_generation: 0,
             detail_scroll: 0,
             follow: true,
             log_attempt: None,
@@ -310,6 +313,7 @@ impl App {
     pub fn detail_request(&self) -> Option<DetailRequest> {
         Some(DetailRequest {
             run: self.selected.clone()?,
+            generation: self.detail_generation,
             attempt: self.log_attempt,
             stream: self.log_stream,
         })
@@ -400,6 +404,7 @@ impl App {
     fn select(&mut self, id: Option<String>) {
         if id != self.selected {
             self.selected = id;
+            self.detail_generation += 1;
             self.detail = Detail::default();
             self.detail_scroll = 0;
             self.log_attempt = None;
@@ -541,8 +546,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.cluster_error = Some((e, app.now));
         }
         Msg::Detail(req, upd) => {
-            // Answers for a run no longer selected are late: drop them.
-            if app.selected.as_deref() != Some(req.run.as_str()) {
+            // Answers for a run no longer selected, or for an earlier request
+            // of this one, are late: drop them.
+            if req.generation != app.detail_generation
+                || app.selected.as_deref() != Some(req.run.as_str())
+            {
                 return vec![];
             }
             app.detail.run = Some(req.run.clone());
@@ -885,6 +893,7 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 Stream::Stdout => Stream::Stderr,
                 Stream::Stderr => Stream::Stdout,
             };
+            app.detail_generation += 1;
             app.detail.log = LogView::default();
             app.detail_scroll = 0;
             app.follow = true;
@@ -904,6 +913,7 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             } else {
                 Some(to as u32)
             };
+            app.detail_generation += 1;
             app.detail.log = LogView::default();
             app.detail_scroll = 0;
             app.follow = true;

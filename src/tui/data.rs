@@ -57,6 +57,11 @@ pub struct ClusterSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetailRequest {
     pub run: String,
+    /// Bumped by the UI at every new selection, stream or attempt, even one
+    /// that comes back to what was watched before: the loader starts afresh
+    /// (and sends everything again) when it changes, and the UI drops
+    /// answers to any other generation.
+    pub generation: u64,
     /// `None`: the newest attempt that has a job.
     pub attempt: Option<u32>,
     pub stream: Stream,

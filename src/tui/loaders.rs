@@ -466,6 +466,7 @@ mod tests {
         let (_dir, sd, log) = fixture();
         let req = DetailRequest {
             run: "train".into(),
+            generation: 0,
             attempt: None,
             stream: Stream::Stdout,
         };
@@ -504,5 +505,35 @@ mod tests {
             "{next:?}"
         );
         assert!(look(&sd, &err, &mut w).is_empty());
+    }
+
+    #[test]
+    fn tui_detail_loader_starts_afresh_for_a_new_generation() {
+        let (_dir, sd, _) = fixture();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (req_tx, req_rx) = std::sync::mpsc::channel();
+        detail_thread(sd, tx, req_rx);
+        let req = |generation| DetailRequest {
+            run: "train".into(),
+            generation,
+            attempt: None,
+            stream: Stream::Stdout,
+        };
+        // Everything for each generation, even the same run and log again.
+        for generation in [1, 2, 3] {
+            req_tx.send(Some(req(generation))).unwrap();
+            let mut log = false;
+            let mut script = false;
+            while !(log && script) {
+                match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                    Msg::Detail(r, u) if r.generation == generation => match u {
+                        DetailUpdate::Log(c) => log = c.reset && c.lines == ["line 1", "line 2"],
+                        DetailUpdate::Script(_) => script = true,
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
     }
 }

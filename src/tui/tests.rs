@@ -754,3 +754,42 @@ fn tui_log_with_colours_progress_and_tabs_renders_as_clean_text() {
         );
     }
 }
+
+#[test]
+fn tui_selecting_away_and_back_in_one_batch_asks_again() {
+    let mut a = app();
+    let before = a.detail_request().unwrap();
+    assert!(!a.detail.log.lines.is_empty());
+    // Both keys before the loop looks at the request again.
+    keys(&mut a, "kj");
+    let after = a.detail_request().unwrap();
+    assert_eq!(after.run, before.run);
+    assert_ne!(after, before, "the shell must send the request again");
+    assert!(a.detail.log.lines.is_empty());
+    // A late answer to the old request is dropped; the new one is taken.
+    let chunk = |line: &str| {
+        DetailUpdate::Log(LogChunk {
+            attempt: Some(2),
+            stream: Stream::Stdout,
+            path: None,
+            reset: true,
+            lines: vec![line.into()],
+            size: 1,
+            note: None,
+        })
+    };
+    update(&mut a, Msg::Detail(before.clone(), chunk("old")));
+    assert!(a.detail.log.lines.is_empty());
+    update(&mut a, Msg::Detail(after.clone(), chunk("new")));
+    assert_eq!(a.detail.log.lines, ["new"]);
+    // `e e` and `[ ]` come back to the same log: asked again too.
+    keys(&mut a, "5ee");
+    let ee = a.detail_request().unwrap();
+    assert_eq!((ee.stream, ee.attempt), (after.stream, after.attempt));
+    assert_ne!(ee, after);
+    assert!(a.detail.log.lines.is_empty());
+    keys(&mut a, "[]");
+    let back = a.detail_request().unwrap();
+    assert_eq!(back.attempt, None);
+    assert_ne!(back, ee);
+}
