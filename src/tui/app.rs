@@ -460,7 +460,7 @@ impl App {
     fn scroll_detail(&mut self, delta: isize) {
         if self.tab == Tab::Logs {
             // Logs scroll from the end: down (positive) goes towards it.
-            let max = self.detail.log.lines.len();
+            let max = self.detail.log.len();
             let s = (self.detail_scroll as isize - delta).clamp(0, max as isize) as usize;
             self.detail_scroll = s;
             self.follow = s == 0;
@@ -562,12 +562,24 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                     if req.attempt != app.log_attempt || req.stream != app.log_stream {
                         return vec![];
                     }
-                    let added = chunk.lines.len();
+                    // Lines shown added at the end: the complete ones, less
+                    // an unfinished one they replace.
+                    let added = (chunk.lines.len() + usize::from(chunk.partial.is_some()))
+                        .saturating_sub(usize::from(app.detail.log.partial.is_some()));
+                    let reset = chunk.reset;
                     app.detail.log.apply(chunk);
-                    if !app.follow {
+                    if reset {
+                        // Another file (or the same one rotated): its end.
+                        app.follow = true;
+                        if app.tab == Tab::Logs {
+                            app.detail_scroll = 0;
+                        }
+                    } else if !app.follow && app.tab == Tab::Logs {
                         // Keep the same lines in view while new ones arrive.
-                        app.detail_scroll =
-                            (app.detail_scroll + added).min(app.detail.log.lines.len());
+                        app.detail_scroll = app
+                            .detail_scroll
+                            .saturating_add(added)
+                            .min(app.detail.log.len());
                     }
                 }
             }
@@ -928,15 +940,18 @@ fn search_jump(app: &mut App, forward: bool, inclusive: bool) {
     if app.search.is_empty() {
         return;
     }
-    let needle = app.search.to_lowercase();
-    let lines = &app.detail.log.lines;
-    let n = lines.len();
+    let needle = app.search.to_ascii_lowercase();
+    let log = &app.detail.log;
+    let n = log.len();
     if n == 0 {
         return;
     }
     // The line at the top of the view's bottom edge: index from the end.
     let cur = n.saturating_sub(1 + app.detail_scroll);
-    let hit = |i: usize| lines[i].to_lowercase().contains(&needle);
+    let hit = |i: usize| {
+        log.line(i)
+            .is_some_and(|l| find_ignoring_case(l, &needle).is_some())
+    };
     let found = if forward {
         let start = if inclusive { cur } else { cur + 1 };
         (start..n).find(|&i| hit(i))
@@ -953,6 +968,25 @@ fn search_jump(app: &mut App, forward: bool, inclusive: bool) {
         }
         None => app.say(format!("no line matches {:?}", app.search), true),
     }
+}
+
+/// Where `needle` (ASCII-lowercased) first occurs in `hay`, ASCII letters
+/// compared without case: no lowercased copy of each line, and the match is
+/// always on character boundaries.
+pub fn find_ignoring_case(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return Some(0);
+    }
+    if n.len() > h.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| {
+        h[i..i + n.len()]
+            .iter()
+            .zip(n)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    })
 }
 
 enum Edit {

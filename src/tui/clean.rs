@@ -17,12 +17,19 @@ const TAB: usize = 8;
 /// progress bar), tabs expanded to spaces, any other control character
 /// replaced by `�`, and at most [`LINE_MAX`] bytes.
 pub fn line(s: &str) -> String {
-    let s = strip_escapes(s);
     let s = s.trim_end_matches('\r');
     let s = match s.rfind('\r') {
         Some(i) => &s[i + 1..],
         None => s,
     };
+    // What can be kept once escapes are gone: a huge line costs no more
+    // than a short one.
+    let mut end = s.len().min(8 * LINE_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let precut = end < s.len();
+    let s = strip_escapes(&s[..end]);
     let mut out = String::with_capacity(s.len().min(LINE_MAX + 4));
     let mut col = 0;
     for c in s.chars() {
@@ -46,7 +53,7 @@ pub fn line(s: &str) -> String {
             }
         }
     }
-    if out.len() > LINE_MAX {
+    if out.len() > LINE_MAX || precut {
         cut(&mut out);
     }
     out
@@ -161,6 +168,8 @@ mod tests {
         assert!(long.len() <= LINE_MAX + '…'.len_utf8());
         assert!(long.ends_with('…'));
         assert_eq!(text("a\x1b[2J\nb\tc"), "a\nb       c");
+        let colours = format!("{}x", "\x1b[31m".repeat(10_000));
+        assert_eq!(line(&colours), "…");
         for s in ["\x1b[31m\r\t\x00\x7f\u{85}x", &"\x1b]".repeat(100)] {
             assert!(!line(s).chars().any(char::is_control), "{s:?}");
         }

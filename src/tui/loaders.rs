@@ -142,20 +142,48 @@ pub fn slurm_thread(slurm: Box<dyn Slurm>, sd: StateDir, tx: Sender<Msg>, refres
     });
 }
 
+/// Longest unfinished line kept, in bytes (its end): a progress bar that
+/// only ever writes `\r` never grows past it.
+pub const PARTIAL_MAX: usize = 64 * 1024;
+
 /// Follows one log file: what was appended since the last look, bounded.
 #[derive(Debug, Default)]
 pub struct LogFollower {
     path: Option<PathBuf>,
+    /// The file's (device, inode): another file at the same path (the log
+    /// was rotated or replaced) starts again.
+    file: Option<(u64, u64)>,
     offset: u64,
-    /// An incomplete last line, kept until its newline arrives.
-    partial: String,
+    /// The unfinished last line, as bytes (a character may be cut between
+    /// reads), at most [`PARTIAL_MAX`] of its end.
+    partial: Vec<u8>,
+    /// The unfinished line as last returned.
+    shown: Option<String>,
+}
+
+/// What [`LogFollower::poll`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// The lines replace what was shown (first look, truncation, rotation,
+    /// or a jump over more than [`LOG_READ_MAX`]).
+    pub reset: bool,
+    /// New complete lines, cleaned.
+    pub lines: Vec<String>,
+    /// The unfinished last line as a terminal would show it now (what
+    /// follows its last `\r`), cleaned; `None`: there is none.
+    pub partial: Option<String>,
+    /// Whether `partial` differs from the last poll's.
+    pub partial_changed: bool,
+    /// The file's size.
+    pub size: u64,
 }
 
 impl LogFollower {
-    /// New complete lines of `path`; `reset` when they replace what was
-    /// shown. The first look and any jump reads at most [`LOG_READ_MAX`]
-    /// from the end, so the file's size never matters.
-    pub fn poll(&mut self, path: &Path) -> std::io::Result<(bool, Vec<String>, u64)> {
+    /// New complete lines of `path`, and the unfinished one. The first look
+    /// and any jump reads at most [`LOG_READ_MAX`] from the end, so the
+    /// file's size never matters.
+    pub fn poll(&mut self, path: &Path) -> std::io::Result<Polled> {
+        use std::os::unix::fs::MetadataExt;
         let mut reset = false;
         if self.path.as_deref() != Some(path) {
             *self = LogFollower {
@@ -165,49 +193,131 @@ impl LogFollower {
             reset = true;
         }
         let mut f = File::open(path)?;
-        let len = f.metadata()?.len();
-        if len < self.offset {
-            // Truncated or replaced: start again.
+        let meta = f.metadata()?;
+        let len = meta.len();
+        let file = Some((meta.dev(), meta.ino()));
+        if self.file.is_some() && self.file != file {
+            // Rotated or replaced: the new file from its start.
             self.offset = 0;
             self.partial.clear();
             reset = true;
         }
-        if len == self.offset {
-            return Ok((reset, Vec::new(), len));
-        }
-        let mut from = self.offset;
-        let mut skipped = false;
-        if len - from > LOG_READ_MAX {
-            from = len - LOG_READ_MAX;
+        self.file = file;
+        if len < self.offset {
+            // Truncated: start again.
+            self.offset = 0;
             self.partial.clear();
-            skipped = true;
             reset = true;
         }
-        f.seek(SeekFrom::Start(from))?;
-        let mut buf = Vec::with_capacity((len - from) as usize);
-        f.take(len - from).read_to_end(&mut buf)?;
-        self.offset = from + buf.len() as u64;
-        let mut text = String::from_utf8_lossy(&buf).into_owned();
-        if skipped {
-            // The first line read is probably cut: drop it.
-            match text.find('\n') {
-                Some(i) => {
-                    text.drain(..=i);
-                }
-                None => text.clear(),
+        let mut lines = Vec::new();
+        if len > self.offset {
+            let mut from = self.offset;
+            let mut skipped = false;
+            if len - from > LOG_READ_MAX {
+                from = len - LOG_READ_MAX;
+                self.partial.clear();
+                skipped = true;
+                reset = true;
             }
+            f.seek(SeekFrom::Start(from))?;
+            let mut buf = Vec::with_capacity((len - from) as usize);
+            f.take(len - from).read_to_end(&mut buf)?;
+            self.offset = from + buf.len() as u64;
+            let mut rest = &buf[..];
+            if skipped {
+                // The first line read is probably cut: drop it (but a file
+                // without a newline is all one unfinished line).
+                if let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                    rest = &rest[i + 1..];
+                }
+            }
+            // Complete lines: only those are decoded, so a character split
+            // between two reads is never turned into `�`.
+            let mut raw: Vec<&[u8]> = Vec::new();
+            let mut first = true;
+            let mut held = std::mem::take(&mut self.partial);
+            let mut pieces = rest.split(|&b| b == b'\n').peekable();
+            while let Some(piece) = pieces.next() {
+                if pieces.peek().is_none() {
+                    held.extend_from_slice(piece);
+                    break;
+                }
+                if first && !held.is_empty() {
+                    held.extend_from_slice(piece);
+                    lines.push(decode_line(&held));
+                    held.clear();
+                } else {
+                    raw.push(piece);
+                }
+                first = false;
+            }
+            // Only the newest lines can be kept anyway.
+            let keep_from = (lines.len() + raw.len()).saturating_sub(LOG_LINES);
+            let mut all: Vec<String> = lines;
+            all.extend(raw.into_iter().map(decode_line));
+            all.drain(..keep_from.min(all.len()));
+            lines = all;
+            if held.len() > PARTIAL_MAX {
+                let mut cut = held.len() - PARTIAL_MAX;
+                // Never start inside a character.
+                while cut < held.len() && (held[cut] & 0xc0) == 0x80 {
+                    cut += 1;
+                }
+                held.drain(..cut);
+            }
+            self.partial = held;
         }
-        let mut all = std::mem::take(&mut self.partial);
-        all.push_str(&text);
-        let mut lines: Vec<String> = all.split('\n').map(str::to_string).collect();
-        // What follows the last newline is not a line yet.
-        self.partial = lines.pop().unwrap_or_default();
-        if lines.len() > LOG_LINES {
-            lines.drain(..lines.len() - LOG_LINES);
-        }
-        let lines = lines.iter().map(|l| clean::line(l)).collect();
-        Ok((reset, lines, len))
+        let partial = if self.partial.is_empty() {
+            None
+        } else {
+            let complete = complete_utf8(&self.partial);
+            Some(clean::line(&String::from_utf8_lossy(
+                &self.partial[..complete],
+            )))
+        };
+        let partial_changed = partial != self.shown;
+        self.shown = partial.clone();
+        Ok(Polled {
+            reset,
+            lines,
+            partial,
+            partial_changed,
+            size: len,
+        })
     }
+}
+
+impl LogFollower {
+    /// Bytes held of the unfinished line.
+    pub fn partial_len(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+fn decode_line(b: &[u8]) -> String {
+    clean::line(&String::from_utf8_lossy(b))
+}
+
+/// How much of `b` ends on a whole character: a character cut at the end
+/// (the rest not written yet) is left out.
+fn complete_utf8(b: &[u8]) -> usize {
+    let n = b.len();
+    // The last character's first byte, within the last 4.
+    for back in 1..=n.min(4) {
+        let lead = b[n - back];
+        if (lead & 0xc0) == 0x80 {
+            continue;
+        }
+        let want = match lead {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 1,
+        };
+        return if want > back { n - back } else { n };
+    }
+    n
 }
 
 /// What the detail loader remembers between looks, to send only changes.
@@ -330,25 +440,30 @@ fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> 
             path: None,
             reset: true,
             lines: vec![],
+            partial: None,
             size: 0,
             note: Some("no job yet: nothing to show".into()),
         }),
         Some((k, path)) => match w.log.poll(path) {
-            Ok((reset, lines, size)) => (reset || changed || !lines.is_empty()).then(|| LogChunk {
-                attempt: Some(*k),
-                stream: req.stream,
-                path: Some(path.clone()),
-                reset: reset || changed,
-                lines,
-                size,
-                note: None,
-            }),
+            Ok(p) => {
+                (p.reset || changed || !p.lines.is_empty() || p.partial_changed).then(|| LogChunk {
+                    attempt: Some(*k),
+                    stream: req.stream,
+                    path: Some(path.clone()),
+                    reset: p.reset || changed,
+                    lines: p.lines,
+                    partial: p.partial,
+                    size: p.size,
+                    note: None,
+                })
+            }
             Err(e) => changed.then(|| LogChunk {
                 attempt: Some(*k),
                 stream: req.stream,
                 path: Some(path.clone()),
                 reset: true,
                 lines: vec![],
+                partial: None,
                 size: 0,
                 note: Some(if e.kind() == std::io::ErrorKind::NotFound {
                     "no output yet (the job may not have started)".into()

@@ -221,6 +221,7 @@ fn app() -> App {
             lines: (1..=60).map(|i| format!("step {i} loss {:.3}", 1.0 / i as f64)).collect(),
             size: 1234,
             note: None,
+            partial: None,
         }),
     ] {
         update(&mut app, Msg::Detail(req.clone(), upd));
@@ -548,6 +549,7 @@ fn tui_late_detail_for_another_run_is_dropped() {
                 lines: vec!["from attempt 2".into()],
                 size: 1,
                 note: None,
+                partial: None,
             }),
         ),
     );
@@ -576,6 +578,7 @@ fn tui_scrolling_the_log_stops_following() {
                 lines: vec!["new".into()],
                 size: 2,
                 note: None,
+                partial: None,
             }),
         ),
     );
@@ -632,22 +635,32 @@ fn tui_log_follower_reads_only_the_end_and_keeps_partial_lines() {
     write!(f, "last line\npart").unwrap();
     f.flush().unwrap();
     let mut follower = LogFollower::default();
-    let (reset, lines, size) = follower.poll(&p).unwrap();
+    let got = follower.poll(&p).unwrap();
+    let (reset, lines, size) = (got.reset, got.lines, got.size);
     assert!(reset);
+    assert_eq!(got.partial.as_deref(), Some("part"));
     assert_eq!(size, std::fs::metadata(&p).unwrap().len());
     assert!(lines.len() <= super::data::LOG_LINES);
     assert_eq!(lines.last().unwrap(), "last line");
     assert!(lines.iter().all(|l| l == &line || l == "last line"));
     write!(f, "ial\nnext\n").unwrap();
     f.flush().unwrap();
-    let (reset, lines, _) = follower.poll(&p).unwrap();
-    assert!(!reset);
-    assert_eq!(lines, vec!["partial".to_string(), "next".to_string()]);
+    let got = follower.poll(&p).unwrap();
+    assert!(!got.reset);
+    assert_eq!(got.lines, vec!["partial".to_string(), "next".to_string()]);
+    assert_eq!(got.partial, None);
     // Truncated: starts again.
+    drop(f);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    drop(f);
     std::fs::write(&p, "fresh\n").unwrap();
-    let (reset, lines, _) = follower.poll(&p).unwrap();
-    assert!(reset);
-    assert_eq!(lines, vec!["fresh".to_string()]);
+    let got = follower.poll(&p).unwrap();
+    assert!(got.reset);
+    assert_eq!(got.lines, vec!["fresh".to_string()]);
 }
 
 #[test]
@@ -713,7 +726,8 @@ fn tui_log_with_colours_progress_and_tabs_renders_as_clean_text() {
     )
     .unwrap();
     let mut follower = LogFollower::default();
-    let (reset, lines, size) = follower.poll(&p).unwrap();
+    let got = follower.poll(&p).unwrap();
+    let (reset, lines, size) = (got.reset, got.lines, got.size);
     assert_eq!(
         lines,
         [
@@ -738,6 +752,7 @@ fn tui_log_with_colours_progress_and_tabs_renders_as_clean_text() {
                 lines,
                 size,
                 note: None,
+                partial: None,
             }),
         ),
     );
@@ -776,6 +791,7 @@ fn tui_selecting_away_and_back_in_one_batch_asks_again() {
             lines: vec![line.into()],
             size: 1,
             note: None,
+            partial: None,
         })
     };
     update(&mut a, Msg::Detail(before.clone(), chunk("old")));
@@ -792,4 +808,116 @@ fn tui_selecting_away_and_back_in_one_batch_asks_again() {
     let back = a.detail_request().unwrap();
     assert_eq!(back.attempt, None);
     assert_ne!(back, ee);
+}
+
+#[test]
+fn tui_progress_bar_without_newline_shows_live_and_stays_bounded() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    let mut f = std::fs::File::create(&p).unwrap();
+    write!(f, "start\n\r  1%|").unwrap();
+    let mut follower = LogFollower::default();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines, ["start"]);
+    assert_eq!(got.partial.as_deref(), Some("  1%|"));
+    assert!(got.partial_changed);
+    // tqdm redraws with `\r` only: a megabyte later, the live line is the
+    // newest state and the follower holds at most its end.
+    for i in 0..20_000 {
+        write!(f, "\r{:>3}%|{}", i % 100, "#".repeat(40)).unwrap();
+    }
+    // A character cut between two writes is not decoded yet.
+    f.write_all(&"\r99%é".as_bytes()[..5]).unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert!(got.lines.is_empty());
+    assert_eq!(got.partial.as_deref(), Some("99%"));
+    assert!(follower_partial_len(&follower) <= super::loaders::PARTIAL_MAX);
+    // Nothing new: not changed.
+    assert!(!follower.poll(&p).unwrap().partial_changed);
+    f.write_all(&"é".as_bytes()[1..]).unwrap();
+    f.write_all(b" done\n").unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines, ["99%é done"]);
+    assert_eq!(got.partial, None);
+    // In the app: the live line shows last, and is replaced when complete.
+    let mut a = app();
+    keys(&mut a, "5");
+    let req = a.detail_request().unwrap();
+    let chunk = |lines: Vec<String>, partial: Option<&str>| {
+        DetailUpdate::Log(LogChunk {
+            attempt: Some(2),
+            stream: Stream::Stdout,
+            path: None,
+            reset: false,
+            lines,
+            partial: partial.map(String::from),
+            size: 1,
+            note: None,
+        })
+    };
+    let n = a.detail.log.len();
+    update(
+        &mut a,
+        Msg::Detail(req.clone(), chunk(vec![], Some(" 42%|####"))),
+    );
+    assert_eq!(a.detail.log.len(), n + 1);
+    assert!(screen(&a, 100, 30).contains(" 42%|####"));
+    update(
+        &mut a,
+        Msg::Detail(req, chunk(vec!["100% done".into()], None)),
+    );
+    assert_eq!(a.detail.log.len(), n + 1);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("100% done") && !s.contains("42%"), "{s}");
+}
+
+fn follower_partial_len(f: &LogFollower) -> usize {
+    f.partial_len()
+}
+
+#[test]
+fn tui_long_lines_are_cut_and_rotated_logs_start_again() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    let mut f = std::fs::File::create(&p).unwrap();
+    writeln!(f, "{}", "y".repeat(100_000)).unwrap();
+    writeln!(f, "short").unwrap();
+    let mut follower = LogFollower::default();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines.len(), 2);
+    assert!(got.lines[0].len() <= super::clean::LINE_MAX + 3);
+    assert!(got.lines[0].ends_with('…'));
+    // Rotated: a new file at the same path, already longer than what was
+    // read of the old one.
+    drop(f);
+    std::fs::rename(&p, dir.path().join("log.1")).unwrap();
+    std::fs::write(&p, format!("{}\nnew 1\nnew 2\n", "z".repeat(200_000))).unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert!(got.reset);
+    assert_eq!(&got.lines[1..], ["new 1", "new 2"]);
+    // A reset brings the view back to the end, following.
+    let mut a = app();
+    keys(&mut a, "5lkkk");
+    assert!(!a.follow);
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: true,
+                lines: got.lines,
+                partial: None,
+                size: got.size,
+                note: None,
+            }),
+        ),
+    );
+    assert!(a.follow);
+    assert_eq!(a.detail_scroll, 0);
 }
