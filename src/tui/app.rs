@@ -337,6 +337,46 @@ impl App {
             .map(|(e, _)| format!("Slurm unreachable: {}{}", first_line(e), self.last_answer()))
     }
 
+    /// The line under the header, if anything is wrong.
+    pub fn banner(&self) -> Option<String> {
+        self.slurm_banner()
+    }
+
+    /// Rows the detail pane's tab shows at the last draw's size (the layout
+    /// of `render`, to bound scrolling).
+    fn detail_rows(&self) -> usize {
+        let body = self
+            .page
+            .saturating_sub(2 + usize::from(self.banner().is_some()));
+        let pane = if self.fullscreen {
+            body
+        } else {
+            body.saturating_sub((body * 2 / 5).max(4))
+        };
+        // The border and the tab titles; the logs' header, the tables'.
+        let chrome = if self.tab == Tab::Info { 2 } else { 3 };
+        pane.saturating_sub(chrome).max(1)
+    }
+
+    /// Lines the detail pane's current tab has.
+    fn detail_len(&self) -> usize {
+        let Some(run) = self.selected_run() else {
+            return 0;
+        };
+        match self.tab {
+            Tab::Info => {
+                super::render::info_lines(self, run, super::theme::Theme { color: false }).len()
+            }
+            Tab::Attempts => run.doc.attempts.len(),
+            Tab::Events => self.detail.events.len(),
+            Tab::Script => match &self.detail.script {
+                Some(Ok(t)) => t.lines().count(),
+                _ => 0,
+            },
+            Tab::Logs => self.detail.log.len(),
+        }
+    }
+
     fn last_answer(&self) -> String {
         match &self.cluster {
             Some(c) => format!(
@@ -416,9 +456,8 @@ impl App {
         if self.view.is_empty() {
             return;
         }
-        let cur = self.selected_index().unwrap_or(0) as isize;
-        let last = self.view.len() as isize - 1;
-        let to = (cur + delta).clamp(0, last) as usize;
+        let cur = self.selected_index().unwrap_or(0);
+        let to = cur.saturating_add_signed(delta).min(self.view.len() - 1);
         let id = self.runs[self.view[to]].id().to_string();
         self.select(Some(id));
     }
@@ -432,8 +471,8 @@ impl App {
             .selected_node
             .as_deref()
             .and_then(|n| names.iter().position(|x| *x == n))
-            .unwrap_or(0) as isize;
-        let to = (cur + delta).clamp(0, names.len() as isize - 1) as usize;
+            .unwrap_or(0);
+        let to = cur.saturating_add_signed(delta).min(names.len() - 1);
         self.selected_node = Some(names[to].to_string());
     }
 
@@ -442,7 +481,7 @@ impl App {
         if n == 0 {
             return;
         }
-        self.selected_gpu = (self.selected_gpu as isize + delta).clamp(0, n as isize - 1) as usize;
+        self.selected_gpu = self.selected_gpu.saturating_add_signed(delta).min(n - 1);
     }
 
     /// Moves whatever the movement keys act on now.
@@ -458,24 +497,28 @@ impl App {
     }
 
     fn scroll_detail(&mut self, delta: isize) {
+        // Never past the content: the last page at most.
+        let max = self.detail_len().saturating_sub(self.detail_rows());
         if self.tab == Tab::Logs {
             // Logs scroll from the end: down (positive) goes towards it.
-            let max = self.detail.log.len();
-            let s = (self.detail_scroll as isize - delta).clamp(0, max as isize) as usize;
+            let s = self
+                .detail_scroll
+                .min(max)
+                .saturating_add_signed(delta.saturating_neg())
+                .min(max);
             self.detail_scroll = s;
             self.follow = s == 0;
         } else {
-            self.detail_scroll = (self.detail_scroll as isize + delta).max(0) as usize;
+            self.detail_scroll = self
+                .detail_scroll
+                .min(max)
+                .saturating_add_signed(delta)
+                .min(max);
         }
     }
 
     fn jump_to_edge(&mut self, end: bool) {
-        let far = if end {
-            isize::MAX / 2
-        } else {
-            -(isize::MAX / 2)
-        };
-        self.move_by(far);
+        self.move_by(if end { isize::MAX } else { isize::MIN });
     }
 
     /// The node of the selected run (or the selected node on the nodes

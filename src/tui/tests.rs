@@ -921,3 +921,104 @@ fn tui_long_lines_are_cut_and_rotated_logs_start_again() {
     assert!(a.follow);
     assert_eq!(a.detail_scroll, 0);
 }
+
+#[test]
+fn tui_end_and_page_down_stop_at_the_content() {
+    for tab in ["1", "2", "3", "4", "5"] {
+        let mut a = app();
+        a.page = 30;
+        keys(&mut a, tab);
+        keys(&mut a, "l");
+        keys(&mut a, "G");
+        let at_end = a.detail_scroll;
+        key(&mut a, KeyCode::End);
+        key(&mut a, KeyCode::PageDown);
+        for _ in 0..100 {
+            keys(&mut a, "j");
+        }
+        if tab == "5" {
+            // Logs count from the end: the end is 0.
+            assert_eq!(a.detail_scroll, 0);
+            keys(&mut a, "gg");
+            assert!(a.detail_scroll < a.detail.log.len(), "{}", a.detail_scroll);
+        } else {
+            assert_eq!(a.detail_scroll, at_end, "tab {tab}");
+            // Something is still shown: not scrolled past the last line.
+            let s = screen(&a, 100, 30);
+            let body: Vec<&str> = s.lines().skip(16).collect();
+            assert!(
+                body.iter().any(|l| l.trim_matches(['"', ' ']).len() > 2),
+                "tab {tab}:\n{s}"
+            );
+        }
+        // Far jumps do not overflow.
+        a.detail_scroll = usize::MAX;
+        keys(&mut a, "G");
+        key(&mut a, KeyCode::Home);
+        keys(&mut a, "G");
+    }
+}
+
+mod random {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_key() -> impl Strategy<Value = KeyEvent> {
+        let chars: Vec<char> = "jkgGqhl12345fo/nNeF[]xrspbtTu?y\u{e9}".chars().collect();
+        let codes = vec![
+            KeyCode::Esc,
+            KeyCode::Enter,
+            KeyCode::Tab,
+            KeyCode::BackTab,
+            KeyCode::Up,
+            KeyCode::Down,
+            KeyCode::Left,
+            KeyCode::Right,
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+            KeyCode::Home,
+            KeyCode::End,
+            KeyCode::Backspace,
+            KeyCode::F(2),
+            KeyCode::F(3),
+            KeyCode::F(4),
+        ];
+        prop_oneof![
+            proptest::sample::select(chars)
+                .prop_map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+            proptest::sample::select(codes).prop_map(|c| KeyEvent::new(c, KeyModifiers::NONE)),
+            proptest::sample::select(vec!['d', 'u', 'f', 'b'])
+                .prop_map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)),
+        ]
+    }
+
+    fn size() -> impl Strategy<Value = (u16, u16)> {
+        prop_oneof![
+            Just((0, 0)),
+            Just((20, 5)),
+            Just((80, 24)),
+            (0u16..=200, 0u16..=60),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Whatever is typed, at whatever size, drawing never panics.
+        #[test]
+        fn tui_random_keys_at_any_size_never_panic(
+            keys in proptest::collection::vec(any_key(), 0..40),
+            (w, h) in size(),
+        ) {
+            let mut a = app();
+            a.page = usize::from(h);
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            t.draw(|f| render(&a, f)).unwrap();
+            for k in keys {
+                update(&mut a, Msg::Key(k));
+                t.draw(|f| render(&a, f)).unwrap();
+            }
+        }
+    }
+}

@@ -175,6 +175,16 @@ fn kv(key: &str, value: impl Into<String>, theme: Theme) -> Line<'static> {
 }
 
 fn info(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
+    let lines = info_lines(app, run, theme);
+    let scroll = app.detail_scroll.min(lines.len().saturating_sub(1));
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll.min(u16::MAX as usize) as u16, 0)),
+        area,
+    );
+}
+
+/// Lines of the info tab (also counted to bound its scrolling).
+pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
     let d = &run.doc;
     let x = &app.detail.extra;
     let (icon, style) = theme.status(&d.status);
@@ -270,10 +280,7 @@ fn info(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
         )));
     }
     lines.push(kv("files", d.run_dir.display().to_string(), theme));
-    f.render_widget(
-        Paragraph::new(lines).scroll((app.detail_scroll.min(u16::MAX as usize) as u16, 0)),
-        area,
-    );
+    lines
 }
 
 fn blame_words(blame: Option<&str>) -> String {
