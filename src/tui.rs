@@ -51,6 +51,8 @@ const IDLE_REDRAW: Duration = Duration::from_millis(500);
 /// Runs the TUI until the user quits.
 pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    // Before any thread starts: a panic anywhere restores the terminal.
+    term::install_panic_hook();
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!("the terminal interface needs a terminal; `shepherd list` prints the runs");
     }
@@ -72,7 +74,7 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     );
     input_thread(tx.clone());
 
-    let (mut terminal, _guard) = term::enter().context("cannot set up the terminal")?;
+    let (mut terminal, guard) = term::enter().context("cannot set up the terminal")?;
     let mut app = App::new(Timestamp::now(), opts.color);
     let shell = Shell {
         opts,
@@ -80,7 +82,14 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         detail_tx,
         refresh_tx,
     };
-    event_loop(&mut terminal, &mut app, &rx, &shell)
+    let result = event_loop(&mut terminal, &mut app, &rx, &shell);
+    drop(terminal);
+    drop(guard);
+    if let Some(sig) = term::signalled() {
+        // Ended by a signal: say so in the exit status, as a shell would.
+        std::process::exit(128 + sig);
+    }
+    result
 }
 
 /// What effects need to run.
@@ -99,6 +108,11 @@ fn event_loop<B: Backend>(
 ) -> anyhow::Result<()> {
     let mut watching: Option<DetailRequest> = None;
     loop {
+        if term::panicked() {
+            // The hook restored the terminal and printed the message: draw
+            // over neither.
+            return Ok(());
+        }
         let size = terminal.size()?;
         app.page = usize::from(size.height);
         terminal.draw(|f| render::render(app, f))?;

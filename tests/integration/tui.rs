@@ -74,7 +74,13 @@ impl Tmux {
 
     /// Waits until the screen shows all of `texts`.
     fn wait_for(&self, texts: &[&str]) -> String {
-        poll(SCREEN, &format!("the screen to show {texts:?}"), || {
+        self.wait_for_within(SCREEN, texts)
+    }
+
+    /// Waits up to `limit` until the screen shows all of `texts` (a real
+    /// Slurm job has to run first).
+    fn wait_for_within(&self, limit: Duration, texts: &[&str]) -> String {
+        poll(limit, &format!("the screen to show {texts:?}"), || {
             let s = self.screen();
             if texts.iter().all(|t| s.contains(t)) {
                 Ok(s)
@@ -204,7 +210,7 @@ fn tui_end_to_end_in_tmux() {
 
     // Smoke-test the first node: a probe job pinned to it ends well.
     tmux.keys(&["t"]);
-    tmux.wait_for(&["ok in"]);
+    tmux.wait_for_within(LONG, &["ok in"]);
 
     // Quit: the process ends and the terminal is back as it was.
     tmux.keys(&["q"]);
@@ -248,7 +254,7 @@ fn tui_restores_the_terminal_on_sigterm_and_sighup() {
         ),
         ("SHEPHERD_SLURM_TIMEOUT".to_string(), "2s".to_string()),
     ];
-    for signal in ["TERM", "HUP"] {
+    for (signal, status) in [("TERM", 143), ("HUP", 129)] {
         let tmux = Tmux::start(state.path(), &env, env!("CARGO_BIN_EXE_shepherd"), &["tui"]);
         tmux.wait_for(&["no runs yet", "Slurm unreachable"]);
         assert_eq!(tmux.pane("#{alternate_on}"), "1");
@@ -259,7 +265,8 @@ fn tui_restores_the_terminal_on_sigterm_and_sighup() {
             .status()
             .unwrap();
         assert!(killed.success());
-        tmux.wait_for(&["TUI-EXITED"]);
+        // Ended by the signal, and says so: 128 + its number.
+        tmux.wait_for(&[&format!("TUI-EXITED {status}")]);
         assert_eq!(tmux.pane("#{alternate_on}"), "0", "SIG{signal}");
         assert_eq!(tmux.pane("#{cursor_flag}"), "1", "SIG{signal}");
         assert_eq!(tmux.pane("#{mouse_any_flag}"), "0", "SIG{signal}");
