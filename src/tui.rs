@@ -60,8 +60,17 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     term::forward_signals(tx.clone()).context("cannot watch for signals")?;
     let (detail_tx, detail_rx) = mpsc::channel::<Option<DetailRequest>>();
     let (refresh_tx, refresh_rx) = mpsc::channel::<()>();
-    loaders::runs_thread(opts.state_dir.clone(), tx.clone());
-    loaders::detail_thread(opts.state_dir.clone(), tx.clone(), detail_rx);
+    let runs_reading = loaders::Reading::default();
+    let detail_reading = loaders::Reading::default();
+    loaders::runs_thread(opts.state_dir.clone(), tx.clone(), runs_reading.clone())
+        .context("cannot start a thread")?;
+    loaders::detail_thread(
+        opts.state_dir.clone(),
+        tx.clone(),
+        detail_rx,
+        detail_reading.clone(),
+    )
+    .context("cannot start a thread")?;
     let slurm = SlurmCli::new(SlurmCliConfig {
         timeout: opts.slurm_timeout,
         ..SlurmCliConfig::default()
@@ -71,8 +80,9 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         opts.state_dir.clone(),
         tx.clone(),
         refresh_rx,
-    );
-    input_thread(tx.clone());
+    )
+    .context("cannot start a thread")?;
+    input_thread(tx.clone()).context("cannot start a thread")?;
 
     let (mut terminal, guard) = term::enter().context("cannot set up the terminal")?;
     let mut app = App::new(Timestamp::now(), opts.color);
@@ -81,6 +91,8 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         tx,
         detail_tx,
         refresh_tx,
+        runs_reading,
+        detail_reading,
     };
     let result = event_loop(&mut terminal, &mut app, &rx, &shell);
     drop(terminal);
@@ -98,6 +110,9 @@ struct Shell {
     tx: Sender<Msg>,
     detail_tx: Sender<Option<DetailRequest>>,
     refresh_tx: Sender<()>,
+    /// When the loaders' reads in progress started (a hung filesystem).
+    runs_reading: loaders::Reading,
+    detail_reading: loaders::Reading,
 }
 
 fn event_loop<B: Backend>(
@@ -115,6 +130,8 @@ fn event_loop<B: Backend>(
         }
         let size = terminal.size()?;
         app.page = usize::from(size.height);
+        app.runs_reading_since = shell.runs_reading.since();
+        app.detail_reading_since = shell.detail_reading.since();
         terminal.draw(|f| render::render(app, f))?;
         let first = match rx.recv_timeout(IDLE_REDRAW) {
             Ok(m) => Some(m),
@@ -143,21 +160,29 @@ fn event_loop<B: Backend>(
     }
 }
 
-fn input_thread(tx: Sender<Msg>) {
-    std::thread::spawn(move || {
-        loop {
-            let msg = match crossterm::event::read() {
-                Ok(Event::Key(k)) => Msg::Key(k),
-                Ok(Event::Mouse(m)) => Msg::Mouse(m),
-                Ok(Event::Resize(..)) => Msg::Tick(Timestamp::now()),
-                Ok(_) => continue,
-                Err(_) => Msg::Quit,
-            };
-            if tx.send(msg).is_err() {
-                return;
+fn input_thread(tx: Sender<Msg>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            loop {
+                let msg = match crossterm::event::read() {
+                    Ok(Event::Key(k)) => Msg::Key(k),
+                    Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                    Ok(Event::Resize(..)) => Msg::Tick(Timestamp::now()),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        // The terminal is gone: quit, and read no more (a read
+                        // that keeps failing would spin).
+                        let _ = tx.send(Msg::Quit);
+                        return;
+                    }
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        })?;
+    Ok(())
 }
 
 /// Runs an effect on its own thread; its result comes back as [`Msg::Done`].

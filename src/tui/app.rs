@@ -198,6 +198,9 @@ pub struct Flash {
 
 /// How long a Slurm query may take before the banner says so.
 pub const SLOW_SLURM: Duration = Duration::from_secs(3);
+/// How long a read of the state directory may take before the banner says
+/// so (a hung NFS mount).
+pub const STALE_READ: Duration = Duration::from_secs(10);
 const FLASH_FOR: Duration = Duration::from_secs(6);
 
 /// The detail pane's contents for the selected run.
@@ -230,6 +233,11 @@ pub struct App {
     pub selected: Option<String>,
     pub runs_error: Option<String>,
     pub runs_loaded: bool,
+    /// When the runs loader's read in progress started (set by the shell
+    /// before each draw).
+    pub runs_reading_since: Option<Timestamp>,
+    /// The same for the selected run's files.
+    pub detail_reading_since: Option<Timestamp>,
 
     pub cluster: Option<ClusterSnapshot>,
     /// The last Slurm failure and when it happened.
@@ -277,6 +285,8 @@ impl App {
             selected: None,
             runs_error: None,
             runs_loaded: false,
+            runs_reading_since: None,
+            detail_reading_since: None,
             cluster: None,
             cluster_error: None,
             slurm_asking: None,
@@ -337,9 +347,29 @@ impl App {
             .map(|(e, _)| format!("Slurm unreachable: {}{}", first_line(e), self.last_answer()))
     }
 
-    /// The line under the header, if anything is wrong.
+    /// The line under the header, if anything is wrong: the runs cannot
+    /// be read, a read of the state directory hangs, Slurm is slow or gone.
     pub fn banner(&self) -> Option<String> {
-        self.slurm_banner()
+        let mut parts = Vec::new();
+        if let Some(e) = &self.runs_error {
+            parts.push(format!("cannot read the runs: {}", first_line(e)));
+        }
+        let stale = |since: Option<Timestamp>| {
+            since
+                .map(|t| self.now.duration_since(t).unsigned_abs())
+                .filter(|d| *d >= STALE_READ)
+                .map(|d| crate::duration::format(Duration::from_secs(d.as_secs())))
+        };
+        if let Some(d) = stale(self.runs_reading_since) {
+            parts.push(format!(
+                "runs not re-read for {d} (the filesystem is not answering)"
+            ));
+        }
+        if let Some(d) = stale(self.detail_reading_since) {
+            parts.push(format!("the run's files not re-read for {d}"));
+        }
+        parts.extend(self.slurm_banner());
+        (!parts.is_empty()).then(|| parts.join(" · "))
     }
 
     /// Rows the detail pane's tab shows at the last draw's size (the layout

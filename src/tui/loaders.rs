@@ -5,6 +5,8 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -76,15 +78,46 @@ fn heartbeat_of(sd: &StateDir, doc: &RunDoc) -> Option<Timestamp> {
         .map(|h| h.time)
 }
 
-pub fn runs_thread(sd: StateDir, tx: Sender<Msg>) {
-    std::thread::spawn(move || {
-        loop {
-            if tx.send(Msg::Runs(load_runs(&sd))).is_err() {
-                return;
-            }
-            std::thread::sleep(RUNS_EVERY);
+/// When a loader's current read of the filesystem started, shared with the
+/// UI: a read that hangs (a dead NFS server) shows as a banner with its age
+/// instead of a list that silently stops changing.
+#[derive(Debug, Clone, Default)]
+pub struct Reading(Arc<AtomicI64>);
+
+impl Reading {
+    fn start(&self) {
+        self.0
+            .store(Timestamp::now().as_millisecond().max(1), Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+
+    /// When the read in progress started; `None`: none is.
+    pub fn since(&self) -> Option<Timestamp> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            ms => Timestamp::from_millisecond(ms).ok(),
         }
-    });
+    }
+}
+
+pub fn runs_thread(sd: StateDir, tx: Sender<Msg>, reading: Reading) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("runs".into())
+        .spawn(move || {
+            loop {
+                reading.start();
+                let runs = load_runs(&sd);
+                reading.done();
+                if tx.send(Msg::Runs(runs)).is_err() {
+                    return;
+                }
+                std::thread::sleep(RUNS_EVERY);
+            }
+        })?;
+    Ok(())
 }
 
 /// One answer: nodes, partitions, switches, and the blacklist applied.
@@ -124,22 +157,30 @@ pub fn load_cluster(slurm: &dyn Slurm, sd: &StateDir) -> Result<ClusterSnapshot,
 
 /// Asks Slurm every [`SLURM_EVERY`], or at once when `refresh` says so
 /// (after a ban).
-pub fn slurm_thread(slurm: Box<dyn Slurm>, sd: StateDir, tx: Sender<Msg>, refresh: Receiver<()>) {
-    std::thread::spawn(move || {
-        loop {
-            if tx.send(Msg::SlurmAsking(Timestamp::now())).is_err() {
-                return;
+pub fn slurm_thread(
+    slurm: Box<dyn Slurm>,
+    sd: StateDir,
+    tx: Sender<Msg>,
+    refresh: Receiver<()>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("slurm".into())
+        .spawn(move || {
+            loop {
+                if tx.send(Msg::SlurmAsking(Timestamp::now())).is_err() {
+                    return;
+                }
+                let answer = load_cluster(slurm.as_ref(), &sd).map_err(|e| clean::text(&e));
+                if tx.send(Msg::Cluster(answer)).is_err() {
+                    return;
+                }
+                match refresh.recv_timeout(SLURM_EVERY) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => while refresh.try_recv().is_ok() {},
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             }
-            let answer = load_cluster(slurm.as_ref(), &sd).map_err(|e| clean::text(&e));
-            if tx.send(Msg::Cluster(answer)).is_err() {
-                return;
-            }
-            match refresh.recv_timeout(SLURM_EVERY) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => while refresh.try_recv().is_ok() {},
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    });
+        })?;
+    Ok(())
 }
 
 /// Longest unfinished line kept, in bytes (its end): a progress bar that
@@ -332,37 +373,48 @@ struct Watch {
 
 /// Re-reads the selected run's files every [`DETAIL_EVERY`], and at once
 /// when the selection changes.
-pub fn detail_thread(sd: StateDir, tx: Sender<Msg>, requests: Receiver<Option<DetailRequest>>) {
-    std::thread::spawn(move || {
-        let mut want: Option<DetailRequest> = None;
-        let mut watch = Watch::default();
-        let mut next = Instant::now();
-        loop {
-            let wait = next.saturating_duration_since(Instant::now());
-            match requests.recv_timeout(wait) {
-                Ok(r) => {
-                    // Take the newest request when several queued up.
-                    let mut r = r;
-                    while let Ok(newer) = requests.try_recv() {
-                        r = newer;
+pub fn detail_thread(
+    sd: StateDir,
+    tx: Sender<Msg>,
+    requests: Receiver<Option<DetailRequest>>,
+    reading: Reading,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("detail".into())
+        .spawn(move || {
+            let mut want: Option<DetailRequest> = None;
+            let mut watch = Watch::default();
+            let mut next = Instant::now();
+            loop {
+                let wait = next.saturating_duration_since(Instant::now());
+                match requests.recv_timeout(wait) {
+                    Ok(r) => {
+                        // Take the newest request when several queued up.
+                        let mut r = r;
+                        while let Ok(newer) = requests.try_recv() {
+                            r = newer;
+                        }
+                        if r != want {
+                            want = r;
+                            watch = Watch::default();
+                        }
                     }
-                    if r != want {
-                        want = r;
-                        watch = Watch::default();
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                next = Instant::now() + DETAIL_EVERY;
+                let Some(req) = &want else { continue };
+                reading.start();
+                let updates = look(&sd, req, &mut watch);
+                reading.done();
+                for upd in updates {
+                    if tx.send(Msg::Detail(req.clone(), upd)).is_err() {
+                        return;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
             }
-            next = Instant::now() + DETAIL_EVERY;
-            let Some(req) = &want else { continue };
-            for upd in look(&sd, req, &mut watch) {
-                if tx.send(Msg::Detail(req.clone(), upd)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+        })?;
+    Ok(())
 }
 
 fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> {
@@ -627,7 +679,7 @@ mod tests {
         let (_dir, sd, _) = fixture();
         let (tx, rx) = std::sync::mpsc::channel();
         let (req_tx, req_rx) = std::sync::mpsc::channel();
-        detail_thread(sd, tx, req_rx);
+        detail_thread(sd, tx, req_rx, Reading::default()).unwrap();
         let req = |generation| DetailRequest {
             run: "train".into(),
             generation,

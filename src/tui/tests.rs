@@ -1022,3 +1022,23 @@ mod random {
         }
     }
 }
+
+#[test]
+fn tui_banner_shows_hung_reads_and_runs_errors() {
+    let mut a = app();
+    assert_eq!(a.banner(), None);
+    a.runs_reading_since = Some(ago(40));
+    a.detail_reading_since = Some(ago(2));
+    let b = a.banner().unwrap();
+    assert!(b.contains("runs not re-read for 40s"), "{b}");
+    assert!(!b.contains("files not"), "{b}");
+    a.detail_reading_since = Some(ago(15));
+    assert!(a.banner().unwrap().contains("files not re-read for 15s"));
+    // An error reading the runs shows even with the last list on screen.
+    a.runs_reading_since = None;
+    a.detail_reading_since = None;
+    update(&mut a, Msg::Runs(Err("Stale file handle".into())));
+    assert!(!a.runs.is_empty());
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("cannot read the runs: Stale file handle"), "{s}");
+}
