@@ -62,12 +62,20 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     let (refresh_tx, refresh_rx) = mpsc::channel::<()>();
     let runs_reading = loaders::Reading::default();
     let detail_reading = loaders::Reading::default();
-    loaders::runs_thread(opts.state_dir.clone(), tx.clone(), runs_reading.clone())
-        .context("cannot start a thread")?;
+    let latest_runs = loaders::LatestRuns::default();
+    let detail_box = loaders::DetailBox::default();
+    loaders::runs_thread(
+        opts.state_dir.clone(),
+        tx.clone(),
+        latest_runs.clone(),
+        runs_reading.clone(),
+    )
+    .context("cannot start a thread")?;
     loaders::detail_thread(
         opts.state_dir.clone(),
         tx.clone(),
         detail_rx,
+        detail_box.clone(),
         detail_reading.clone(),
     )
     .context("cannot start a thread")?;
@@ -93,6 +101,8 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         refresh_tx,
         runs_reading,
         detail_reading,
+        latest_runs,
+        detail_box,
     };
     let result = event_loop(&mut terminal, &mut app, &rx, &shell);
     drop(terminal);
@@ -113,6 +123,9 @@ struct Shell {
     /// When the loaders' reads in progress started (a hung filesystem).
     runs_reading: loaders::Reading,
     detail_reading: loaders::Reading,
+    /// What the loaders read, waiting (merged) for the loop to take it.
+    latest_runs: loaders::LatestRuns,
+    detail_box: loaders::DetailBox,
 }
 
 fn event_loop<B: Backend>(
@@ -139,8 +152,15 @@ fn event_loop<B: Backend>(
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
         update(app, Msg::Tick(Timestamp::now()));
-        // Everything that queued up, then one draw.
-        for msg in first.into_iter().chain(rx.try_iter()) {
+        // Everything that queued up, what waits in the mailboxes, then one
+        // draw.
+        let queued: Vec<Msg> = first.into_iter().chain(rx.try_iter()).collect();
+        let waiting = shell
+            .latest_runs
+            .take()
+            .into_iter()
+            .chain(shell.detail_box.take());
+        for msg in queued.into_iter().chain(waiting) {
             for effect in update(app, msg) {
                 perform(
                     shell,

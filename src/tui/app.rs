@@ -186,6 +186,8 @@ pub enum Msg {
     Done(Result<String, String>),
     /// SIGTERM, SIGHUP or SIGINT.
     Quit,
+    /// A loader left something in its mailbox; the shell takes it.
+    Wake,
 }
 
 /// A line at the bottom, for a few seconds.
@@ -593,6 +595,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Tick(now) => app.now = now,
         Msg::Quit => app.quit = true,
+        Msg::Wake => {}
         Msg::Runs(Ok(rows)) => {
             app.runs = rows;
             app.runs_error = None;

@@ -5,9 +5,9 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -103,7 +103,36 @@ impl Reading {
     }
 }
 
-pub fn runs_thread(sd: StateDir, tx: Sender<Msg>, reading: Reading) -> std::io::Result<()> {
+/// The newest run list, waiting for the UI: a UI that is behind (blocked
+/// on its terminal) takes the newest list when it wakes, not every list
+/// read meanwhile.
+#[derive(Debug, Clone, Default)]
+pub struct LatestRuns(Arc<Mutex<Option<RunsRead>>>);
+
+/// One read of the run list.
+type RunsRead = Result<Vec<RunRow>, String>;
+
+impl LatestRuns {
+    fn put(&self, runs: RunsRead) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(runs);
+    }
+
+    /// The list waiting, as a message for `update`.
+    pub fn take(&self) -> Option<Msg> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(Msg::Runs)
+    }
+}
+
+pub fn runs_thread(
+    sd: StateDir,
+    tx: Sender<Msg>,
+    latest: LatestRuns,
+    reading: Reading,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("runs".into())
         .spawn(move || {
@@ -111,7 +140,10 @@ pub fn runs_thread(sd: StateDir, tx: Sender<Msg>, reading: Reading) -> std::io::
                 reading.start();
                 let runs = load_runs(&sd);
                 reading.done();
-                if tx.send(Msg::Runs(runs)).is_err() {
+                latest.put(runs);
+                // A wake-up, not the list: a few bytes even when the UI is
+                // stuck.
+                if tx.send(Msg::Wake).is_err() {
                     return;
                 }
                 std::thread::sleep(RUNS_EVERY);
@@ -361,6 +393,81 @@ fn complete_utf8(b: &[u8]) -> usize {
     n
 }
 
+/// The detail loader's updates waiting for the UI, merged: one of each
+/// kind, log lines appended (at most [`LOG_LINES`]), so a UI that is behind
+/// never has more than one log tail queued.
+#[derive(Debug, Clone, Default)]
+pub struct DetailBox(Arc<Mutex<Pending>>);
+
+#[derive(Debug, Default)]
+struct Pending {
+    req: Option<DetailRequest>,
+    events: Option<Vec<crate::store::runs::JournalEntry>>,
+    script: Option<Result<String, String>>,
+    extra: Option<RunExtra>,
+    log: Option<LogChunk>,
+}
+
+impl DetailBox {
+    /// Adds updates for `req`; what waits for another request is dropped.
+    pub fn put(&self, req: &DetailRequest, updates: Vec<DetailUpdate>) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if p.req.as_ref() != Some(req) {
+            *p = Pending {
+                req: Some(req.clone()),
+                ..Pending::default()
+            };
+        }
+        for u in updates {
+            match u {
+                DetailUpdate::Events(e) => p.events = Some(e),
+                DetailUpdate::Script(s) => p.script = Some(s),
+                DetailUpdate::Extra(x) => p.extra = Some(x),
+                DetailUpdate::Log(c) => {
+                    p.log = Some(match p.log.take() {
+                        Some(old) if !c.reset => merge(old, c),
+                        _ => c,
+                    })
+                }
+            }
+        }
+    }
+
+    /// What is waiting, as messages for `update`.
+    pub fn take(&self) -> Vec<Msg> {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let p = std::mem::take(&mut *p);
+        let Some(req) = p.req else {
+            return Vec::new();
+        };
+        [
+            p.events.map(DetailUpdate::Events),
+            p.script.map(DetailUpdate::Script),
+            p.extra.map(DetailUpdate::Extra),
+            p.log.map(DetailUpdate::Log),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|u| Msg::Detail(req.clone(), u))
+        .collect()
+    }
+}
+
+/// `new` appended to `old` (which keeps its `reset`).
+fn merge(mut old: LogChunk, new: LogChunk) -> LogChunk {
+    old.lines.extend(new.lines);
+    if old.lines.len() > LOG_LINES {
+        old.lines.drain(..old.lines.len() - LOG_LINES);
+    }
+    old.attempt = new.attempt;
+    old.stream = new.stream;
+    old.path = new.path;
+    old.partial = new.partial;
+    old.size = new.size;
+    old.note = new.note;
+    old
+}
+
 /// What the detail loader remembers between looks, to send only changes.
 #[derive(Default)]
 struct Watch {
@@ -377,6 +484,7 @@ pub fn detail_thread(
     sd: StateDir,
     tx: Sender<Msg>,
     requests: Receiver<Option<DetailRequest>>,
+    mailbox: DetailBox,
     reading: Reading,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -407,8 +515,9 @@ pub fn detail_thread(
                 reading.start();
                 let updates = look(&sd, req, &mut watch);
                 reading.done();
-                for upd in updates {
-                    if tx.send(Msg::Detail(req.clone(), upd)).is_err() {
+                if !updates.is_empty() {
+                    mailbox.put(req, updates);
+                    if tx.send(Msg::Wake).is_err() {
                         return;
                     }
                 }
@@ -679,7 +788,8 @@ mod tests {
         let (_dir, sd, _) = fixture();
         let (tx, rx) = std::sync::mpsc::channel();
         let (req_tx, req_rx) = std::sync::mpsc::channel();
-        detail_thread(sd, tx, req_rx, Reading::default()).unwrap();
+        let mailbox = DetailBox::default();
+        detail_thread(sd, tx, req_rx, mailbox.clone(), Reading::default()).unwrap();
         let req = |generation| DetailRequest {
             run: "train".into(),
             generation,
@@ -692,15 +802,82 @@ mod tests {
             let mut log = false;
             let mut script = false;
             while !(log && script) {
-                match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-                    Msg::Detail(r, u) if r.generation == generation => match u {
-                        DetailUpdate::Log(c) => log = c.reset && c.lines == ["line 1", "line 2"],
-                        DetailUpdate::Script(_) => script = true,
+                assert!(matches!(
+                    rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+                    Msg::Wake
+                ));
+                for m in mailbox.take() {
+                    match m {
+                        Msg::Detail(r, u) if r.generation == generation => match u {
+                            DetailUpdate::Log(c) => {
+                                log = c.reset && c.lines == ["line 1", "line 2"]
+                            }
+                            DetailUpdate::Script(_) => script = true,
+                            _ => {}
+                        },
                         _ => {}
-                    },
-                    _ => {}
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn tui_detail_mailbox_merges_while_the_ui_is_behind() {
+        let req = DetailRequest {
+            run: "train".into(),
+            generation: 1,
+            attempt: None,
+            stream: Stream::Stdout,
+        };
+        let chunk = |reset: bool, from: usize, n: usize| {
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(1),
+                stream: Stream::Stdout,
+                path: None,
+                reset,
+                lines: (from..from + n).map(|i| format!("line {i}")).collect(),
+                partial: Some(format!("partial {from}")),
+                size: (from + n) as u64,
+                note: None,
+            })
+        };
+        let mailbox = DetailBox::default();
+        mailbox.put(&req, vec![chunk(true, 0, 10)]);
+        // A stalled UI: a thousand looks' worth of output waits as one chunk
+        // of at most LOG_LINES lines.
+        for i in 0..1_000 {
+            mailbox.put(
+                &req,
+                vec![
+                    DetailUpdate::Extra(RunExtra::default()),
+                    chunk(false, 10 + i * 100, 100),
+                ],
+            );
+        }
+        let msgs = mailbox.take();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        let Msg::Detail(_, DetailUpdate::Log(c)) = &msgs[1] else {
+            panic!("{msgs:?}")
+        };
+        assert!(c.reset);
+        assert_eq!(c.lines.len(), LOG_LINES);
+        assert_eq!(c.lines.last().unwrap(), "line 100009");
+        assert_eq!(c.partial.as_deref(), Some("partial 99910"));
+        assert!(mailbox.take().is_empty());
+        // A reset replaces what waits; another request drops it.
+        mailbox.put(&req, vec![chunk(false, 0, 5), chunk(true, 7, 1)]);
+        let msgs = mailbox.take();
+        assert!(
+            matches!(&msgs[..], [Msg::Detail(_, DetailUpdate::Log(c))] if c.lines == ["line 7"])
+        );
+        let other = DetailRequest {
+            generation: 2,
+            ..req.clone()
+        };
+        mailbox.put(&req, vec![chunk(true, 0, 5)]);
+        mailbox.put(&other, vec![DetailUpdate::Extra(RunExtra::default())]);
+        let msgs = mailbox.take();
+        assert!(matches!(&msgs[..], [Msg::Detail(r, DetailUpdate::Extra(_))] if r.generation == 2));
     }
 }
