@@ -810,13 +810,18 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::Quit => {
             if app.fullscreen {
                 app.fullscreen = false;
-            } else if app.focus == Focus::Detail && key.code == KeyCode::Esc {
-                app.focus = Focus::List;
-            } else if !app.filter.is_empty() && key.code == KeyCode::Esc {
-                app.filter.clear();
-                app.rebuild_view();
             } else {
                 app.quit = true;
+            }
+        }
+        Action::Back => {
+            if app.fullscreen {
+                app.fullscreen = false;
+            } else if app.focus == Focus::Detail {
+                app.focus = Focus::List;
+            } else if !app.filter.is_empty() {
+                app.filter.clear();
+                app.rebuild_view();
             }
         }
         Action::PendingG => app.pending_g = true,

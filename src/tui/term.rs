@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -24,14 +23,17 @@ pub type Term = Terminal<AnsiBackend<Stdout>>;
 pub fn restore() {
     let _ = disable_raw_mode();
     let mut out = stdout();
-    let _ = execute!(
-        out,
-        DisableMouseCapture,
-        LeaveAlternateScreen,
-        crossterm::cursor::Show
-    );
+    let _ = out.write_all(MOUSE_OFF.as_bytes());
+    let _ = execute!(out, LeaveAlternateScreen, crossterm::cursor::Show);
     let _ = out.flush();
 }
+
+/// Mouse reporting for buttons and the wheel only (`?1000`), in SGR form
+/// (`?1006`): not every motion (`?1003`, what crossterm enables), which
+/// floods a slow link with a report per cell the pointer crosses.
+pub const MOUSE_ON: &str = "\x1b[?1000h\x1b[?1006h";
+/// Turns off what [`MOUSE_ON`] turned on.
+pub const MOUSE_OFF: &str = "\x1b[?1006l\x1b[?1000l";
 
 /// Restores the terminal when dropped, whatever ends the TUI.
 pub struct Guard;
@@ -47,7 +49,10 @@ pub fn enter() -> anyhow::Result<(Term, Guard)> {
     install_panic_hook();
     enable_raw_mode()?;
     let guard = Guard;
-    execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)?;
+    execute!(stdout(), EnterAlternateScreen)?;
+    let mut out = stdout();
+    out.write_all(MOUSE_ON.as_bytes())?;
+    out.flush()?;
     let mut term = Terminal::new(AnsiBackend::new(stdout()))?;
     term.hide_cursor()?;
     term.clear()?;
@@ -144,4 +149,20 @@ fn force_exit(sig: i32) -> ! {
         let _ = wait.recv_timeout(Duration::from_millis(500));
     }
     std::process::exit(128 + sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tui_mouse_capture_is_buttons_and_wheel_only() {
+        for mode in ["1002", "1003", "1015"] {
+            assert!(!MOUSE_ON.contains(mode) && !MOUSE_OFF.contains(mode));
+        }
+        for mode in ["1000", "1006"] {
+            assert!(MOUSE_ON.contains(&format!("?{mode}h")));
+            assert!(MOUSE_OFF.contains(&format!("?{mode}l")));
+        }
+    }
 }

@@ -375,7 +375,19 @@ fn tui_filter_narrows_and_escape_clears() {
     assert!(!a.quit);
     assert_eq!(a.view.len(), 4);
     assert_eq!(a.selected.as_deref(), Some("finetune"));
+    // A bare Esc (or the first byte of a key split over a slow link) never
+    // quits: only `q` and Ctrl-c do.
+    for _ in 0..3 {
+        key(&mut a, KeyCode::Esc);
+        assert!(!a.quit);
+    }
+    keys(&mut a, "lf");
+    assert!(a.fullscreen);
     key(&mut a, KeyCode::Esc);
+    assert!(!a.fullscreen && !a.quit);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.focus, super::app::Focus::List);
+    keys(&mut a, "q");
     assert!(a.quit);
 }
 
