@@ -128,7 +128,7 @@ pub fn action_for(key: KeyEvent, after_g: bool, screen: Screen, tab: Tab) -> Opt
         KeyCode::Char('N') if logs => Action::SearchNext(false),
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('x') => Action::Remove,
-        KeyCode::Char('F') => Action::Follow,
+        KeyCode::Char('F') if logs => Action::Follow,
         KeyCode::Char('e') if logs => Action::Stream,
         KeyCode::Char('[') if logs => Action::Attempt(-1),
         KeyCode::Char(']') if logs => Action::Attempt(1),

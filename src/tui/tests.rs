@@ -1054,3 +1054,38 @@ fn tui_banner_shows_hung_reads_and_runs_errors() {
     let s = screen(&a, 100, 30);
     assert!(s.contains("cannot read the runs: Stale file handle"), "{s}");
 }
+
+#[test]
+fn tui_follow_and_log_chunks_touch_only_the_logs_tab() {
+    let mut a = app();
+    keys(&mut a, "3l");
+    // `F` on the events tab does nothing.
+    keys(&mut a, "F");
+    assert!(a.follow);
+    assert_eq!(a.detail_scroll, 0);
+    // New log lines leave the events tab's scroll alone, even unfollowed.
+    a.follow = false;
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: false,
+                lines: vec!["new".into(); 3],
+                size: 2,
+                note: None,
+                partial: None,
+            }),
+        ),
+    );
+    assert_eq!(a.detail_scroll, 0);
+    // On the logs tab `F` toggles.
+    keys(&mut a, "5F");
+    assert!(!a.follow);
+    keys(&mut a, "F");
+    assert!(a.follow);
+}
