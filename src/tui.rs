@@ -162,11 +162,11 @@ fn event_loop<B: Backend>(
             .chain(shell.detail_box.take());
         for msg in queued.into_iter().chain(waiting) {
             for effect in update(app, msg) {
-                perform(
-                    shell,
-                    effect,
-                    app.cluster.as_ref().map(|c| c.cluster.clone()),
-                );
+                let cluster = app.cluster.as_ref().map(|c| c.cluster.clone());
+                if let Err(e) = perform(shell, effect, cluster) {
+                    // Out of threads (or memory): say so, do not crash.
+                    update(app, Msg::Done(Err(format!("cannot start the action: {e}"))));
+                }
             }
             if app.quit {
                 return Ok(());
@@ -206,58 +206,61 @@ fn input_thread(tx: Sender<Msg>) -> std::io::Result<()> {
 }
 
 /// Runs an effect on its own thread; its result comes back as [`Msg::Done`].
-fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) {
+fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::Result<()> {
     let sd = shell.opts.state_dir.clone();
     let timeout = shell.opts.slurm_timeout;
     let tx = shell.tx.clone();
     let refresh = shell.refresh_tx.clone();
-    std::thread::spawn(move || {
-        let result = match effect {
-            Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
-            Effect::Ban { node, ttl, reason } => {
-                let r = blacklist(&sd, cluster, timeout, |bl, now| {
-                    bl.ban(&node, &reason, ttl, now);
-                    match ttl {
-                        Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
-                        None => format!("banned {node} until unbanned"),
-                    }
-                });
-                let _ = refresh.send(());
-                r
-            }
-            Effect::Unban { node } => {
-                let r = blacklist(&sd, cluster, timeout, |bl, _| {
-                    if bl.unban(&node) {
-                        format!("unbanned {node}")
-                    } else {
-                        format!("{node} was not banned")
-                    }
-                });
-                let _ = refresh.send(());
-                r
-            }
-            Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
-            Effect::Remove { run } => {
-                let r = shepherd(&sd, timeout, &["rm", &run]);
-                let _ = refresh.send(());
-                r
-            }
-            Effect::Smoke { targets } => {
-                let n = targets.len();
-                let slurm = SlurmCli::new(SlurmCliConfig {
-                    timeout,
-                    ..SlurmCliConfig::default()
-                });
-                smoke::run(&slurm, targets, &tx);
-                Ok(format!("smoke test of {n} node(s) done"))
-            }
-        };
-        let result = match result {
-            Ok(t) => Ok(clean::line(&t)),
-            Err(e) => Err(clean::line(&format!("{e:#}"))),
-        };
-        let _ = tx.send(Msg::Done(result));
-    });
+    std::thread::Builder::new()
+        .name("effect".into())
+        .spawn(move || {
+            let result = match effect {
+                Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
+                Effect::Ban { node, ttl, reason } => {
+                    let r = blacklist(&sd, cluster, timeout, |bl, now| {
+                        bl.ban(&node, &reason, ttl, now);
+                        match ttl {
+                            Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
+                            None => format!("banned {node} until unbanned"),
+                        }
+                    });
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::Unban { node } => {
+                    let r = blacklist(&sd, cluster, timeout, |bl, _| {
+                        if bl.unban(&node) {
+                            format!("unbanned {node}")
+                        } else {
+                            format!("{node} was not banned")
+                        }
+                    });
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
+                Effect::Remove { run } => {
+                    let r = shepherd(&sd, timeout, &["rm", &run]);
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::Smoke { targets } => {
+                    let n = targets.len();
+                    let slurm = SlurmCli::new(SlurmCliConfig {
+                        timeout,
+                        ..SlurmCliConfig::default()
+                    });
+                    smoke::run(&slurm, targets, &tx);
+                    Ok(format!("smoke test of {n} node(s) done"))
+                }
+            };
+            let result = match result {
+                Ok(t) => Ok(clean::line(&t)),
+                Err(e) => Err(clean::line(&format!("{e:#}"))),
+            };
+            let _ = tx.send(Msg::Done(result));
+        })?;
+    Ok(())
 }
 
 /// Files a control request and makes sure a daemon will apply it, as

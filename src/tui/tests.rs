@@ -1089,3 +1089,16 @@ fn tui_follow_and_log_chunks_touch_only_the_logs_tab() {
     keys(&mut a, "F");
     assert!(a.follow);
 }
+
+#[test]
+fn tui_attempts_show_long_job_ids_whole() {
+    let mut a = app();
+    for r in &mut a.runs {
+        for at in &mut r.doc.attempts {
+            at.job_id = Some(1_234_567_800 + u64::from(at.attempt));
+        }
+    }
+    keys(&mut a, "2");
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("1234567802") && s.contains("1234567801"), "{s}");
+}

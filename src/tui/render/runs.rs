@@ -398,7 +398,8 @@ fn attempts(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(3),
-            Constraint::Length(7),
+            // Job ids of 8 digits and more.
+            Constraint::Length(10),
             Constraint::Length(9),
             Constraint::Length(9),
             Constraint::Length(16),
