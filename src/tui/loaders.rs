@@ -305,31 +305,26 @@ impl LogFollower {
                 }
             }
             // Complete lines: only those are decoded, so a character split
-            // between two reads is never turned into `�`.
-            let mut raw: Vec<&[u8]> = Vec::new();
-            let mut first = true;
+            // between two reads is never turned into `�`; and only the
+            // newest LOG_LINES of them, as no more are kept.
+            let mut pieces: Vec<&[u8]> = rest.split(|&b| b == b'\n').collect();
+            // What follows the last newline is not a line yet.
+            let tail = pieces.pop().unwrap_or_default();
             let mut held = std::mem::take(&mut self.partial);
-            let mut pieces = rest.split(|&b| b == b'\n').peekable();
-            while let Some(piece) = pieces.next() {
-                if pieces.peek().is_none() {
+            let skip = pieces.len().saturating_sub(LOG_LINES);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i == 0 {
+                    // The bytes held from the last look begin this line.
                     held.extend_from_slice(piece);
-                    break;
-                }
-                if first && !held.is_empty() {
-                    held.extend_from_slice(piece);
-                    lines.push(decode_line(&held));
+                    if skip == 0 {
+                        lines.push(decode_line(&held));
+                    }
                     held.clear();
-                } else {
-                    raw.push(piece);
+                } else if i >= skip {
+                    lines.push(decode_line(piece));
                 }
-                first = false;
             }
-            // Only the newest lines can be kept anyway.
-            let keep_from = (lines.len() + raw.len()).saturating_sub(LOG_LINES);
-            let mut all: Vec<String> = lines;
-            all.extend(raw.into_iter().map(decode_line));
-            all.drain(..keep_from.min(all.len()));
-            lines = all;
+            held.extend_from_slice(tail);
             if held.len() > PARTIAL_MAX {
                 let mut cut = held.len() - PARTIAL_MAX;
                 // Never start inside a character.
