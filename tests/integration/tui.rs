@@ -272,3 +272,70 @@ fn tui_restores_the_terminal_on_sigterm_and_sighup() {
         assert_eq!(tmux.pane("#{mouse_any_flag}"), "0", "SIG{signal}");
     }
 }
+
+/// Runs the TUI on a pseudo-terminal that stops being read (a stalled SSH
+/// connection), makes it redraw until its writes block, then sends SIGTERM:
+/// prints `EXITED <status> <seconds>` or `STUCK`.
+const STALLED_TERMINAL: &str = r#"
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+exe, state = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ.update(SHEPHERD_STATE_DIR=state, SLURM_CONF="/nonexistent/slurm.conf",
+                      SHEPHERD_SLURM_TIMEOUT="2s", TERM="xterm")
+    os.execv(exe, [exe, "tui"])
+def size(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.kill(pid, signal.SIGWINCH)
+time.sleep(0.3)
+size(30, 100)
+seen = b""
+end = time.time() + 30
+while b"unreachable" not in seen and time.time() < end:
+    if select.select([fd], [], [], 0.5)[0]:
+        seen += os.read(fd, 65536)
+if b"unreachable" not in seen:
+    print("NO-SCREEN"); sys.exit(1)
+# Read no more; every resize redraws the whole screen (about 13 KB) until
+# the terminal's buffer is full and the TUI blocks in a write.
+for i in range(40):
+    size(60, 200 - i % 2)
+    time.sleep(0.05)
+time.sleep(1)
+os.kill(pid, signal.SIGTERM)
+t = time.time()
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.time() - t > 15:
+        os.kill(pid, signal.SIGKILL)
+        print("STUCK"); sys.exit(1)
+    time.sleep(0.05)
+print("EXITED", os.waitstatus_to_exitcode(status), round(time.time() - t, 1))
+"#;
+
+#[test]
+fn tui_sigterm_ends_a_tui_blocked_on_a_stalled_terminal() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(STALLED_TERMINAL)
+        .arg(env!("CARGO_BIN_EXE_shepherd"))
+        .arg(state.path())
+        .output()
+        .expect("run python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = said.split_whitespace().collect();
+    assert_eq!(
+        words.first(),
+        Some(&"EXITED"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(words[1], "143", "{said}");
+    let secs: f64 = words[2].parse().unwrap();
+    // Blocked (else this tests nothing), so it ended after its grace time,
+    // not at once; and not much later.
+    assert!((1.5..8.0).contains(&secs), "{said}");
+}
