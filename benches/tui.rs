@@ -143,7 +143,7 @@ fn tail_and_follow(app: &mut App, path: &std::path::Path) -> u64 {
     let mut follower = LogFollower::default();
     let mut term = Terminal::new(TestBackend::new(100, 40)).unwrap();
     for round in 0..50 {
-        let (reset, lines, size) = follower.poll(path).unwrap();
+        let got = follower.poll(path).unwrap();
         update(
             app,
             Msg::Detail(
@@ -152,9 +152,10 @@ fn tail_and_follow(app: &mut App, path: &std::path::Path) -> u64 {
                     attempt: None,
                     stream: Stream::Stdout,
                     path: Some(path.to_path_buf()),
-                    reset,
-                    lines,
-                    size,
+                    reset: got.reset,
+                    lines: got.lines,
+                    partial: got.partial,
+                    size: got.size,
                     note: None,
                 }),
             ),

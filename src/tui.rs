@@ -8,6 +8,7 @@
 
 mod ansi;
 pub mod app;
+pub mod clean;
 pub mod data;
 pub mod keys;
 pub mod loaders;
@@ -50,6 +51,8 @@ const IDLE_REDRAW: Duration = Duration::from_millis(500);
 /// Runs the TUI until the user quits.
 pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    // Before any thread starts: a panic anywhere restores the terminal.
+    term::install_panic_hook();
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!("the terminal interface needs a terminal; `shepherd list` prints the runs");
     }
@@ -57,8 +60,25 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     term::forward_signals(tx.clone()).context("cannot watch for signals")?;
     let (detail_tx, detail_rx) = mpsc::channel::<Option<DetailRequest>>();
     let (refresh_tx, refresh_rx) = mpsc::channel::<()>();
-    loaders::runs_thread(opts.state_dir.clone(), tx.clone());
-    loaders::detail_thread(opts.state_dir.clone(), tx.clone(), detail_rx);
+    let runs_reading = loaders::Reading::default();
+    let detail_reading = loaders::Reading::default();
+    let latest_runs = loaders::LatestRuns::default();
+    let detail_box = loaders::DetailBox::default();
+    loaders::runs_thread(
+        opts.state_dir.clone(),
+        tx.clone(),
+        latest_runs.clone(),
+        runs_reading.clone(),
+    )
+    .context("cannot start a thread")?;
+    loaders::detail_thread(
+        opts.state_dir.clone(),
+        tx.clone(),
+        detail_rx,
+        detail_box.clone(),
+        detail_reading.clone(),
+    )
+    .context("cannot start a thread")?;
     let slurm = SlurmCli::new(SlurmCliConfig {
         timeout: opts.slurm_timeout,
         ..SlurmCliConfig::default()
@@ -68,18 +88,30 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         opts.state_dir.clone(),
         tx.clone(),
         refresh_rx,
-    );
-    input_thread(tx.clone());
+    )
+    .context("cannot start a thread")?;
+    input_thread(tx.clone()).context("cannot start a thread")?;
 
-    let (mut terminal, _guard) = term::enter().context("cannot set up the terminal")?;
+    let (mut terminal, guard) = term::enter().context("cannot set up the terminal")?;
     let mut app = App::new(Timestamp::now(), opts.color);
     let shell = Shell {
         opts,
         tx,
         detail_tx,
         refresh_tx,
+        runs_reading,
+        detail_reading,
+        latest_runs,
+        detail_box,
     };
-    event_loop(&mut terminal, &mut app, &rx, &shell)
+    let result = event_loop(&mut terminal, &mut app, &rx, &shell);
+    drop(terminal);
+    drop(guard);
+    if let Some(sig) = term::signalled() {
+        // Ended by a signal: say so in the exit status, as a shell would.
+        std::process::exit(128 + sig);
+    }
+    result
 }
 
 /// What effects need to run.
@@ -88,6 +120,12 @@ struct Shell {
     tx: Sender<Msg>,
     detail_tx: Sender<Option<DetailRequest>>,
     refresh_tx: Sender<()>,
+    /// When the loaders' reads in progress started (a hung filesystem).
+    runs_reading: loaders::Reading,
+    detail_reading: loaders::Reading,
+    /// What the loaders read, waiting (merged) for the loop to take it.
+    latest_runs: loaders::LatestRuns,
+    detail_box: loaders::DetailBox,
 }
 
 fn event_loop<B: Backend>(
@@ -98,8 +136,15 @@ fn event_loop<B: Backend>(
 ) -> anyhow::Result<()> {
     let mut watching: Option<DetailRequest> = None;
     loop {
+        if term::panicked() {
+            // The hook restored the terminal and printed the message: draw
+            // over neither.
+            return Ok(());
+        }
         let size = terminal.size()?;
         app.page = usize::from(size.height);
+        app.runs_reading_since = shell.runs_reading.since();
+        app.detail_reading_since = shell.detail_reading.since();
         terminal.draw(|f| render::render(app, f))?;
         let first = match rx.recv_timeout(IDLE_REDRAW) {
             Ok(m) => Some(m),
@@ -107,14 +152,21 @@ fn event_loop<B: Backend>(
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
         update(app, Msg::Tick(Timestamp::now()));
-        // Everything that queued up, then one draw.
-        for msg in first.into_iter().chain(rx.try_iter()) {
+        // Everything that queued up, what waits in the mailboxes, then one
+        // draw.
+        let queued: Vec<Msg> = first.into_iter().chain(rx.try_iter()).collect();
+        let waiting = shell
+            .latest_runs
+            .take()
+            .into_iter()
+            .chain(shell.detail_box.take());
+        for msg in queued.into_iter().chain(waiting) {
             for effect in update(app, msg) {
-                perform(
-                    shell,
-                    effect,
-                    app.cluster.as_ref().map(|c| c.cluster.clone()),
-                );
+                let cluster = app.cluster.as_ref().map(|c| c.cluster.clone());
+                if let Err(e) = perform(shell, effect, cluster) {
+                    // Out of threads (or memory): say so, do not crash.
+                    update(app, Msg::Done(Err(format!("cannot start the action: {e}"))));
+                }
             }
             if app.quit {
                 return Ok(());
@@ -128,72 +180,87 @@ fn event_loop<B: Backend>(
     }
 }
 
-fn input_thread(tx: Sender<Msg>) {
-    std::thread::spawn(move || {
-        loop {
-            let msg = match crossterm::event::read() {
-                Ok(Event::Key(k)) => Msg::Key(k),
-                Ok(Event::Mouse(m)) => Msg::Mouse(m),
-                Ok(Event::Resize(..)) => Msg::Tick(Timestamp::now()),
-                Ok(_) => continue,
-                Err(_) => Msg::Quit,
-            };
-            if tx.send(msg).is_err() {
-                return;
+fn input_thread(tx: Sender<Msg>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            loop {
+                let msg = match crossterm::event::read() {
+                    Ok(Event::Key(k)) => Msg::Key(k),
+                    Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                    Ok(Event::Resize(..)) => Msg::Tick(Timestamp::now()),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        // The terminal is gone: quit, and read no more (a read
+                        // that keeps failing would spin).
+                        let _ = tx.send(Msg::Quit);
+                        return;
+                    }
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        })?;
+    Ok(())
 }
 
 /// Runs an effect on its own thread; its result comes back as [`Msg::Done`].
-fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) {
+fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::Result<()> {
     let sd = shell.opts.state_dir.clone();
     let timeout = shell.opts.slurm_timeout;
     let tx = shell.tx.clone();
     let refresh = shell.refresh_tx.clone();
-    std::thread::spawn(move || {
-        let result = match effect {
-            Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
-            Effect::Ban { node, ttl, reason } => {
-                let r = blacklist(&sd, cluster, timeout, |bl, now| {
-                    bl.ban(&node, &reason, ttl, now);
-                    match ttl {
-                        Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
-                        None => format!("banned {node} until unbanned"),
-                    }
-                });
-                let _ = refresh.send(());
-                r
-            }
-            Effect::Unban { node } => {
-                let r = blacklist(&sd, cluster, timeout, |bl, _| {
-                    if bl.unban(&node) {
-                        format!("unbanned {node}")
-                    } else {
-                        format!("{node} was not banned")
-                    }
-                });
-                let _ = refresh.send(());
-                r
-            }
-            Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
-            Effect::Remove { run } => {
-                let r = shepherd(&sd, timeout, &["rm", &run]);
-                let _ = refresh.send(());
-                r
-            }
-            Effect::Smoke { targets } => {
-                let n = targets.len();
-                let slurm = SlurmCli::new(SlurmCliConfig {
-                    timeout,
-                    ..SlurmCliConfig::default()
-                });
-                smoke::run(&slurm, targets, &tx);
-                Ok(format!("smoke test of {n} node(s) done"))
-            }
-        };
-        let _ = tx.send(Msg::Done(result.map_err(|e| format!("{e:#}"))));
-    });
+    std::thread::Builder::new()
+        .name("effect".into())
+        .spawn(move || {
+            let result = match effect {
+                Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
+                Effect::Ban { node, ttl, reason } => {
+                    let r = blacklist(&sd, cluster, timeout, |bl, now| {
+                        bl.ban(&node, &reason, ttl, now);
+                        match ttl {
+                            Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
+                            None => format!("banned {node} until unbanned"),
+                        }
+                    });
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::Unban { node } => {
+                    let r = blacklist(&sd, cluster, timeout, |bl, _| {
+                        if bl.unban(&node) {
+                            format!("unbanned {node}")
+                        } else {
+                            format!("{node} was not banned")
+                        }
+                    });
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
+                Effect::Remove { run } => {
+                    let r = shepherd(&sd, timeout, &["rm", &run]);
+                    let _ = refresh.send(());
+                    r
+                }
+                Effect::Smoke { targets } => {
+                    let n = targets.len();
+                    let slurm = SlurmCli::new(SlurmCliConfig {
+                        timeout,
+                        ..SlurmCliConfig::default()
+                    });
+                    smoke::run(&slurm, targets, &tx);
+                    Ok(format!("smoke test of {n} node(s) done"))
+                }
+            };
+            let result = match result {
+                Ok(t) => Ok(clean::line(&t)),
+                Err(e) => Err(clean::line(&format!("{e:#}"))),
+            };
+            let _ = tx.send(Msg::Done(result));
+        })?;
+    Ok(())
 }
 
 /// Files a control request and makes sure a daemon will apply it, as

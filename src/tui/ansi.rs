@@ -85,7 +85,14 @@ impl<W: Write> Backend for AnsiBackend<W> {
                 out.push_str(&sgr(s.0, s.1, s.2));
                 style = s;
             }
-            out.push_str(cell.symbol());
+            // Loaders clean what they read; this is the last line of
+            // defence: no control byte from a cell ever reaches the terminal.
+            let sym = cell.symbol();
+            if sym.chars().any(char::is_control) {
+                out.push(' ');
+            } else {
+                out.push_str(sym);
+            }
         }
         out.push_str("\x1b[0m");
         self.out.write_all(out.as_bytes())
@@ -185,5 +192,54 @@ mod tests {
         let out = String::from_utf8_lossy(&t.backend().out).into_owned();
         assert!(out.contains("\x1b[0;32mok"), "{out:?}");
         assert!(!out.contains("38;5"), "{out:?}");
+    }
+
+    #[test]
+    fn tui_backend_never_writes_control_bytes_from_cells() {
+        let mut t = Terminal::with_options(
+            AnsiBackend::new(Vec::new()),
+            ratatui::TerminalOptions {
+                viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, 8, 1)),
+            },
+        )
+        .unwrap();
+        t.draw(|f| {
+            let b = f.buffer_mut();
+            for (x, sym) in [
+                "\x1b",
+                "\r",
+                "\t",
+                "\x07",
+                "\x1b]52;c;aGk=\x07",
+                "\u{9b}",
+                "a",
+                "é",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                b[(x as u16, 0)].set_symbol(sym);
+            }
+        })
+        .unwrap();
+        let out = String::from_utf8(t.backend().out.clone()).unwrap();
+        // Take away the backend's own sequences (cursor moves, SGR): what
+        // is left is cell content, and holds no control character.
+        let mut rest = String::new();
+        let mut it = out.chars();
+        while let Some(c) = it.next() {
+            if c == '\x1b' {
+                assert_eq!(it.next(), Some('['), "{out:?}");
+                for c in it.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                rest.push(c);
+            }
+        }
+        assert!(!rest.chars().any(char::is_control), "{rest:?}");
+        assert!(rest.ends_with("aé"), "{rest:?}");
     }
 }

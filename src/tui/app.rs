@@ -186,6 +186,8 @@ pub enum Msg {
     Done(Result<String, String>),
     /// SIGTERM, SIGHUP or SIGINT.
     Quit,
+    /// A loader left something in its mailbox; the shell takes it.
+    Wake,
 }
 
 /// A line at the bottom, for a few seconds.
@@ -198,6 +200,9 @@ pub struct Flash {
 
 /// How long a Slurm query may take before the banner says so.
 pub const SLOW_SLURM: Duration = Duration::from_secs(3);
+/// How long a read of the state directory may take before the banner says
+/// so (a hung NFS mount).
+pub const STALE_READ: Duration = Duration::from_secs(10);
 const FLASH_FOR: Duration = Duration::from_secs(6);
 
 /// The detail pane's contents for the selected run.
@@ -230,6 +235,11 @@ pub struct App {
     pub selected: Option<String>,
     pub runs_error: Option<String>,
     pub runs_loaded: bool,
+    /// When the runs loader's read in progress started (set by the shell
+    /// before each draw).
+    pub runs_reading_since: Option<Timestamp>,
+    /// The same for the selected run's files.
+    pub detail_reading_since: Option<Timestamp>,
 
     pub cluster: Option<ClusterSnapshot>,
     /// The last Slurm failure and when it happened.
@@ -242,6 +252,8 @@ pub struct App {
     pub smoke: std::collections::BTreeMap<String, Smoke>,
 
     pub detail: Detail,
+    /// Which detail request is current (see [`DetailRequest::generation`]).
+    pub detail_generation: u64,
     /// Lines scrolled in the detail pane; for logs, lines up from the end.
     pub detail_scroll: usize,
     /// Logs: stick to the end as lines arrive.
@@ -275,6 +287,8 @@ impl App {
             selected: None,
             runs_error: None,
             runs_loaded: false,
+            runs_reading_since: None,
+            detail_reading_since: None,
             cluster: None,
             cluster_error: None,
             slurm_asking: None,
@@ -282,6 +296,7 @@ impl App {
             selected_gpu: 0,
             smoke: Default::default(),
             detail: Detail::default(),
+            detail_generation: 0,
             detail_scroll: 0,
             follow: true,
             log_attempt: None,
@@ -310,6 +325,7 @@ impl App {
     pub fn detail_request(&self) -> Option<DetailRequest> {
         Some(DetailRequest {
             run: self.selected.clone()?,
+            generation: self.detail_generation,
             attempt: self.log_attempt,
             stream: self.log_stream,
         })
@@ -331,6 +347,66 @@ impl App {
         self.cluster_error
             .as_ref()
             .map(|(e, _)| format!("Slurm unreachable: {}{}", first_line(e), self.last_answer()))
+    }
+
+    /// The line under the header, if anything is wrong: the runs cannot
+    /// be read, a read of the state directory hangs, Slurm is slow or gone.
+    pub fn banner(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(e) = &self.runs_error {
+            parts.push(format!("cannot read the runs: {}", first_line(e)));
+        }
+        let stale = |since: Option<Timestamp>| {
+            since
+                .map(|t| self.now.duration_since(t).unsigned_abs())
+                .filter(|d| *d >= STALE_READ)
+                .map(|d| crate::duration::format(Duration::from_secs(d.as_secs())))
+        };
+        if let Some(d) = stale(self.runs_reading_since) {
+            parts.push(format!(
+                "runs not re-read for {d} (the filesystem is not answering)"
+            ));
+        }
+        if let Some(d) = stale(self.detail_reading_since) {
+            parts.push(format!("the run's files not re-read for {d}"));
+        }
+        parts.extend(self.slurm_banner());
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+
+    /// Rows the detail pane's tab shows at the last draw's size (the layout
+    /// of `render`, to bound scrolling).
+    fn detail_rows(&self) -> usize {
+        let body = self
+            .page
+            .saturating_sub(2 + usize::from(self.banner().is_some()));
+        let pane = if self.fullscreen {
+            body
+        } else {
+            body.saturating_sub((body * 2 / 5).max(4))
+        };
+        // The border and the tab titles; the logs' header, the tables'.
+        let chrome = if self.tab == Tab::Info { 2 } else { 3 };
+        pane.saturating_sub(chrome).max(1)
+    }
+
+    /// Lines the detail pane's current tab has.
+    fn detail_len(&self) -> usize {
+        let Some(run) = self.selected_run() else {
+            return 0;
+        };
+        match self.tab {
+            Tab::Info => {
+                super::render::info_lines(self, run, super::theme::Theme { color: false }).len()
+            }
+            Tab::Attempts => run.doc.attempts.len(),
+            Tab::Events => self.detail.events.len(),
+            Tab::Script => match &self.detail.script {
+                Some(Ok(t)) => t.lines().count(),
+                _ => 0,
+            },
+            Tab::Logs => self.detail.log.len(),
+        }
     }
 
     fn last_answer(&self) -> String {
@@ -400,6 +476,7 @@ impl App {
     fn select(&mut self, id: Option<String>) {
         if id != self.selected {
             self.selected = id;
+            self.detail_generation += 1;
             self.detail = Detail::default();
             self.detail_scroll = 0;
             self.log_attempt = None;
@@ -411,9 +488,8 @@ impl App {
         if self.view.is_empty() {
             return;
         }
-        let cur = self.selected_index().unwrap_or(0) as isize;
-        let last = self.view.len() as isize - 1;
-        let to = (cur + delta).clamp(0, last) as usize;
+        let cur = self.selected_index().unwrap_or(0);
+        let to = cur.saturating_add_signed(delta).min(self.view.len() - 1);
         let id = self.runs[self.view[to]].id().to_string();
         self.select(Some(id));
     }
@@ -427,8 +503,8 @@ impl App {
             .selected_node
             .as_deref()
             .and_then(|n| names.iter().position(|x| *x == n))
-            .unwrap_or(0) as isize;
-        let to = (cur + delta).clamp(0, names.len() as isize - 1) as usize;
+            .unwrap_or(0);
+        let to = cur.saturating_add_signed(delta).min(names.len() - 1);
         self.selected_node = Some(names[to].to_string());
     }
 
@@ -437,7 +513,7 @@ impl App {
         if n == 0 {
             return;
         }
-        self.selected_gpu = (self.selected_gpu as isize + delta).clamp(0, n as isize - 1) as usize;
+        self.selected_gpu = self.selected_gpu.saturating_add_signed(delta).min(n - 1);
     }
 
     /// Moves whatever the movement keys act on now.
@@ -453,24 +529,28 @@ impl App {
     }
 
     fn scroll_detail(&mut self, delta: isize) {
+        // Never past the content: the last page at most.
+        let max = self.detail_len().saturating_sub(self.detail_rows());
         if self.tab == Tab::Logs {
             // Logs scroll from the end: down (positive) goes towards it.
-            let max = self.detail.log.lines.len();
-            let s = (self.detail_scroll as isize - delta).clamp(0, max as isize) as usize;
+            let s = self
+                .detail_scroll
+                .min(max)
+                .saturating_add_signed(delta.saturating_neg())
+                .min(max);
             self.detail_scroll = s;
             self.follow = s == 0;
         } else {
-            self.detail_scroll = (self.detail_scroll as isize + delta).max(0) as usize;
+            self.detail_scroll = self
+                .detail_scroll
+                .min(max)
+                .saturating_add_signed(delta)
+                .min(max);
         }
     }
 
     fn jump_to_edge(&mut self, end: bool) {
-        let far = if end {
-            isize::MAX / 2
-        } else {
-            -(isize::MAX / 2)
-        };
-        self.move_by(far);
+        self.move_by(if end { isize::MAX } else { isize::MIN });
     }
 
     /// The node of the selected run (or the selected node on the nodes
@@ -515,6 +595,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Tick(now) => app.now = now,
         Msg::Quit => app.quit = true,
+        Msg::Wake => {}
         Msg::Runs(Ok(rows)) => {
             app.runs = rows;
             app.runs_error = None;
@@ -541,8 +622,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.cluster_error = Some((e, app.now));
         }
         Msg::Detail(req, upd) => {
-            // Answers for a run no longer selected are late: drop them.
-            if app.selected.as_deref() != Some(req.run.as_str()) {
+            // Answers for a run no longer selected, or for an earlier request
+            // of this one, are late: drop them.
+            if req.generation != app.detail_generation
+                || app.selected.as_deref() != Some(req.run.as_str())
+            {
                 return vec![];
             }
             app.detail.run = Some(req.run.clone());
@@ -554,12 +638,24 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                     if req.attempt != app.log_attempt || req.stream != app.log_stream {
                         return vec![];
                     }
-                    let added = chunk.lines.len();
+                    // Lines shown added at the end: the complete ones, less
+                    // an unfinished one they replace.
+                    let added = (chunk.lines.len() + usize::from(chunk.partial.is_some()))
+                        .saturating_sub(usize::from(app.detail.log.partial.is_some()));
+                    let reset = chunk.reset;
                     app.detail.log.apply(chunk);
-                    if !app.follow {
+                    if reset {
+                        // Another file (or the same one rotated): its end.
+                        app.follow = true;
+                        if app.tab == Tab::Logs {
+                            app.detail_scroll = 0;
+                        }
+                    } else if !app.follow && app.tab == Tab::Logs {
                         // Keep the same lines in view while new ones arrive.
-                        app.detail_scroll =
-                            (app.detail_scroll + added).min(app.detail.log.lines.len());
+                        app.detail_scroll = app
+                            .detail_scroll
+                            .saturating_add(added)
+                            .min(app.detail.log.len());
                     }
                 }
             }
@@ -714,13 +810,18 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::Quit => {
             if app.fullscreen {
                 app.fullscreen = false;
-            } else if app.focus == Focus::Detail && key.code == KeyCode::Esc {
-                app.focus = Focus::List;
-            } else if !app.filter.is_empty() && key.code == KeyCode::Esc {
-                app.filter.clear();
-                app.rebuild_view();
             } else {
                 app.quit = true;
+            }
+        }
+        Action::Back => {
+            if app.fullscreen {
+                app.fullscreen = false;
+            } else if app.focus == Focus::Detail {
+                app.focus = Focus::List;
+            } else if !app.filter.is_empty() {
+                app.filter.clear();
+                app.rebuild_view();
             }
         }
         Action::PendingG => app.pending_g = true,
@@ -885,6 +986,7 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 Stream::Stdout => Stream::Stderr,
                 Stream::Stderr => Stream::Stdout,
             };
+            app.detail_generation += 1;
             app.detail.log = LogView::default();
             app.detail_scroll = 0;
             app.follow = true;
@@ -904,6 +1006,7 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             } else {
                 Some(to as u32)
             };
+            app.detail_generation += 1;
             app.detail.log = LogView::default();
             app.detail_scroll = 0;
             app.follow = true;
@@ -918,15 +1021,18 @@ fn search_jump(app: &mut App, forward: bool, inclusive: bool) {
     if app.search.is_empty() {
         return;
     }
-    let needle = app.search.to_lowercase();
-    let lines = &app.detail.log.lines;
-    let n = lines.len();
+    let needle = app.search.to_ascii_lowercase();
+    let log = &app.detail.log;
+    let n = log.len();
     if n == 0 {
         return;
     }
     // The line at the top of the view's bottom edge: index from the end.
     let cur = n.saturating_sub(1 + app.detail_scroll);
-    let hit = |i: usize| lines[i].to_lowercase().contains(&needle);
+    let hit = |i: usize| {
+        log.line(i)
+            .is_some_and(|l| find_ignoring_case(l, &needle).is_some())
+    };
     let found = if forward {
         let start = if inclusive { cur } else { cur + 1 };
         (start..n).find(|&i| hit(i))
@@ -943,6 +1049,25 @@ fn search_jump(app: &mut App, forward: bool, inclusive: bool) {
         }
         None => app.say(format!("no line matches {:?}", app.search), true),
     }
+}
+
+/// Where `needle` (ASCII-lowercased) first occurs in `hay`, ASCII letters
+/// compared without case: no lowercased copy of each line, and the match is
+/// always on character boundaries.
+pub fn find_ignoring_case(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return Some(0);
+    }
+    if n.len() > h.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| {
+        h[i..i + n.len()]
+            .iter()
+            .zip(n)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    })
 }
 
 enum Edit {

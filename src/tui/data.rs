@@ -57,6 +57,11 @@ pub struct ClusterSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetailRequest {
     pub run: String,
+    /// Bumped by the UI at every new selection, stream or attempt, even one
+    /// that comes back to what was watched before: the loader starts afresh
+    /// (and sends everything again) when it changes, and the UI drops
+    /// answers to any other generation.
+    pub generation: u64,
     /// `None`: the newest attempt that has a job.
     pub attempt: Option<u32>,
     pub stream: Stream,
@@ -94,13 +99,17 @@ pub struct LogChunk {
     pub path: Option<PathBuf>,
     pub reset: bool,
     pub lines: Vec<String>,
+    /// The unfinished last line (a progress bar redrawn with `\r`), shown
+    /// live after the lines; replaces the previous one.
+    pub partial: Option<String>,
     /// The file's size, for the header.
     pub size: u64,
     /// Why there is nothing to show (no job yet, file not created yet).
     pub note: Option<String>,
 }
 
-/// Lines kept of a log: the tail, never the whole file.
+/// Lines kept of a log: the tail, never the whole file. Each is at most
+/// [`super::clean::LINE_MAX`] bytes, so the tail holds at most about 20 MB.
 pub const LOG_LINES: usize = 5_000;
 
 /// The log tail held by the UI.
@@ -111,6 +120,8 @@ pub struct LogView {
     pub size: u64,
     pub note: Option<String>,
     pub lines: VecDeque<String>,
+    /// The unfinished last line, shown after `lines`.
+    pub partial: Option<String>,
 }
 
 impl LogView {
@@ -123,8 +134,27 @@ impl LogView {
         self.size = chunk.size;
         self.note = chunk.note;
         self.lines.extend(chunk.lines);
+        self.partial = chunk.partial;
         while self.lines.len() > LOG_LINES {
             self.lines.pop_front();
+        }
+    }
+
+    /// Lines shown: the complete ones and the unfinished one.
+    pub fn len(&self) -> usize {
+        self.lines.len() + usize::from(self.partial.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th line shown.
+    pub fn line(&self, i: usize) -> Option<&str> {
+        match self.lines.get(i) {
+            Some(l) => Some(l),
+            None if i == self.lines.len() => self.partial.as_deref(),
+            None => None,
         }
     }
 }

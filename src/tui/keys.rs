@@ -9,6 +9,9 @@ use super::app::{Screen, Tab};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
+    /// Esc: out of fullscreen, the detail focus, the filter; never quits
+    /// (an escape sequence split over a slow link starts with a bare Esc).
+    Back,
     /// `g` typed; the next key completes it.
     PendingG,
     Up,
@@ -50,8 +53,14 @@ pub enum Action {
 /// The key map, for the help screen: (keys, what they do).
 pub const HELP: &[(&str, &str)] = &[
     ("j k ↓ ↑ wheel", "move / scroll"),
-    ("C-d C-u, gg G", "half a page down / up, first / last"),
-    ("Enter l, h Esc", "focus the detail pane / back to the list"),
+    (
+        "C-d C-u C-f C-b",
+        "half a page down / up; gg G: first / last",
+    ),
+    (
+        "Enter l, h Esc",
+        "focus the detail pane / back (Esc: also the filter)",
+    ),
     ("gr gn gp, F2-F4", "screens: runs, nodes, GPUs"),
     ("Tab S-Tab, 1-5", "tabs: info attempts events script logs"),
     ("f, ?", "fullscreen detail, this help"),
@@ -60,14 +69,11 @@ pub const HELP: &[(&str, &str)] = &[
     ("s", "stop the run (asks first)"),
     ("b, u", "ban the node (asks first), unban (nodes)"),
     ("nodes: t, T", "smoke-test the node, every usable node"),
-    ("n, x", "new run (asks for a script), remove (not yet)"),
+    ("n, x", "new run (asks for a script), remove an ended run"),
     ("logs: F, e", "follow the end on / off, stdout / stderr"),
     ("logs: [ ]", "previous / next attempt"),
     ("logs: / n N", "search, next / previous match"),
-    (
-        "q Esc C-c",
-        "quit (Esc first leaves fullscreen, focus, filter)",
-    ),
+    ("q C-c", "quit (q first leaves fullscreen; Esc never quits)"),
 ];
 
 /// The action for `key` in normal mode. `after_g`: the previous key was `g`.
@@ -89,7 +95,8 @@ pub fn action_for(key: KeyEvent, after_g: bool, screen: Screen, tab: Tab) -> Opt
         KeyCode::Char('f') if ctrl => Action::HalfPageDown,
         KeyCode::Char('b') if ctrl => Action::HalfPageUp,
         _ if ctrl => return None,
-        KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Esc => Action::Back,
         KeyCode::Char('g') => Action::PendingG,
         KeyCode::Char('G') | KeyCode::End => Action::Bottom,
         KeyCode::Home => Action::Top,
@@ -121,7 +128,7 @@ pub fn action_for(key: KeyEvent, after_g: bool, screen: Screen, tab: Tab) -> Opt
         KeyCode::Char('N') if logs => Action::SearchNext(false),
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('x') => Action::Remove,
-        KeyCode::Char('F') => Action::Follow,
+        KeyCode::Char('F') if logs => Action::Follow,
         KeyCode::Char('e') if logs => Action::Stream,
         KeyCode::Char('[') if logs => Action::Attempt(-1),
         KeyCode::Char(']') if logs => Action::Attempt(1),

@@ -5,7 +5,7 @@
 mod cluster;
 mod runs;
 
-pub use runs::pending_words;
+pub use runs::{info_lines, pending_words};
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -19,7 +19,7 @@ use super::theme::{ICONS, Theme};
 /// Draws the whole screen.
 pub fn render(app: &App, f: &mut Frame) {
     let theme = Theme { color: app.color };
-    let banner = app.slurm_banner();
+    let banner = app.banner();
     let [header, banner_area, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(u16::from(banner.is_some())),

@@ -47,9 +47,26 @@ fi
 exit 0
 ";
 
-/// A probe that has not started within this is cancelled and reported.
-const GIVE_UP: Duration = Duration::from_secs(600);
-const POLL: Duration = Duration::from_secs(2);
+/// How long the smoke test waits, and how often it asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub poll: Duration,
+    /// A probe that has not started within this is cancelled and reported.
+    pub give_up: Duration,
+    /// Whatever the probes do (stuck `RUNNING` or `COMPLETING`, Slurm not
+    /// answering), the test ends after this: what is left is cancelled.
+    pub deadline: Duration,
+}
+
+pub const LIMITS: Limits = Limits {
+    poll: Duration::from_secs(2),
+    give_up: Duration::from_secs(600),
+    deadline: Duration::from_secs(20 * 60),
+};
+
+/// Slurm drops a probe that cannot end by then (`--deadline`), so none is
+/// left behind if the TUI dies: its 10 minutes to start plus its 5 to run.
+const SLURM_DEADLINE: &str = "--deadline=now+15minutes";
 
 fn request(t: &SmokeTarget) -> SubmitRequest {
     let mut args = vec![
@@ -58,6 +75,7 @@ fn request(t: &SmokeTarget) -> SubmitRequest {
         "--time=5".to_string(),
         "--ntasks=1".to_string(),
         "--output=/dev/null".to_string(),
+        SLURM_DEADLINE.to_string(),
     ];
     if let Some(p) = &t.partition {
         args.push(format!("--partition={p}"));
@@ -73,12 +91,22 @@ fn request(t: &SmokeTarget) -> SubmitRequest {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+    super::clean::line(s.lines().next().unwrap_or(""))
 }
 
 /// Submits one probe per target and reports each as it moves, until all
 /// have ended. Runs on its own thread.
 pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::Sender<Msg>) {
+    run_within(slurm, targets, tx, LIMITS)
+}
+
+/// [`run`] with its limits.
+pub fn run_within(
+    slurm: &dyn Slurm,
+    targets: Vec<SmokeTarget>,
+    tx: &std::sync::mpsc::Sender<Msg>,
+    limits: Limits,
+) {
     let send = |node: &str, s: Smoke| tx.send(Msg::Smoke(node.to_string(), s)).is_ok();
     let mut live: Vec<(String, JobId)> = Vec::new();
     for t in &targets {
@@ -96,12 +124,27 @@ pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::S
     let started = Instant::now();
     let mut last: Vec<Option<Smoke>> = vec![None; live.len()];
     while live.iter().any(|l| !l.0.is_empty()) {
-        std::thread::sleep(POLL);
         let ids: Vec<JobId> = live
             .iter()
             .filter(|l| !l.0.is_empty())
             .map(|l| l.1)
             .collect();
+        if started.elapsed() > limits.deadline {
+            // Stuck probes, or a Slurm that stopped answering: give up on
+            // all that is left.
+            let _ = slurm.cancel(&ids);
+            for (node, _) in live.iter().filter(|l| !l.0.is_empty()) {
+                send(
+                    node,
+                    Smoke::Failed(format!(
+                        "did not end within {}; cancelled",
+                        crate::duration::format(limits.deadline)
+                    )),
+                );
+            }
+            return;
+        }
+        std::thread::sleep(limits.poll);
         let Ok(jobs) = slurm.jobs(&ids) else {
             // Slurm unreachable: the banner says so; try again.
             continue;
@@ -113,7 +156,7 @@ pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::S
             let state = match jobs.iter().find(|j| j.id == *id) {
                 None => Smoke::Failed("Slurm forgot the job".into()),
                 Some(j) => match &j.state {
-                    s if s.is_pending() => Smoke::Pending(j.reason.clone()),
+                    s if s.is_pending() => Smoke::Pending(super::clean::line(&j.reason)),
                     JobState::Completed if j.exit.is_none_or(|e| e.code == 0) => {
                         let secs = match (j.start_time, j.end_time) {
                             (Some(a), Some(b)) => b.duration_since(a).as_secs().max(0) as u64,
@@ -129,12 +172,13 @@ pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::S
                     _ => Smoke::Running,
                 },
             };
-            let timed_out = started.elapsed() > GIVE_UP && matches!(state, Smoke::Pending(_));
+            let timed_out =
+                started.elapsed() > limits.give_up && matches!(state, Smoke::Pending(_));
             let state = if timed_out {
                 let _ = slurm.cancel(&[*id]);
                 Smoke::Failed(format!(
                     "did not start within {}",
-                    crate::duration::format(GIVE_UP)
+                    crate::duration::format(limits.give_up)
                 ))
             } else {
                 state
@@ -152,5 +196,77 @@ pub fn run(slurm: &dyn Slurm, targets: Vec<SmokeTarget>, tx: &std::sync::mpsc::S
                 node.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::slurm::sim::{SimCluster, SimSlurm};
+
+    fn target(node: &str) -> SmokeTarget {
+        SmokeTarget {
+            node: node.into(),
+            partition: Some("cpu".into()),
+            gpus: false,
+        }
+    }
+
+    #[test]
+    fn tui_smoke_probes_carry_a_slurm_deadline() {
+        let r = request(&target("cpu-1"));
+        assert!(r.args.contains(&"--deadline=now+15minutes".to_string()));
+    }
+
+    #[test]
+    fn tui_smoke_test_ends_by_its_deadline_even_with_probes_stuck_running() {
+        let sim = std::sync::Arc::new(SimSlurm::new(SimCluster::test_cluster()));
+        let (tx, rx) = mpsc::channel();
+        let limits = Limits {
+            poll: Duration::from_millis(5),
+            give_up: Duration::from_secs(3600),
+            deadline: Duration::from_millis(200),
+        };
+        let t = std::thread::spawn({
+            let sim = sim.clone();
+            move || run_within(&*sim, vec![target("cpu-1")], &tx, limits)
+        });
+        // The probe starts and runs forever (the sim's clock stands still).
+        std::thread::sleep(Duration::from_millis(20));
+        sim.step();
+        let started = Instant::now();
+        t.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let last = rx.try_iter().last().unwrap();
+        assert!(
+            matches!(&last, Msg::Smoke(n, Smoke::Failed(why)) if n == "cpu-1" && why.contains("did not end")),
+            "{last:?}"
+        );
+        assert_eq!(sim.live_job_count(), 0, "the probe was cancelled");
+    }
+
+    #[test]
+    fn tui_smoke_test_ends_by_its_deadline_when_slurm_stops_answering() {
+        let sim = std::sync::Arc::new(SimSlurm::new(SimCluster::test_cluster()));
+        let (tx, rx) = mpsc::channel();
+        let limits = Limits {
+            poll: Duration::from_millis(5),
+            give_up: Duration::from_secs(3600),
+            deadline: Duration::from_millis(100),
+        };
+        let t = std::thread::spawn({
+            let sim = sim.clone();
+            move || run_within(&*sim, vec![target("cpu-1")], &tx, limits)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        sim.set_unreachable(true);
+        t.join().unwrap();
+        let last = rx.try_iter().last().unwrap();
+        assert!(
+            matches!(&last, Msg::Smoke(_, Smoke::Failed(why)) if why.contains("did not end")),
+            "{last:?}"
+        );
     }
 }

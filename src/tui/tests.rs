@@ -221,6 +221,7 @@ fn app() -> App {
             lines: (1..=60).map(|i| format!("step {i} loss {:.3}", 1.0 / i as f64)).collect(),
             size: 1234,
             note: None,
+            partial: None,
         }),
     ] {
         update(&mut app, Msg::Detail(req.clone(), upd));
@@ -374,7 +375,19 @@ fn tui_filter_narrows_and_escape_clears() {
     assert!(!a.quit);
     assert_eq!(a.view.len(), 4);
     assert_eq!(a.selected.as_deref(), Some("finetune"));
+    // A bare Esc (or the first byte of a key split over a slow link) never
+    // quits: only `q` and Ctrl-c do.
+    for _ in 0..3 {
+        key(&mut a, KeyCode::Esc);
+        assert!(!a.quit);
+    }
+    keys(&mut a, "lf");
+    assert!(a.fullscreen);
     key(&mut a, KeyCode::Esc);
+    assert!(!a.fullscreen && !a.quit);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.focus, super::app::Focus::List);
+    keys(&mut a, "q");
     assert!(a.quit);
 }
 
@@ -548,6 +561,7 @@ fn tui_late_detail_for_another_run_is_dropped() {
                 lines: vec!["from attempt 2".into()],
                 size: 1,
                 note: None,
+                partial: None,
             }),
         ),
     );
@@ -576,6 +590,7 @@ fn tui_scrolling_the_log_stops_following() {
                 lines: vec!["new".into()],
                 size: 2,
                 note: None,
+                partial: None,
             }),
         ),
     );
@@ -632,22 +647,32 @@ fn tui_log_follower_reads_only_the_end_and_keeps_partial_lines() {
     write!(f, "last line\npart").unwrap();
     f.flush().unwrap();
     let mut follower = LogFollower::default();
-    let (reset, lines, size) = follower.poll(&p).unwrap();
+    let got = follower.poll(&p).unwrap();
+    let (reset, lines, size) = (got.reset, got.lines, got.size);
     assert!(reset);
+    assert_eq!(got.partial.as_deref(), Some("part"));
     assert_eq!(size, std::fs::metadata(&p).unwrap().len());
     assert!(lines.len() <= super::data::LOG_LINES);
     assert_eq!(lines.last().unwrap(), "last line");
     assert!(lines.iter().all(|l| l == &line || l == "last line"));
     write!(f, "ial\nnext\n").unwrap();
     f.flush().unwrap();
-    let (reset, lines, _) = follower.poll(&p).unwrap();
-    assert!(!reset);
-    assert_eq!(lines, vec!["partial".to_string(), "next".to_string()]);
+    let got = follower.poll(&p).unwrap();
+    assert!(!got.reset);
+    assert_eq!(got.lines, vec!["partial".to_string(), "next".to_string()]);
+    assert_eq!(got.partial, None);
     // Truncated: starts again.
+    drop(f);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    drop(f);
     std::fs::write(&p, "fresh\n").unwrap();
-    let (reset, lines, _) = follower.poll(&p).unwrap();
-    assert!(reset);
-    assert_eq!(lines, vec!["fresh".to_string()]);
+    let got = follower.poll(&p).unwrap();
+    assert!(got.reset);
+    assert_eq!(got.lines, vec!["fresh".to_string()]);
 }
 
 #[test]
@@ -698,4 +723,382 @@ fn tui_smoke_test_of_one_node_or_all_after_asking() {
         Msg::Smoke("a100-3".into(), Smoke::Pending("Resources".into())),
     );
     insta::assert_snapshot!("tui_nodes_smoke", screen(&a, 100, 12));
+}
+
+#[test]
+fn tui_log_with_colours_progress_and_tabs_renders_as_clean_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    std::fs::write(
+        &p,
+        "\x1b[1;32mEpoch 1\x1b[0m done\n\
+         \r 10%|#     |\r 50%|###   |\r100%|######|\n\
+         col\tnext\n\
+         osc\x1b]52;c;aGk=\x07 bell\x07\n",
+    )
+    .unwrap();
+    let mut follower = LogFollower::default();
+    let got = follower.poll(&p).unwrap();
+    let (reset, lines, size) = (got.reset, got.lines, got.size);
+    assert_eq!(
+        lines,
+        [
+            "Epoch 1 done",
+            "100%|######|",
+            "col     next",
+            "osc bell\u{fffd}"
+        ]
+    );
+    let mut a = app();
+    keys(&mut a, "5");
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: Some(p.clone()),
+                reset,
+                lines,
+                size,
+                note: None,
+                partial: None,
+            }),
+        ),
+    );
+    let t = draw(&a, 100, 30);
+    let s = t.backend().to_string();
+    assert!(s.contains("Epoch 1 done"), "{s}");
+    assert!(s.contains("100%|######|"), "{s}");
+    assert!(s.contains("col     next"), "{s}");
+    for cell in t.backend().buffer().content() {
+        assert!(
+            !cell.symbol().chars().any(char::is_control),
+            "{:?}",
+            cell.symbol()
+        );
+    }
+}
+
+#[test]
+fn tui_selecting_away_and_back_in_one_batch_asks_again() {
+    let mut a = app();
+    let before = a.detail_request().unwrap();
+    assert!(!a.detail.log.lines.is_empty());
+    // Both keys before the loop looks at the request again.
+    keys(&mut a, "kj");
+    let after = a.detail_request().unwrap();
+    assert_eq!(after.run, before.run);
+    assert_ne!(after, before, "the shell must send the request again");
+    assert!(a.detail.log.lines.is_empty());
+    // A late answer to the old request is dropped; the new one is taken.
+    let chunk = |line: &str| {
+        DetailUpdate::Log(LogChunk {
+            attempt: Some(2),
+            stream: Stream::Stdout,
+            path: None,
+            reset: true,
+            lines: vec![line.into()],
+            size: 1,
+            note: None,
+            partial: None,
+        })
+    };
+    update(&mut a, Msg::Detail(before.clone(), chunk("old")));
+    assert!(a.detail.log.lines.is_empty());
+    update(&mut a, Msg::Detail(after.clone(), chunk("new")));
+    assert_eq!(a.detail.log.lines, ["new"]);
+    // `e e` and `[ ]` come back to the same log: asked again too.
+    keys(&mut a, "5ee");
+    let ee = a.detail_request().unwrap();
+    assert_eq!((ee.stream, ee.attempt), (after.stream, after.attempt));
+    assert_ne!(ee, after);
+    assert!(a.detail.log.lines.is_empty());
+    keys(&mut a, "[]");
+    let back = a.detail_request().unwrap();
+    assert_eq!(back.attempt, None);
+    assert_ne!(back, ee);
+}
+
+#[test]
+fn tui_progress_bar_without_newline_shows_live_and_stays_bounded() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    let mut f = std::fs::File::create(&p).unwrap();
+    write!(f, "start\n\r  1%|").unwrap();
+    let mut follower = LogFollower::default();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines, ["start"]);
+    assert_eq!(got.partial.as_deref(), Some("  1%|"));
+    assert!(got.partial_changed);
+    // tqdm redraws with `\r` only: a megabyte later, the live line is the
+    // newest state and the follower holds at most its end.
+    for i in 0..20_000 {
+        write!(f, "\r{:>3}%|{}", i % 100, "#".repeat(40)).unwrap();
+    }
+    // A character cut between two writes is not decoded yet.
+    f.write_all(&"\r99%é".as_bytes()[..5]).unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert!(got.lines.is_empty());
+    assert_eq!(got.partial.as_deref(), Some("99%"));
+    assert!(follower_partial_len(&follower) <= super::loaders::PARTIAL_MAX);
+    // Nothing new: not changed.
+    assert!(!follower.poll(&p).unwrap().partial_changed);
+    f.write_all(&"é".as_bytes()[1..]).unwrap();
+    f.write_all(b" done\n").unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines, ["99%é done"]);
+    assert_eq!(got.partial, None);
+    // In the app: the live line shows last, and is replaced when complete.
+    let mut a = app();
+    keys(&mut a, "5");
+    let req = a.detail_request().unwrap();
+    let chunk = |lines: Vec<String>, partial: Option<&str>| {
+        DetailUpdate::Log(LogChunk {
+            attempt: Some(2),
+            stream: Stream::Stdout,
+            path: None,
+            reset: false,
+            lines,
+            partial: partial.map(String::from),
+            size: 1,
+            note: None,
+        })
+    };
+    let n = a.detail.log.len();
+    update(
+        &mut a,
+        Msg::Detail(req.clone(), chunk(vec![], Some(" 42%|####"))),
+    );
+    assert_eq!(a.detail.log.len(), n + 1);
+    assert!(screen(&a, 100, 30).contains(" 42%|####"));
+    update(
+        &mut a,
+        Msg::Detail(req, chunk(vec!["100% done".into()], None)),
+    );
+    assert_eq!(a.detail.log.len(), n + 1);
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("100% done") && !s.contains("42%"), "{s}");
+}
+
+fn follower_partial_len(f: &LogFollower) -> usize {
+    f.partial_len()
+}
+
+#[test]
+fn tui_long_lines_are_cut_and_rotated_logs_start_again() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("log");
+    let mut f = std::fs::File::create(&p).unwrap();
+    writeln!(f, "{}", "y".repeat(100_000)).unwrap();
+    writeln!(f, "short").unwrap();
+    let mut follower = LogFollower::default();
+    let got = follower.poll(&p).unwrap();
+    assert_eq!(got.lines.len(), 2);
+    assert!(got.lines[0].len() <= super::clean::LINE_MAX + 3);
+    assert!(got.lines[0].ends_with('…'));
+    // Rotated: a new file at the same path, already longer than what was
+    // read of the old one.
+    drop(f);
+    std::fs::rename(&p, dir.path().join("log.1")).unwrap();
+    std::fs::write(&p, format!("{}\nnew 1\nnew 2\n", "z".repeat(200_000))).unwrap();
+    let got = follower.poll(&p).unwrap();
+    assert!(got.reset);
+    assert_eq!(&got.lines[1..], ["new 1", "new 2"]);
+    // A reset brings the view back to the end, following.
+    let mut a = app();
+    keys(&mut a, "5lkkk");
+    assert!(!a.follow);
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: true,
+                lines: got.lines,
+                partial: None,
+                size: got.size,
+                note: None,
+            }),
+        ),
+    );
+    assert!(a.follow);
+    assert_eq!(a.detail_scroll, 0);
+}
+
+#[test]
+fn tui_end_and_page_down_stop_at_the_content() {
+    for tab in ["1", "2", "3", "4", "5"] {
+        let mut a = app();
+        a.page = 30;
+        keys(&mut a, tab);
+        keys(&mut a, "l");
+        keys(&mut a, "G");
+        let at_end = a.detail_scroll;
+        key(&mut a, KeyCode::End);
+        key(&mut a, KeyCode::PageDown);
+        for _ in 0..100 {
+            keys(&mut a, "j");
+        }
+        if tab == "5" {
+            // Logs count from the end: the end is 0.
+            assert_eq!(a.detail_scroll, 0);
+            keys(&mut a, "gg");
+            assert!(a.detail_scroll < a.detail.log.len(), "{}", a.detail_scroll);
+        } else {
+            assert_eq!(a.detail_scroll, at_end, "tab {tab}");
+            // Something is still shown: not scrolled past the last line.
+            let s = screen(&a, 100, 30);
+            let body: Vec<&str> = s.lines().skip(16).collect();
+            assert!(
+                body.iter().any(|l| l.trim_matches(['"', ' ']).len() > 2),
+                "tab {tab}:\n{s}"
+            );
+        }
+        // Far jumps do not overflow.
+        a.detail_scroll = usize::MAX;
+        keys(&mut a, "G");
+        key(&mut a, KeyCode::Home);
+        keys(&mut a, "G");
+    }
+}
+
+mod random {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_key() -> impl Strategy<Value = KeyEvent> {
+        let chars: Vec<char> = "jkgGqhl12345fo/nNeF[]xrspbtTu?y\u{e9}".chars().collect();
+        let codes = vec![
+            KeyCode::Esc,
+            KeyCode::Enter,
+            KeyCode::Tab,
+            KeyCode::BackTab,
+            KeyCode::Up,
+            KeyCode::Down,
+            KeyCode::Left,
+            KeyCode::Right,
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+            KeyCode::Home,
+            KeyCode::End,
+            KeyCode::Backspace,
+            KeyCode::F(2),
+            KeyCode::F(3),
+            KeyCode::F(4),
+        ];
+        prop_oneof![
+            proptest::sample::select(chars)
+                .prop_map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+            proptest::sample::select(codes).prop_map(|c| KeyEvent::new(c, KeyModifiers::NONE)),
+            proptest::sample::select(vec!['d', 'u', 'f', 'b'])
+                .prop_map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)),
+        ]
+    }
+
+    fn size() -> impl Strategy<Value = (u16, u16)> {
+        prop_oneof![
+            Just((0, 0)),
+            Just((20, 5)),
+            Just((80, 24)),
+            (0u16..=200, 0u16..=60),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Whatever is typed, at whatever size, drawing never panics.
+        #[test]
+        fn tui_random_keys_at_any_size_never_panic(
+            keys in proptest::collection::vec(any_key(), 0..40),
+            (w, h) in size(),
+        ) {
+            let mut a = app();
+            a.page = usize::from(h);
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            t.draw(|f| render(&a, f)).unwrap();
+            for k in keys {
+                update(&mut a, Msg::Key(k));
+                t.draw(|f| render(&a, f)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn tui_banner_shows_hung_reads_and_runs_errors() {
+    let mut a = app();
+    assert_eq!(a.banner(), None);
+    a.runs_reading_since = Some(ago(40));
+    a.detail_reading_since = Some(ago(2));
+    let b = a.banner().unwrap();
+    assert!(b.contains("runs not re-read for 40s"), "{b}");
+    assert!(!b.contains("files not"), "{b}");
+    a.detail_reading_since = Some(ago(15));
+    assert!(a.banner().unwrap().contains("files not re-read for 15s"));
+    // An error reading the runs shows even with the last list on screen.
+    a.runs_reading_since = None;
+    a.detail_reading_since = None;
+    update(&mut a, Msg::Runs(Err("Stale file handle".into())));
+    assert!(!a.runs.is_empty());
+    let s = screen(&a, 100, 30);
+    assert!(s.contains("cannot read the runs: Stale file handle"), "{s}");
+}
+
+#[test]
+fn tui_follow_and_log_chunks_touch_only_the_logs_tab() {
+    let mut a = app();
+    keys(&mut a, "3l");
+    // `F` on the events tab does nothing.
+    keys(&mut a, "F");
+    assert!(a.follow);
+    assert_eq!(a.detail_scroll, 0);
+    // New log lines leave the events tab's scroll alone, even unfollowed.
+    a.follow = false;
+    let req = a.detail_request().unwrap();
+    update(
+        &mut a,
+        Msg::Detail(
+            req,
+            DetailUpdate::Log(LogChunk {
+                attempt: Some(2),
+                stream: Stream::Stdout,
+                path: None,
+                reset: false,
+                lines: vec!["new".into(); 3],
+                size: 2,
+                note: None,
+                partial: None,
+            }),
+        ),
+    );
+    assert_eq!(a.detail_scroll, 0);
+    // On the logs tab `F` toggles.
+    keys(&mut a, "5F");
+    assert!(!a.follow);
+    keys(&mut a, "F");
+    assert!(a.follow);
+}
+
+#[test]
+fn tui_attempts_show_long_job_ids_whole() {
+    let mut a = app();
+    for r in &mut a.runs {
+        for at in &mut r.doc.attempts {
+            at.job_id = Some(1_234_567_800 + u64::from(at.attempt));
+        }
+    }
+    keys(&mut a, "2");
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("1234567802") && s.contains("1234567801"), "{s}");
 }

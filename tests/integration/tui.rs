@@ -74,7 +74,13 @@ impl Tmux {
 
     /// Waits until the screen shows all of `texts`.
     fn wait_for(&self, texts: &[&str]) -> String {
-        poll(SCREEN, &format!("the screen to show {texts:?}"), || {
+        self.wait_for_within(SCREEN, texts)
+    }
+
+    /// Waits up to `limit` until the screen shows all of `texts` (a real
+    /// Slurm job has to run first).
+    fn wait_for_within(&self, limit: Duration, texts: &[&str]) -> String {
+        poll(limit, &format!("the screen to show {texts:?}"), || {
             let s = self.screen();
             if texts.iter().all(|t| s.contains(t)) {
                 Ok(s)
@@ -204,7 +210,7 @@ fn tui_end_to_end_in_tmux() {
 
     // Smoke-test the first node: a probe job pinned to it ends well.
     tmux.keys(&["t"]);
-    tmux.wait_for(&["ok in"]);
+    tmux.wait_for_within(LONG, &["ok in"]);
 
     // Quit: the process ends and the terminal is back as it was.
     tmux.keys(&["q"]);
@@ -248,7 +254,7 @@ fn tui_restores_the_terminal_on_sigterm_and_sighup() {
         ),
         ("SHEPHERD_SLURM_TIMEOUT".to_string(), "2s".to_string()),
     ];
-    for signal in ["TERM", "HUP"] {
+    for (signal, status) in [("TERM", 143), ("HUP", 129)] {
         let tmux = Tmux::start(state.path(), &env, env!("CARGO_BIN_EXE_shepherd"), &["tui"]);
         tmux.wait_for(&["no runs yet", "Slurm unreachable"]);
         assert_eq!(tmux.pane("#{alternate_on}"), "1");
@@ -259,9 +265,77 @@ fn tui_restores_the_terminal_on_sigterm_and_sighup() {
             .status()
             .unwrap();
         assert!(killed.success());
-        tmux.wait_for(&["TUI-EXITED"]);
+        // Ended by the signal, and says so: 128 + its number.
+        tmux.wait_for(&[&format!("TUI-EXITED {status}")]);
         assert_eq!(tmux.pane("#{alternate_on}"), "0", "SIG{signal}");
         assert_eq!(tmux.pane("#{cursor_flag}"), "1", "SIG{signal}");
         assert_eq!(tmux.pane("#{mouse_any_flag}"), "0", "SIG{signal}");
     }
+}
+
+/// Runs the TUI on a pseudo-terminal that stops being read (a stalled SSH
+/// connection), makes it redraw until its writes block, then sends SIGTERM:
+/// prints `EXITED <status> <seconds>` or `STUCK`.
+const STALLED_TERMINAL: &str = r#"
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+exe, state = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ.update(SHEPHERD_STATE_DIR=state, SLURM_CONF="/nonexistent/slurm.conf",
+                      SHEPHERD_SLURM_TIMEOUT="2s", TERM="xterm")
+    os.execv(exe, [exe, "tui"])
+def size(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.kill(pid, signal.SIGWINCH)
+time.sleep(0.3)
+size(30, 100)
+seen = b""
+end = time.time() + 30
+while b"unreachable" not in seen and time.time() < end:
+    if select.select([fd], [], [], 0.5)[0]:
+        seen += os.read(fd, 65536)
+if b"unreachable" not in seen:
+    print("NO-SCREEN"); sys.exit(1)
+# Read no more; every resize redraws the whole screen (about 13 KB) until
+# the terminal's buffer is full and the TUI blocks in a write.
+for i in range(40):
+    size(60, 200 - i % 2)
+    time.sleep(0.05)
+time.sleep(1)
+os.kill(pid, signal.SIGTERM)
+t = time.time()
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.time() - t > 15:
+        os.kill(pid, signal.SIGKILL)
+        print("STUCK"); sys.exit(1)
+    time.sleep(0.05)
+print("EXITED", os.waitstatus_to_exitcode(status), round(time.time() - t, 1))
+"#;
+
+#[test]
+fn tui_sigterm_ends_a_tui_blocked_on_a_stalled_terminal() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(STALLED_TERMINAL)
+        .arg(env!("CARGO_BIN_EXE_shepherd"))
+        .arg(state.path())
+        .output()
+        .expect("run python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = said.split_whitespace().collect();
+    assert_eq!(
+        words.first(),
+        Some(&"EXITED"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(words[1], "143", "{said}");
+    let secs: f64 = words[2].parse().unwrap();
+    // Blocked (else this tests nothing), so it ended after its grace time,
+    // not at once; and not much later.
+    assert!((1.5..8.0).contains(&secs), "{said}");
 }

@@ -175,6 +175,16 @@ fn kv(key: &str, value: impl Into<String>, theme: Theme) -> Line<'static> {
 }
 
 fn info(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
+    let lines = info_lines(app, run, theme);
+    let scroll = app.detail_scroll.min(lines.len().saturating_sub(1));
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll.min(u16::MAX as usize) as u16, 0)),
+        area,
+    );
+}
+
+/// Lines of the info tab (also counted to bound its scrolling).
+pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
     let d = &run.doc;
     let x = &app.detail.extra;
     let (icon, style) = theme.status(&d.status);
@@ -270,10 +280,7 @@ fn info(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
         )));
     }
     lines.push(kv("files", d.run_dir.display().to_string(), theme));
-    f.render_widget(
-        Paragraph::new(lines).scroll((app.detail_scroll.min(u16::MAX as usize) as u16, 0)),
-        area,
-    );
+    lines
 }
 
 fn blame_words(blame: Option<&str>) -> String {
@@ -391,7 +398,8 @@ fn attempts(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(3),
-            Constraint::Length(7),
+            // Job ids of 8 digits and more.
+            Constraint::Length(10),
             Constraint::Length(9),
             Constraint::Length(9),
             Constraint::Length(16),
@@ -517,7 +525,7 @@ fn logs(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         ));
     }
     f.render_widget(Paragraph::new(Line::from(h)), head);
-    if log.lines.is_empty() {
+    if log.is_empty() {
         let note = log
             .note
             .clone()
@@ -526,44 +534,33 @@ fn logs(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         return;
     }
     let height = body.height as usize;
-    let n = log.lines.len();
+    let n = log.len();
     let end = n.saturating_sub(app.detail_scroll).max(height.min(n));
     let start = end.saturating_sub(height);
-    let needle = app.search.to_lowercase();
-    let lines: Vec<Line> = log
-        .lines
-        .range(start..end)
+    let needle = app.search.to_ascii_lowercase();
+    let lines: Vec<Line> = (start..end)
+        .filter_map(|i| log.line(i))
         .map(|l| highlight(l, &needle, theme))
         .collect();
     f.render_widget(Paragraph::new(lines), body);
 }
 
-/// The line with every match of `needle` (lowercase) highlighted.
-fn highlight(line: &str, needle: &str, theme: Theme) -> Line<'static> {
-    // Tabs would move the terminal's cursor past what ratatui counted.
-    let line = line.replace('\t', "    ");
+/// The line with every match of `needle` (ASCII-lowercased) highlighted.
+/// Lines arrive clean from the loader (no tabs or control characters).
+fn highlight<'a>(line: &'a str, needle: &str, theme: Theme) -> Line<'a> {
     if needle.is_empty() {
-        return Line::raw(line);
-    }
-    let lower = line.to_lowercase();
-    // Lowercasing can change byte lengths outside ASCII; highlight only when
-    // it did not, rather than cut a character in two.
-    if lower.len() != line.len() {
         return Line::raw(line);
     }
     let mut spans = Vec::new();
     let mut at = 0;
-    while let Some(i) = lower[at..].find(needle) {
+    while let Some(i) = crate::tui::app::find_ignoring_case(&line[at..], needle) {
         let s = at + i;
         let e = s + needle.len();
-        if !line.is_char_boundary(s) || !line.is_char_boundary(e) {
-            break;
-        }
-        spans.push(Span::raw(line[at..s].to_string()));
-        spans.push(Span::styled(line[s..e].to_string(), theme.hit()));
+        spans.push(Span::raw(&line[at..s]));
+        spans.push(Span::styled(&line[s..e], theme.hit()));
         at = e;
     }
-    spans.push(Span::raw(line[at..].to_string()));
+    spans.push(Span::raw(&line[at..]));
     Line::from(spans)
 }
 
