@@ -145,7 +145,7 @@ pub fn gpus(
 
 fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
     use crate::placement::catalog::Catalog;
-    use crate::placement::inventory::{Availability, partition_gpus};
+    use crate::placement::inventory::partition_gpus;
     use std::io::IsTerminal;
 
     let sd = state_dir(global)?;
@@ -168,39 +168,17 @@ fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
         .collect();
     let color = global.color.enabled(std::io::stdout().is_terminal());
     emit(global.json, "partitions", &views, |views| {
-        let mut t = Table::new(&[
-            "",
-            "PARTITION",
-            "GPU",
-            "VRAM",
-            "PER NODE",
-            "START NOW",
-            "NODES FREE",
-            "GPUS FREE",
-        ]);
+        let mut t = Table::new(&crate::view::gpus::COLUMNS);
         for v in views {
-            let (icon, code) = match (v.up, v.availability(1), v.largest_now == v.gpus_per_node) {
-                (false, _, _) => ("x", paint::RED),
-                (true, Availability::Full, true) => ("●", paint::GREEN),
-                (true, Availability::Full | Availability::Partial, _) => ("◐", paint::YELLOW),
-                (true, Availability::None, _) => ("○", paint::RED),
+            let (icon, level) = crate::view::gpus::icon(v);
+            let code = match level {
+                crate::view::gpus::Level::Good => paint::GREEN,
+                crate::view::gpus::Level::Warn => paint::YELLOW,
+                crate::view::gpus::Level::Bad => paint::RED,
             };
-            let icon = paint::paint(color, code, icon);
-            let vram = match (v.vram_gb_min, v.vram_gb_max) {
-                (Some(a), Some(b)) if a == b => format!("{a} GB"),
-                (Some(a), Some(b)) => format!("{a}-{b} GB"),
-                _ => "unknown".into(),
-            };
-            t.row(vec![
-                icon,
-                format!("{}{}", v.partition, if v.up { "" } else { " (down)" }),
-                v.gpu_type.clone().unwrap_or_else(|| "gpu".into()),
-                vram,
-                v.gpus_per_node.to_string(),
-                v.largest_now.to_string(),
-                format!("{}/{}", v.nodes_free, v.nodes_usable),
-                format!("{}/{}", v.gpus_free, v.gpus_total),
-            ]);
+            let mut row = vec![paint::paint(color, code, icon)];
+            row.extend(crate::view::gpus::cells(v));
+            t.row(row);
         }
         t.render()
     });

@@ -6,7 +6,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table};
 
 use super::runs::window;
-use crate::placement::inventory::Availability;
 use crate::tui::app::App;
 use crate::tui::smoke::Smoke;
 use crate::tui::theme::Theme;
@@ -204,31 +203,15 @@ pub fn draw_gpus(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         .skip(first)
         .take(rows_h)
         .map(|(i, v)| {
-            let (icon, style) = match (v.up, v.availability(1), v.largest_now == v.gpus_per_node) {
-                (false, _, _) => ("x", theme.bad()),
-                (true, Availability::Full, true) => ("●", theme.good()),
-                (true, Availability::Full | Availability::Partial, _) => ("◐", theme.warn()),
-                (true, Availability::None, _) => ("○", theme.bad()),
+            let (icon, level) = crate::view::gpus::icon(v);
+            let style = match level {
+                crate::view::gpus::Level::Good => theme.good(),
+                crate::view::gpus::Level::Warn => theme.warn(),
+                crate::view::gpus::Level::Bad => theme.bad(),
             };
-            let vram = match (v.vram_gb_min, v.vram_gb_max) {
-                (Some(a), Some(b)) if a == b => format!("{a} GB"),
-                (Some(a), Some(b)) => format!("{a}-{b} GB"),
-                _ => "unknown".into(),
-            };
-            let row = Row::new(vec![
-                Line::from(Span::styled(icon, style)),
-                Line::raw(format!(
-                    "{}{}",
-                    v.partition,
-                    if v.up { "" } else { " (down)" }
-                )),
-                Line::raw(v.gpu_type.clone().unwrap_or_else(|| "gpu".into())),
-                Line::raw(vram),
-                Line::raw(v.gpus_per_node.to_string()),
-                Line::raw(v.largest_now.to_string()),
-                Line::raw(format!("{}/{}", v.nodes_free, v.nodes_usable)),
-                Line::raw(format!("{}/{}", v.gpus_free, v.gpus_total)),
-            ]);
+            let mut cells = vec![Line::from(Span::styled(icon, style))];
+            cells.extend(crate::view::gpus::cells(v).into_iter().map(Line::raw));
+            let row = Row::new(cells);
             if i == app.selected_gpu {
                 row.style(theme.selected())
             } else {
@@ -236,17 +219,7 @@ pub fn draw_gpus(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             }
         })
         .collect();
-    let header = Row::new([
-        "",
-        "PARTITION",
-        "GPU",
-        "VRAM",
-        "PER NODE",
-        "START NOW",
-        "NODES FREE",
-        "GPUS FREE",
-    ])
-    .style(theme.header());
+    let header = Row::new(crate::view::gpus::COLUMNS).style(theme.header());
     let table = Table::new(
         rows,
         [
