@@ -12,6 +12,7 @@ pub mod clean;
 pub mod data;
 pub mod keys;
 pub mod loaders;
+pub mod remotes;
 pub mod render;
 pub mod smoke;
 mod term;
@@ -43,6 +44,8 @@ pub struct TuiOptions {
     pub slurm_timeout: Duration,
     /// Use colours (false: monochrome, for NO_COLOR or `--color never`).
     pub color: bool,
+    /// Named remotes whose runs are shown too (`tui --remotes`).
+    pub remotes: Vec<crate::remote::registry::Remote>,
 }
 
 /// How often the screen is redrawn when nothing happens (ages move on).
@@ -90,18 +93,36 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         refresh_rx,
     )
     .context("cannot start a thread")?;
+    let latest_remotes = remotes::LatestRemotes::default();
+    let (remote_detail_tx, remote_detail_rx) = mpsc::channel::<Option<DetailRequest>>();
+    if !opts.remotes.is_empty() {
+        for r in &opts.remotes {
+            remotes::runs_thread(r.clone(), tx.clone(), latest_remotes.clone())
+                .context("cannot start a thread")?;
+        }
+        remotes::detail_thread(
+            opts.remotes.clone(),
+            tx.clone(),
+            remote_detail_rx,
+            detail_box.clone(),
+        )
+        .context("cannot start a thread")?;
+    }
     input_thread(tx.clone()).context("cannot start a thread")?;
 
     let (mut terminal, guard) = term::enter().context("cannot set up the terminal")?;
-    let mut app = App::new(Timestamp::now(), opts.color);
+    let mut app = App::new(Timestamp::now(), opts.color)
+        .with_remotes(opts.remotes.iter().map(|r| r.name.clone()));
     let shell = Shell {
         opts,
         tx,
         detail_tx,
+        remote_detail_tx,
         refresh_tx,
         runs_reading,
         detail_reading,
         latest_runs,
+        latest_remotes,
         detail_box,
     };
     let result = event_loop(&mut terminal, &mut app, &rx, &shell);
@@ -119,12 +140,15 @@ struct Shell {
     opts: TuiOptions,
     tx: Sender<Msg>,
     detail_tx: Sender<Option<DetailRequest>>,
+    /// The same for a remote run (`REMOTE/RUN`).
+    remote_detail_tx: Sender<Option<DetailRequest>>,
     refresh_tx: Sender<()>,
     /// When the loaders' reads in progress started (a hung filesystem).
     runs_reading: loaders::Reading,
     detail_reading: loaders::Reading,
     /// What the loaders read, waiting (merged) for the loop to take it.
     latest_runs: loaders::LatestRuns,
+    latest_remotes: remotes::LatestRemotes,
     detail_box: loaders::DetailBox,
 }
 
@@ -159,6 +183,7 @@ fn event_loop<B: Backend>(
             .latest_runs
             .take()
             .into_iter()
+            .chain(shell.latest_remotes.take())
             .chain(shell.detail_box.take());
         for msg in queued.into_iter().chain(waiting) {
             for effect in update(app, msg) {
@@ -175,7 +200,17 @@ fn event_loop<B: Backend>(
         let want = app.detail_request();
         if want != watching {
             watching = want.clone();
-            let _ = shell.detail_tx.send(want);
+            // A remote run is followed over ssh, a local one from its files.
+            let remote = want
+                .as_ref()
+                .is_some_and(|w| data::split_key(&w.run).0.is_some());
+            let (to, other) = if remote {
+                (&shell.remote_detail_tx, &shell.detail_tx)
+            } else {
+                (&shell.detail_tx, &shell.remote_detail_tx)
+            };
+            let _ = other.send(None);
+            let _ = to.send(want);
         }
     }
 }
@@ -215,7 +250,32 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
         .name("effect".into())
         .spawn(move || {
             let result = match effect {
-                Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
+                // A remote's run: `shepherd --remote NAME OP RUN`.
+                Effect::Control { run, control } => match data::split_key(&run) {
+                    (Some(remote), run) => {
+                        let op = crate::view::snake(&control);
+                        let r = on_remote(remote, timeout, &[&op, run]);
+                        let _ = refresh.send(());
+                        r
+                    }
+                    (None, run) => control_run(&sd, run, control, timeout),
+                },
+                Effect::Ban { node, ttl, reason } if data::split_key(&node).0.is_some() => {
+                    let (remote, node) = data::split_key(&node);
+                    let ttl = ttl.map(|t| format!("{}s", t.as_secs().max(1)));
+                    let mut words = vec!["nodes", "ban", node, "--reason", &reason];
+                    if let Some(t) = &ttl {
+                        words.extend(["--ttl", t]);
+                    }
+                    let r = on_remote(remote.unwrap_or_default(), timeout, &words);
+                    r.map(|_| match &ttl {
+                        Some(_) => format!("banned {node} on {}", remote.unwrap_or_default()),
+                        None => format!(
+                            "banned {node} on {} until unbanned",
+                            remote.unwrap_or_default()
+                        ),
+                    })
+                }
                 Effect::Ban { node, ttl, reason } => {
                     let r = blacklist(&sd, cluster, timeout, |bl, now| {
                         bl.ban(&node, &reason, ttl, now);
@@ -240,7 +300,10 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                 }
                 Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
                 Effect::Remove { run } => {
-                    let r = shepherd(&sd, timeout, &["rm", &run]);
+                    let r = match data::split_key(&run) {
+                        (Some(remote), run) => on_remote(remote, timeout, &["rm", run]),
+                        (None, run) => shepherd(&sd, timeout, &["rm", run]),
+                    };
                     let _ = refresh.send(());
                     r
                 }
@@ -311,10 +374,31 @@ fn blacklist(
 /// `shepherd ARGS` with the same binary (`run PATH`, `rm RUN`): exactly what
 /// the shell does.
 fn shepherd(sd: &StateDir, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
-    let out = std::process::Command::new(exe)
-        .arg("--state-dir")
-        .arg(sd.root())
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot locate the shepherd binary")?,
+    );
+    cmd.arg("--state-dir").arg(sd.root());
+    run_shepherd(cmd, timeout, args)
+}
+
+/// `shepherd --remote REMOTE ARGS` (a remote run's actions): the remote's
+/// own state directory and daemon do the work, as from a shell.
+fn on_remote(remote: &str, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot locate the shepherd binary")?,
+    );
+    cmd.arg("--remote").arg(remote);
+    run_shepherd(cmd, timeout, args)
+        .map_err(|e| anyhow::anyhow!("{remote}: {e:#}"))
+        .map(|said| format!("{remote}: {said}"))
+}
+
+fn run_shepherd(
+    mut cmd: std::process::Command,
+    timeout: Duration,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let out = cmd
         .arg("--slurm-timeout")
         .arg(format!("{}s", timeout.as_secs().max(1)))
         .arg("--color")
