@@ -185,7 +185,17 @@ fn event_loop<B: Backend>(
             .into_iter()
             .chain(shell.latest_remotes.take())
             .chain(shell.detail_box.take());
+        let mut repaint = false;
         for msg in queued.into_iter().chain(waiting) {
+            if let Msg::RemoteRuns { remote, .. } = &msg {
+                // The first answer of a remote may have installed shepherd
+                // there, which says so on stderr (this terminal): draw
+                // everything again.
+                repaint |= app
+                    .remotes
+                    .iter()
+                    .any(|r| &r.name == remote && r.fetched_at.is_none());
+            }
             for effect in update(app, msg) {
                 let cluster = app.cluster.as_ref().map(|c| c.cluster.clone());
                 if let Err(e) = perform(shell, effect, cluster) {
@@ -196,6 +206,9 @@ fn event_loop<B: Backend>(
             if app.quit {
                 return Ok(());
             }
+        }
+        if repaint {
+            terminal.clear()?;
         }
         let want = app.detail_request();
         if want != watching {
@@ -253,10 +266,7 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                 // A remote's run: `shepherd --remote NAME OP RUN`.
                 Effect::Control { run, control } => match data::split_key(&run) {
                     (Some(remote), run) => {
-                        let op = crate::view::snake(&control);
-                        let r = on_remote(remote, timeout, &[&op, run]);
-                        let _ = refresh.send(());
-                        r
+                        on_remote(remote, timeout, &[&crate::view::snake(&control), run])
                     }
                     (None, run) => control_run(&sd, run, control, timeout),
                 },
@@ -267,14 +277,7 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                     if let Some(t) = &ttl {
                         words.extend(["--ttl", t]);
                     }
-                    let r = on_remote(remote.unwrap_or_default(), timeout, &words);
-                    r.map(|_| match &ttl {
-                        Some(_) => format!("banned {node} on {}", remote.unwrap_or_default()),
-                        None => format!(
-                            "banned {node} on {} until unbanned",
-                            remote.unwrap_or_default()
-                        ),
-                    })
+                    on_remote(remote.unwrap_or_default(), timeout, &words)
                 }
                 Effect::Ban { node, ttl, reason } => {
                     let r = blacklist(&sd, cluster, timeout, |bl, now| {
