@@ -95,10 +95,13 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
     .context("cannot start a thread")?;
     let latest_remotes = remotes::LatestRemotes::default();
     let (remote_detail_tx, remote_detail_rx) = mpsc::channel::<Option<DetailRequest>>();
+    let mut remote_again = std::collections::BTreeMap::new();
     if !opts.remotes.is_empty() {
         for r in &opts.remotes {
-            remotes::runs_thread(r.clone(), tx.clone(), latest_remotes.clone())
+            let (again_tx, again_rx) = mpsc::sync_channel::<()>(1);
+            remotes::runs_thread(r.clone(), tx.clone(), latest_remotes.clone(), again_rx)
                 .context("cannot start a thread")?;
+            remote_again.insert(r.name.clone(), again_tx);
         }
         remotes::detail_thread(
             opts.remotes.clone(),
@@ -123,6 +126,7 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         detail_reading,
         latest_runs,
         latest_remotes,
+        remote_again,
         detail_box,
     };
     let result = event_loop(&mut terminal, &mut app, &rx, &shell);
@@ -149,6 +153,8 @@ struct Shell {
     /// What the loaders read, waiting (merged) for the loop to take it.
     latest_runs: loaders::LatestRuns,
     latest_remotes: remotes::LatestRemotes,
+    /// Wakes a remote's loader (after an action on one of its runs).
+    remote_again: std::collections::BTreeMap<String, mpsc::SyncSender<()>>,
     detail_box: loaders::DetailBox,
 }
 
@@ -259,6 +265,13 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
     let timeout = shell.opts.slurm_timeout;
     let tx = shell.tx.clone();
     let refresh = shell.refresh_tx.clone();
+    let remote_again = shell.remote_again.clone();
+    // After an action on a remote's run (or node): ask it again at once.
+    let again = move |remote: &str| {
+        if let Some(w) = remote_again.get(remote) {
+            let _ = w.try_send(());
+        }
+    };
     std::thread::Builder::new()
         .name("effect".into())
         .spawn(move || {
@@ -266,7 +279,9 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                 // A remote's run: `shepherd --remote NAME OP RUN`.
                 Effect::Control { run, control } => match data::split_key(&run) {
                     (Some(remote), run) => {
-                        on_remote(remote, timeout, &[&crate::view::snake(&control), run])
+                        let r = on_remote(remote, timeout, &[&crate::view::snake(&control), run]);
+                        again(remote);
+                        r
                     }
                     (None, run) => control_run(&sd, run, control, timeout),
                 },
@@ -277,7 +292,9 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                     if let Some(t) = &ttl {
                         words.extend(["--ttl", t]);
                     }
-                    on_remote(remote.unwrap_or_default(), timeout, &words)
+                    let r = on_remote(remote.unwrap_or_default(), timeout, &words);
+                    again(remote.unwrap_or_default());
+                    r
                 }
                 Effect::Ban { node, ttl, reason } => {
                     let r = blacklist(&sd, cluster, timeout, |bl, now| {
@@ -304,7 +321,11 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                 Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
                 Effect::Remove { run } => {
                     let r = match data::split_key(&run) {
-                        (Some(remote), run) => on_remote(remote, timeout, &["rm", run]),
+                        (Some(remote), run) => {
+                            let r = on_remote(remote, timeout, &["rm", run]);
+                            again(remote);
+                            r
+                        }
                         (None, run) => shepherd(&sd, timeout, &["rm", run]),
                     };
                     let _ = refresh.send(());

@@ -197,8 +197,15 @@ impl LatestRemotes {
     }
 }
 
-/// Asks `remote` for its runs every [`REMOTE_EVERY`] until the UI is gone.
-pub fn runs_thread(remote: Remote, tx: Sender<Msg>, latest: LatestRemotes) -> std::io::Result<()> {
+/// Asks `remote` for its runs every [`REMOTE_EVERY`], or at once when
+/// `again` says so (after an action on one of its runs), until the UI is
+/// gone. `again` holds at most one wake-up (a `sync_channel(1)`).
+pub fn runs_thread(
+    remote: Remote,
+    tx: Sender<Msg>,
+    latest: LatestRemotes,
+    again: Receiver<()>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name(format!("remote {}", remote.name))
         .spawn(move || {
@@ -216,7 +223,11 @@ pub fn runs_thread(remote: Remote, tx: Sender<Msg>, latest: LatestRemotes) -> st
                 if tx.send(Msg::Wake).is_err() {
                     return;
                 }
-                std::thread::sleep(REMOTE_EVERY);
+                match again.recv_timeout(REMOTE_EVERY) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    // The UI is gone.
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             }
         })?;
     Ok(())
