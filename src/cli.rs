@@ -32,10 +32,10 @@ pub fn main() -> ExitCode {
         // Without a subcommand: the TUI on a terminal, the run list otherwise
         // (so `shepherd | grep` and cron jobs get text).
         None if !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
-            tui(&cli.global)
+            tui(&cli.global, None)
         }
         None => runs_cmd::list(&cli.global),
-        Some(Command::Tui) => tui(&cli.global),
+        Some(Command::Tui { remotes }) => tui(&cli.global, remotes),
         Some(Command::External(words)) => {
             // `shepherd SCRIPT …` is `shepherd run SCRIPT …`.
             let argv = std::iter::once("shepherd".into()).chain(words);
@@ -90,9 +90,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn tui(global: &args::GlobalArgs) -> anyhow::Result<()> {
+fn tui(global: &args::GlobalArgs, remotes: Option<Vec<String>>) -> anyhow::Result<()> {
+    let remotes = match remotes {
+        None => Vec::new(),
+        Some(names) => crate::tui::remotes::pick(crate::remote::registry::load()?, &names)?,
+    };
     crate::tui::run(crate::tui::TuiOptions {
         state_dir: runs_cmd::state_dir(global)?,
+        remotes,
         slurm_timeout: global.slurm_timeout,
         color: global.color.enabled(true),
     })

@@ -215,7 +215,7 @@ pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
     }
     let local_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let terminal = match &cli.command {
-        Some(Command::Tui) => true,
+        Some(Command::Tui { .. }) => true,
         None => !json && local_terminal,
         Some(Command::Gpus { interactive, .. }) => *interactive && local_terminal,
         _ => false,
@@ -343,22 +343,10 @@ pub fn runs_everywhere(json: bool, remotes: Vec<registry::Remote>) -> anyhow::Re
         anyhow::bail!("no remotes; add one with `shepherd remotes add NAME --host HOST`");
     }
     let ask = |r: &registry::Remote| -> Result<serde_json::Value, String> {
-        let target = Target::resolve(&r.name, None).map_err(|e| e.to_string())?;
-        let plan = Plan {
-            words: vec!["list".into(), "--json".into()],
-            script: None,
-            terminal: false,
-            capture: true,
-        };
-        let done = run(&target, plan).map_err(|e| e.to_string())?;
-        let doc: serde_json::Value = serde_json::from_slice(&done.stdout)
-            .map_err(|e| format!("unreadable answer (exit {}): {e}", done.code))?;
-        match (done.code, doc.get("runs")) {
-            (0, Some(runs)) => Ok(runs.clone()),
-            _ => Err(doc["error"]["message"]
-                .as_str()
-                .map_or_else(|| format!("exit {}", done.code), str::to_string)),
-        }
+        let doc = remote_json(r, &["list", "--json"])?;
+        doc.get("runs")
+            .cloned()
+            .ok_or_else(|| "unreadable answer: no runs".to_string())
     };
     let all: Vec<Of> = std::thread::scope(|scope| {
         let handles: Vec<_> = remotes
@@ -416,6 +404,71 @@ pub fn runs_everywhere(json: bool, remotes: Vec<registry::Remote>) -> anyhow::Re
         out
     });
     Ok(())
+}
+
+/// Runs `shepherd WORDS` on a named remote over its shared connection
+/// (installing shepherd there first if needed) and returns its exit status
+/// and standard output; a failure of the connection is an error that names
+/// the host.
+fn remote_capture(remote: &registry::Remote, words: &[&str]) -> Result<(u8, Vec<u8>), String> {
+    let target = Target {
+        host: remote.host.clone(),
+        remote_dir: remote
+            .remote_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REMOTE_DIR.to_string()),
+        setup: remote.setup.clone(),
+        copy: Vec::new(),
+    };
+    let plan = Plan {
+        words: words.iter().map(|w| w.to_string()).collect(),
+        script: None,
+        terminal: false,
+        capture: true,
+    };
+    let done = run(&target, plan).map_err(|e| e.to_string())?;
+    Ok((done.code, done.stdout))
+}
+
+/// The message of a `--json` error document, or the exit status.
+fn error_of(code: u8, doc: Option<&serde_json::Value>) -> String {
+    doc.and_then(|d| d["error"]["message"].as_str())
+        .map_or_else(|| format!("exit {code}"), str::to_string)
+}
+
+/// `shepherd WORDS` on a named remote, whose answer is one JSON document
+/// (the words should include `--json`): the document when the command
+/// succeeded, else its error message (or the connection's).
+pub(crate) fn remote_json(
+    remote: &registry::Remote,
+    words: &[&str],
+) -> Result<serde_json::Value, String> {
+    let (code, stdout) = remote_capture(remote, words)?;
+    let doc: serde_json::Value = serde_json::from_slice(&stdout)
+        .map_err(|e| format!("unreadable answer (exit {code}): {e}"))?;
+    if code == 0 && doc.get("error").is_none() {
+        Ok(doc)
+    } else {
+        Err(error_of(code, Some(&doc)))
+    }
+}
+
+/// The same for a command whose `--json` answer is JSON Lines (`logs`):
+/// one value per line.
+pub(crate) fn remote_json_lines(
+    remote: &registry::Remote,
+    words: &[&str],
+) -> Result<Vec<serde_json::Value>, String> {
+    let (code, stdout) = remote_capture(remote, words)?;
+    let values: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("unreadable answer (exit {code}): {e}"))?;
+    if code == 0 {
+        Ok(values)
+    } else {
+        Err(error_of(code, values.first()))
+    }
 }
 
 /// The remote shell script for `plan`, and how to wire its streams.

@@ -12,6 +12,7 @@ pub mod clean;
 pub mod data;
 pub mod keys;
 pub mod loaders;
+pub mod remotes;
 pub mod render;
 pub mod smoke;
 mod term;
@@ -43,6 +44,8 @@ pub struct TuiOptions {
     pub slurm_timeout: Duration,
     /// Use colours (false: monochrome, for NO_COLOR or `--color never`).
     pub color: bool,
+    /// Named remotes whose runs are shown too (`tui --remotes`).
+    pub remotes: Vec<crate::remote::registry::Remote>,
 }
 
 /// How often the screen is redrawn when nothing happens (ages move on).
@@ -90,18 +93,40 @@ pub fn run(opts: TuiOptions) -> anyhow::Result<()> {
         refresh_rx,
     )
     .context("cannot start a thread")?;
+    let latest_remotes = remotes::LatestRemotes::default();
+    let (remote_detail_tx, remote_detail_rx) = mpsc::channel::<Option<DetailRequest>>();
+    let mut remote_again = std::collections::BTreeMap::new();
+    if !opts.remotes.is_empty() {
+        for r in &opts.remotes {
+            let (again_tx, again_rx) = mpsc::sync_channel::<()>(1);
+            remotes::runs_thread(r.clone(), tx.clone(), latest_remotes.clone(), again_rx)
+                .context("cannot start a thread")?;
+            remote_again.insert(r.name.clone(), again_tx);
+        }
+        remotes::detail_thread(
+            opts.remotes.clone(),
+            tx.clone(),
+            remote_detail_rx,
+            detail_box.clone(),
+        )
+        .context("cannot start a thread")?;
+    }
     input_thread(tx.clone()).context("cannot start a thread")?;
 
     let (mut terminal, guard) = term::enter().context("cannot set up the terminal")?;
-    let mut app = App::new(Timestamp::now(), opts.color);
+    let mut app = App::new(Timestamp::now(), opts.color)
+        .with_remotes(opts.remotes.iter().map(|r| r.name.clone()));
     let shell = Shell {
         opts,
         tx,
         detail_tx,
+        remote_detail_tx,
         refresh_tx,
         runs_reading,
         detail_reading,
         latest_runs,
+        latest_remotes,
+        remote_again,
         detail_box,
     };
     let result = event_loop(&mut terminal, &mut app, &rx, &shell);
@@ -119,12 +144,17 @@ struct Shell {
     opts: TuiOptions,
     tx: Sender<Msg>,
     detail_tx: Sender<Option<DetailRequest>>,
+    /// The same for a remote run (`REMOTE/RUN`).
+    remote_detail_tx: Sender<Option<DetailRequest>>,
     refresh_tx: Sender<()>,
     /// When the loaders' reads in progress started (a hung filesystem).
     runs_reading: loaders::Reading,
     detail_reading: loaders::Reading,
     /// What the loaders read, waiting (merged) for the loop to take it.
     latest_runs: loaders::LatestRuns,
+    latest_remotes: remotes::LatestRemotes,
+    /// Wakes a remote's loader (after an action on one of its runs).
+    remote_again: std::collections::BTreeMap<String, mpsc::SyncSender<()>>,
     detail_box: loaders::DetailBox,
 }
 
@@ -159,8 +189,19 @@ fn event_loop<B: Backend>(
             .latest_runs
             .take()
             .into_iter()
+            .chain(shell.latest_remotes.take())
             .chain(shell.detail_box.take());
+        let mut repaint = false;
         for msg in queued.into_iter().chain(waiting) {
+            if let Msg::RemoteRuns { remote, .. } = &msg {
+                // The first answer of a remote may have installed shepherd
+                // there, which says so on stderr (this terminal): draw
+                // everything again.
+                repaint |= app
+                    .remotes
+                    .iter()
+                    .any(|r| &r.name == remote && r.fetched_at.is_none());
+            }
             for effect in update(app, msg) {
                 let cluster = app.cluster.as_ref().map(|c| c.cluster.clone());
                 if let Err(e) = perform(shell, effect, cluster) {
@@ -172,10 +213,23 @@ fn event_loop<B: Backend>(
                 return Ok(());
             }
         }
+        if repaint {
+            terminal.clear()?;
+        }
         let want = app.detail_request();
         if want != watching {
             watching = want.clone();
-            let _ = shell.detail_tx.send(want);
+            // A remote run is followed over ssh, a local one from its files.
+            let remote = want
+                .as_ref()
+                .is_some_and(|w| data::split_key(&w.run).0.is_some());
+            let (to, other) = if remote {
+                (&shell.remote_detail_tx, &shell.detail_tx)
+            } else {
+                (&shell.detail_tx, &shell.remote_detail_tx)
+            };
+            let _ = other.send(None);
+            let _ = to.send(want);
         }
     }
 }
@@ -211,11 +265,37 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
     let timeout = shell.opts.slurm_timeout;
     let tx = shell.tx.clone();
     let refresh = shell.refresh_tx.clone();
+    let remote_again = shell.remote_again.clone();
+    // After an action on a remote's run (or node): ask it again at once.
+    let again = move |remote: &str| {
+        if let Some(w) = remote_again.get(remote) {
+            let _ = w.try_send(());
+        }
+    };
     std::thread::Builder::new()
         .name("effect".into())
         .spawn(move || {
             let result = match effect {
-                Effect::Control { run, control } => control_run(&sd, &run, control, timeout),
+                // A remote's run: `shepherd --remote NAME OP RUN`.
+                Effect::Control { run, control } => match data::split_key(&run) {
+                    (Some(remote), run) => {
+                        let r = on_remote(remote, timeout, &[&crate::view::snake(&control), run]);
+                        again(remote);
+                        r
+                    }
+                    (None, run) => control_run(&sd, run, control, timeout),
+                },
+                Effect::Ban { node, ttl, reason } if data::split_key(&node).0.is_some() => {
+                    let (remote, node) = data::split_key(&node);
+                    let ttl = ttl.map(|t| format!("{}s", t.as_secs().max(1)));
+                    let mut words = vec!["nodes", "ban", node, "--reason", &reason];
+                    if let Some(t) = &ttl {
+                        words.extend(["--ttl", t]);
+                    }
+                    let r = on_remote(remote.unwrap_or_default(), timeout, &words);
+                    again(remote.unwrap_or_default());
+                    r
+                }
                 Effect::Ban { node, ttl, reason } => {
                     let r = blacklist(&sd, cluster, timeout, |bl, now| {
                         bl.ban(&node, &reason, ttl, now);
@@ -240,7 +320,14 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
                 }
                 Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
                 Effect::Remove { run } => {
-                    let r = shepherd(&sd, timeout, &["rm", &run]);
+                    let r = match data::split_key(&run) {
+                        (Some(remote), run) => {
+                            let r = on_remote(remote, timeout, &["rm", run]);
+                            again(remote);
+                            r
+                        }
+                        (None, run) => shepherd(&sd, timeout, &["rm", run]),
+                    };
                     let _ = refresh.send(());
                     r
                 }
@@ -311,10 +398,31 @@ fn blacklist(
 /// `shepherd ARGS` with the same binary (`run PATH`, `rm RUN`): exactly what
 /// the shell does.
 fn shepherd(sd: &StateDir, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
-    let out = std::process::Command::new(exe)
-        .arg("--state-dir")
-        .arg(sd.root())
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot locate the shepherd binary")?,
+    );
+    cmd.arg("--state-dir").arg(sd.root());
+    run_shepherd(cmd, timeout, args)
+}
+
+/// `shepherd --remote REMOTE ARGS` (a remote run's actions): the remote's
+/// own state directory and daemon do the work, as from a shell.
+fn on_remote(remote: &str, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot locate the shepherd binary")?,
+    );
+    cmd.arg("--remote").arg(remote);
+    run_shepherd(cmd, timeout, args)
+        .map_err(|e| anyhow::anyhow!("{remote}: {e:#}"))
+        .map(|said| format!("{remote}: {said}"))
+}
+
+fn run_shepherd(
+    mut cmd: std::process::Command,
+    timeout: Duration,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let out = cmd
         .arg("--slurm-timeout")
         .arg(format!("{}s", timeout.as_secs().max(1)))
         .arg("--color")

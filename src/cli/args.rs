@@ -167,7 +167,12 @@ pub enum Command {
         every: Duration,
     },
     /// Open the terminal interface (also: `shepherd` with no arguments on a terminal)
-    Tui,
+    Tui {
+        /// Also show the runs of these named remotes (`shepherd remotes
+        /// list`), labelled by remote; without names, of every named remote
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',', num_args = 0..=1)]
+        remotes: Option<Vec<String>>,
+    },
     /// Start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),

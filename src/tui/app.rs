@@ -175,6 +175,13 @@ pub enum Msg {
     /// The clock moved (and the screen may have been resized).
     Tick(Timestamp),
     Runs(Result<Vec<RunRow>, String>),
+    /// One answer of a named remote (`tui --remotes`): its runs, or why
+    /// it could not be asked.
+    RemoteRuns {
+        remote: String,
+        runs: Result<Vec<RunRow>, String>,
+        at: Timestamp,
+    },
     /// A Slurm query started (a slow controller shows as a banner).
     SlurmAsking(Timestamp),
     Cluster(Result<ClusterSnapshot, String>),
@@ -205,6 +212,20 @@ pub const SLOW_SLURM: Duration = Duration::from_secs(3);
 pub const STALE_READ: Duration = Duration::from_secs(10);
 const FLASH_FOR: Duration = Duration::from_secs(6);
 
+/// What the UI knows of a named remote (`tui --remotes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStatus {
+    pub name: String,
+    /// When its runs were last read.
+    pub fetched_at: Option<Timestamp>,
+    /// Why the last ask failed; its rows (if any) are then stale.
+    pub error: Option<String>,
+}
+
+/// How the runs of this machine's state directory are labelled beside
+/// those of remotes.
+pub const LOCAL: &str = "local";
+
 /// The detail pane's contents for the selected run.
 #[derive(Debug, Default)]
 pub struct Detail {
@@ -228,7 +249,11 @@ pub struct App {
     pub sort: Sort,
     pub filter: String,
 
+    /// Local runs and, with `--remotes`, the remotes' (see
+    /// [`RunRow::id`]).
     pub runs: Vec<RunRow>,
+    /// The named remotes shown beside the local runs (none: local only).
+    pub remotes: Vec<RemoteStatus>,
     /// Indices into `runs`: filtered and sorted.
     pub view: Vec<usize>,
     /// The selected run, by id: survives re-sorting and refreshes.
@@ -283,6 +308,7 @@ impl App {
             sort: Sort::Status,
             filter: String::new(),
             runs: Vec::new(),
+            remotes: Vec::new(),
             view: Vec::new(),
             selected: None,
             runs_error: None,
@@ -307,6 +333,28 @@ impl App {
             page: 10,
             quit: false,
         }
+    }
+
+    /// Shows the runs of these named remotes too.
+    pub fn with_remotes(mut self, names: impl IntoIterator<Item = String>) -> App {
+        self.remotes = names
+            .into_iter()
+            .map(|name| RemoteStatus {
+                name,
+                fetched_at: None,
+                error: None,
+            })
+            .collect();
+        self
+    }
+
+    /// The remote's rows are stale (its last ask failed): since when they
+    /// were read, if ever.
+    pub fn remote_stale(&self, remote: &str) -> Option<Option<Timestamp>> {
+        self.remotes
+            .iter()
+            .find(|r| r.name == remote && r.error.is_some())
+            .map(|r| r.fetched_at)
     }
 
     /// The selected run's row.
@@ -369,6 +417,19 @@ impl App {
         }
         if let Some(d) = stale(self.detail_reading_since) {
             parts.push(format!("the run's files not re-read for {d}"));
+        }
+        for r in &self.remotes {
+            if let Some(e) = &r.error {
+                parts.push(format!(
+                    "{} unreachable: {}{}",
+                    r.name,
+                    first_line(e),
+                    match r.fetched_at {
+                        Some(t) => format!("; showing its runs from {} ago", age(self.now, t)),
+                        None => "; no runs from it yet".to_string(),
+                    }
+                ));
+            }
         }
         parts.extend(self.slurm_banner());
         (!parts.is_empty()).then(|| parts.join(" · "))
@@ -558,7 +619,14 @@ impl App {
     fn target_node(&self) -> Option<String> {
         match self.screen {
             Screen::Nodes => self.selected_node.clone(),
-            _ => self.selected_run().and_then(|r| r.doc.node.clone()),
+            _ => self.selected_run().and_then(|r| {
+                let node = r.doc.node.clone()?;
+                // A remote's node is named as its runs are: REMOTE/NODE.
+                Some(match r.remote() {
+                    Some(remote) => format!("{remote}/{node}"),
+                    None => node,
+                })
+            }),
         }
     }
 }
@@ -566,6 +634,7 @@ impl App {
 fn matches_filter(r: &RunRow, needle: &str) -> bool {
     [
         Some(r.doc.run_id.as_str()),
+        Some(r.remote().unwrap_or(LOCAL)),
         Some(r.doc.status.as_str()),
         r.doc.node.as_deref(),
         r.doc.partition.as_deref(),
@@ -597,12 +666,33 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Quit => app.quit = true,
         Msg::Wake => {}
         Msg::Runs(Ok(rows)) => {
-            app.runs = rows;
+            app.runs.retain(|r| r.remote().is_some());
+            app.runs.extend(rows);
             app.runs_error = None;
             app.runs_loaded = true;
             app.rebuild_view();
         }
         Msg::Runs(Err(e)) => app.runs_error = Some(e),
+        Msg::RemoteRuns { remote, runs, at } => {
+            let Some(status) = app.remotes.iter_mut().find(|r| r.name == remote) else {
+                return vec![];
+            };
+            match runs {
+                Ok(rows) => {
+                    status.fetched_at = Some(at);
+                    status.error = None;
+                    app.runs.retain(|r| r.remote() != Some(remote.as_str()));
+                    // Only this remote's rows, whatever the answer says.
+                    app.runs.extend(
+                        rows.into_iter()
+                            .filter(|r| r.remote() == Some(remote.as_str())),
+                    );
+                    app.rebuild_view();
+                }
+                // Its rows stay, marked stale; the banner says why.
+                Err(e) => status.error = Some(e),
+            }
+        }
         Msg::SlurmAsking(t) => app.slurm_asking = Some(t),
         Msg::Cluster(Ok(snap)) => {
             app.slurm_asking = None;
@@ -966,7 +1056,7 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             ),
             Some(r) => {
                 app.mode = Mode::Confirm(Confirm::Remove {
-                    run: r.doc.run_id.clone(),
+                    run: r.id().to_string(),
                 })
             }
         },

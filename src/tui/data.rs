@@ -15,15 +15,49 @@ use crate::view::nodes::NodesDoc;
 /// One run of the list: the shared document plus what only the TUI shows.
 #[derive(Debug)]
 pub struct RunRow {
+    /// For a remote's run (`tui --remotes`), `run_id` is `REMOTE/RUN`: run
+    /// ids cannot contain `/`, so it is unique across clusters (see
+    /// [`RunRow::on_remote`]).
     pub doc: RunDoc,
     /// When the live attempt's wrapper last wrote a heartbeat (compute-node
     /// clock), if it has one.
     pub heartbeat: Option<Timestamp>,
 }
 
+/// Splits a key of [`RunRow::id`] (or a node named the same way) into the
+/// remote, if any, and the run (or node) on it.
+pub fn split_key(key: &str) -> (Option<&str>, &str) {
+    match key.split_once('/') {
+        Some((remote, rest)) => (Some(remote), rest),
+        None => (None, key),
+    }
+}
+
 impl RunRow {
+    /// A run of the named remote, as its `list --json` shows it (no
+    /// heartbeat: the document has none): its id becomes `REMOTE/RUN`.
+    pub fn on_remote(remote: &str, mut doc: RunDoc) -> RunRow {
+        doc.run_id = format!("{remote}/{}", doc.run_id);
+        RunRow {
+            doc,
+            heartbeat: None,
+        }
+    }
+
+    /// The run's id, unique across clusters: what the selection, the
+    /// detail requests and the effects name.
     pub fn id(&self) -> &str {
         &self.doc.run_id
+    }
+
+    /// The named remote the run lives on; `None`: this machine's.
+    pub fn remote(&self) -> Option<&str> {
+        split_key(&self.doc.run_id).0
+    }
+
+    /// The run's id on its own cluster.
+    pub fn run_id(&self) -> &str {
+        split_key(&self.doc.run_id).1
     }
 
     /// Attempts made, and Slurm requeues summed over them.

@@ -53,7 +53,7 @@ pub fn load_runs(sd: &StateDir) -> Result<Vec<RunRow>, String> {
 
 /// The run's free text (reasons, Slurm's words, failure details) made safe
 /// for the terminal.
-fn clean_doc(doc: &mut RunDoc) {
+pub(crate) fn clean_doc(doc: &mut RunDoc) {
     doc.reason = clean::line(&doc.reason);
     clean::opt(&mut doc.error);
     clean::opt(&mut doc.node);

@@ -1102,3 +1102,183 @@ fn tui_attempts_show_long_job_ids_whole() {
     let s = screen(&a, 80, 24);
     assert!(s.contains("1234567802") && s.contains("1234567801"), "{s}");
 }
+
+/// `tui --remotes a100,h100`: the local runs plus a100's (h100 never
+/// answered yet).
+fn multi() -> App {
+    let mut a = App::new(now(), true).with_remotes(["a100".to_string(), "h100".to_string()]);
+    update(&mut a, Msg::Runs(Ok(runs())));
+    let remote_rows = |remote: &str| {
+        runs()
+            .into_iter()
+            .filter(|r| r.doc.run_id == "train" || r.doc.run_id == "eval")
+            .map(|r| RunRow::on_remote(remote, r.doc))
+            .collect::<Vec<_>>()
+    };
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "a100".into(),
+            runs: Ok(remote_rows("a100")),
+            at: ago(3),
+        },
+    );
+    a
+}
+
+#[test]
+fn tui_remote_runs_merge_with_local_ones_under_unique_ids() {
+    let mut a = multi();
+    assert_eq!(a.runs.len(), 6);
+    let ids: Vec<&str> = a.view.iter().map(|&i| a.runs[i].id()).collect();
+    // Status sort: active first, newest first; the same run id on two
+    // clusters is two rows.
+    assert_eq!(
+        ids,
+        [
+            "a100/eval",
+            "eval",
+            "a100/train",
+            "train",
+            "finetune",
+            "sweep-3"
+        ]
+    );
+    // The selection stays on its row across the other clusters' refreshes.
+    keys(&mut a, "ggjj");
+    assert_eq!(a.selected.as_deref(), Some("a100/train"));
+    update(&mut a, Msg::Runs(Ok(runs())));
+    assert_eq!(a.selected.as_deref(), Some("a100/train"));
+    assert_eq!(a.selected_run().unwrap().remote(), Some("a100"));
+    // A refresh of one remote replaces only its rows (and only its rows
+    // are taken from its answer).
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "a100".into(),
+            runs: Ok(vec![
+                RunRow::on_remote("a100", runs().remove(0).doc),
+                RunRow::on_remote("h100", runs().remove(0).doc),
+            ]),
+            at: ago(1),
+        },
+    );
+    assert_eq!(a.runs.len(), 5);
+    assert_eq!(a.selected.as_deref(), Some("a100/train"));
+    // A remote not asked for is ignored.
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "v100".into(),
+            runs: Ok(vec![RunRow::on_remote("v100", runs().remove(0).doc)]),
+            at: ago(1),
+        },
+    );
+    assert_eq!(a.runs.len(), 5);
+    // The filter matches the remote's name (and `local`).
+    a.filter = "local".into();
+    a.rebuild_view();
+    assert_eq!(a.view.len(), 4);
+    a.filter = "a100".into();
+    a.rebuild_view();
+    assert!(a.view.iter().any(|&i| a.runs[i].id() == "a100/train"));
+    // The detail request names the run with its remote.
+    a.filter.clear();
+    a.rebuild_view();
+    assert_eq!(a.detail_request().unwrap().run, "a100/train");
+}
+
+#[test]
+fn tui_actions_on_a_remote_run_name_its_remote() {
+    let mut a = multi();
+    keys(&mut a, "ggjj");
+    assert_eq!(a.selected.as_deref(), Some("a100/train"));
+    assert_eq!(
+        keys(&mut a, "r"),
+        [Effect::Control {
+            run: "a100/train".into(),
+            control: Control::Restart,
+        }]
+    );
+    keys(&mut a, "s");
+    assert_eq!(
+        a.mode,
+        Mode::Confirm(Confirm::Stop {
+            run: "a100/train".into()
+        })
+    );
+    key(&mut a, KeyCode::Esc);
+    // Its node is the remote's: REMOTE/NODE.
+    keys(&mut a, "b");
+    assert!(
+        matches!(&a.mode, Mode::Prompt { kind: PromptKind::BanTtl { node }, .. } if node == "a100/a100-2"),
+        "{:?}",
+        a.mode
+    );
+    assert_eq!(
+        super::data::split_key("a100/a100-2"),
+        (Some("a100"), "a100-2")
+    );
+    assert_eq!(super::data::split_key("train"), (None, "train"));
+}
+
+#[test]
+fn tui_a_lost_remote_is_a_banner_and_its_rows_stay_stale() {
+    let mut a = multi();
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "a100".into(),
+            runs: Err("the ssh connection to a100-login failed: Connection refused".into()),
+            at: now(),
+        },
+    );
+    update(&mut a, Msg::Tick(ago(-60)));
+    let banner = a.banner().unwrap();
+    assert!(
+        banner.contains("a100 unreachable: the ssh connection to a100-login failed"),
+        "{banner}"
+    );
+    assert!(banner.contains("showing its runs from 1m ago"), "{banner}");
+    assert_eq!(a.runs.len(), 6, "the stale rows stay");
+    assert_eq!(a.remote_stale("a100"), Some(Some(ago(3))));
+    assert_eq!(a.remote_stale("h100"), None);
+    let s = screen(&a, 100, 20);
+    assert!(s.contains("a100 (1m)"), "{s}");
+    // A remote that never answered says so.
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "h100".into(),
+            runs: Err("Host key verification failed.".into()),
+            at: now(),
+        },
+    );
+    assert!(
+        a.banner()
+            .unwrap()
+            .contains("h100 unreachable: Host key verification failed.; no runs from it yet")
+    );
+    // The next answer (a new connection) clears it.
+    update(
+        &mut a,
+        Msg::RemoteRuns {
+            remote: "a100".into(),
+            runs: Ok(vec![]),
+            at: ago(-60),
+        },
+    );
+    assert!(!a.banner().unwrap().contains("a100"));
+    assert_eq!(a.runs.len(), 4);
+}
+
+#[test]
+fn tui_runs_screen_with_two_clusters() {
+    let mut a = multi();
+    a.color = false;
+    keys(&mut a, "ggjj");
+    insta::assert_snapshot!(screen(&a, 100, 20));
+    keys(&mut a, "4");
+    let s = screen(&a, 100, 20);
+    assert!(s.contains("not available for remote runs"), "{s}");
+}

@@ -834,3 +834,142 @@ fn installs_are_refused_for_another_platform_and_checked_by_checksum() {
     ok(&sshd.run(&["--remote", HOST, "list"]));
     assert_eq!(sshd.installed().len(), 1);
 }
+
+/// The line of `screen` that shows `run`, as words.
+fn row_of(screen: &str, run: &str) -> Option<Vec<String>> {
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == run))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+}
+
+#[test]
+fn the_tui_shows_remote_runs_and_reconnects_after_a_lost_connection() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let shep = Shepherd::new(&cluster);
+    let sshd = Sshd::start(&cluster.dir().join("ssh"), &cluster_env(&shep));
+    ok(&sshd.run(&["remotes", "add", "far", "--host", HOST]));
+    // A run on the remote cluster, submitted there over ssh.
+    let script = sshd.dir.join("far.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\n#SBATCH --partition=cpu\n\
+         #SHEPHERD --heartbeat-interval 1s\n\
+         echo hello-from-far\nsleep 600\n",
+    )
+    .unwrap();
+    ok(&sshd.run(&[
+        script.to_str().unwrap(),
+        "--run-id",
+        "farjob",
+        "--remote",
+        "far",
+    ]));
+
+    // The client: its own HOME (and so no local runs), no cluster.
+    let client = sshd.dir.join("multi.sh");
+    std::fs::write(
+        &client,
+        format!(
+            "export HOME='{}' SHEPHERD_SSH_CONFIG='{}' NO_COLOR=1\n\
+             unset XDG_CONFIG_HOME XDG_RUNTIME_DIR SLURM_CONF SHEPHERD_STATE_DIR\n\
+             '{}' tui --remotes\necho \"exit=$?\"\nsleep 600\n",
+            sshd.dir.join("h").display(),
+            sshd.dir.join("ssh_config").display(),
+            env!("CARGO_BIN_EXE_shepherd"),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux(format!("shep-multi-{}", std::process::id()));
+    assert!(
+        tmux.cmd()
+            .args(["new-session", "-d", "-x", "120", "-y", "30", "sh"])
+            .arg(&client)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let wait = |limit: Duration, what: &str, test: &dyn Fn(&str) -> bool| {
+        poll(limit, what, || {
+            let s = tmux.screen();
+            if test(&s) { Ok(s) } else { Err(s) }
+        })
+    };
+    // The remote's run, labelled by its remote.
+    wait(LONG, "the remote run", &|s| {
+        row_of(s, "farjob").is_some_and(|w| w.get(1).map(String::as_str) == Some("far"))
+    });
+    // Its log, asked for over ssh while it is selected.
+    tmux.cmd().args(["send-keys", "5"]).status().unwrap();
+    wait(LONG, "the remote run's log", &|s| {
+        s.contains("hello-from-far")
+    });
+
+    // The connection is lost and the host stops answering: the listener
+    // is stopped (new connections time out) and the control master killed.
+    let listener = sshd.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &listener])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let master = poll(Duration::from_secs(20), "the control master", || {
+        master_pid(&sshd.dir).ok_or_else(|| "no master".to_string())
+    });
+    Command::new("kill")
+        .args(["-9", &master.to_string()])
+        .status()
+        .unwrap();
+    // A banner naming the remote, and the stale rows stay, marked by age;
+    // the screen keeps answering meanwhile (the tab switches at once).
+    let lost = wait(
+        Duration::from_secs(90),
+        "the banner of the lost remote",
+        &|s| s.contains("far unreachable: the ssh connection to testhost failed"),
+    );
+    let row = row_of(&lost, "farjob").unwrap_or_default();
+    assert!(
+        row.get(2)
+            .is_some_and(|w| w.starts_with('(') && w.ends_with(')')),
+        "{lost}"
+    );
+    tmux.cmd().args(["send-keys", "1"]).status().unwrap();
+    wait(Duration::from_secs(5), "the info tab", &|s| {
+        s.contains("files      far:")
+    });
+
+    // The host answers again: the next ask reconnects by itself.
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &listener])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait(Duration::from_secs(90), "the reconnection", &|s| {
+        !s.contains("far unreachable")
+            && row_of(s, "farjob").is_some_and(|w| w.get(1).map(String::as_str) == Some("far"))
+            && row_of(s, "farjob").is_some_and(|w| !w[2].starts_with('('))
+    });
+
+    // An action on the remote run goes to the remote: stop it.
+    tmux.cmd().args(["send-keys", "s"]).status().unwrap();
+    wait(SCREEN_WAIT, "the confirmation", &|s| {
+        s.contains("Stop run far/farjob?")
+    });
+    tmux.cmd().args(["send-keys", "y"]).status().unwrap();
+    shep.wait_status("farjob", &["stopped"], LONG);
+    wait(LONG, "the stopped run", &|s| {
+        row_of(s, "farjob").is_some_and(|w| w.iter().any(|x| x == "stopped"))
+    });
+
+    tmux.cmd().args(["send-keys", "q"]).status().unwrap();
+    let end = wait(Duration::from_secs(30), "the TUI to end", &|s| {
+        s.contains("exit=")
+    });
+    assert!(end.contains("exit=0"), "{end}");
+}
+
+const SCREEN_WAIT: Duration = Duration::from_secs(10);

@@ -1,13 +1,12 @@
 //! The runs screen: the list, and the detail pane with its tabs.
 
-use jiff::Timestamp;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Tabs};
 
 use crate::store::logs::Stream;
-use crate::tui::app::{App, Focus, Tab, age};
+use crate::tui::app::{App, Focus, LOCAL, Tab, age};
 use crate::tui::data::RunRow;
 use crate::tui::theme::Theme;
 use crate::view::AttemptDoc;
@@ -54,7 +53,7 @@ fn list(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         .take(rows_h)
         .enumerate()
         .map(|(i, &r)| {
-            let row = run_row(&app.runs[r], app.now, theme);
+            let row = run_row(app, &app.runs[r], theme);
             if first + i == sel {
                 let style = if app.focus == Focus::List {
                     theme.selected()
@@ -67,7 +66,7 @@ fn list(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             }
         })
         .collect();
-    let header = Row::new([
+    let mut titles = vec![
         "",
         "RUN",
         "STATUS",
@@ -77,27 +76,37 @@ fn list(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         "ATT/RQ",
         "HB",
         "AGE",
-    ])
-    .style(theme.header());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(1),
-            Constraint::Fill(1),
-            Constraint::Length(10),
-            Constraint::Length(10),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Length(4),
-        ],
-    )
-    .header(header);
+    ];
+    let mut widths = vec![
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(4),
+    ];
+    if !app.remotes.is_empty() {
+        // `--remotes`: which cluster each run is on (stale ones say how old).
+        let longest = app
+            .remotes
+            .iter()
+            .map(|r| r.name.chars().count() + usize::from(r.error.is_some()) * 6)
+            .chain([LOCAL.len(), "REMOTE".len()])
+            .max()
+            .unwrap_or(0);
+        titles.insert(1, "REMOTE");
+        widths.insert(1, Constraint::Length(longest.min(24) as u16));
+    }
+    let header = Row::new(titles).style(theme.header());
+    let table = Table::new(rows, widths).header(header);
     f.render_widget(table, area);
 }
 
-fn run_row(r: &RunRow, now: Timestamp, theme: Theme) -> Row<'static> {
+fn run_row(app: &App, r: &RunRow, theme: Theme) -> Row<'static> {
+    let now = app.now;
     let d = &r.doc;
     let (icon, style) = theme.status(&d.status);
     let (att, rq) = r.attempts_restarts();
@@ -106,9 +115,9 @@ fn run_row(r: &RunRow, now: Timestamp, theme: Theme) -> Row<'static> {
         Some(t) if live => age(now, t),
         _ => "-".to_string(),
     };
-    Row::new(vec![
+    let mut cells = vec![
         Line::from(Span::styled(icon, style)),
-        Line::raw(d.run_id.clone()),
+        Line::raw(r.run_id().to_string()),
         Line::from(Span::styled(d.status.clone(), style)),
         Line::raw(crate::view::snake(&d.mode)),
         Line::raw(d.partition.clone().unwrap_or_else(|| "-".into())),
@@ -116,7 +125,25 @@ fn run_row(r: &RunRow, now: Timestamp, theme: Theme) -> Row<'static> {
         Line::raw(format!("{att}/{rq}")),
         Line::raw(hb),
         Line::raw(age(now, d.created_at)),
-    ])
+    ];
+    if !app.remotes.is_empty() {
+        let cell = match r.remote() {
+            None => Line::styled(LOCAL, theme.dim()),
+            Some(name) => match app.remote_stale(name) {
+                // Its remote did not answer: the rows are as old as this.
+                Some(at) => Line::styled(
+                    format!(
+                        "{name} {}",
+                        at.map_or("(?)".to_string(), |t| format!("({})", age(now, t)))
+                    ),
+                    theme.warn(),
+                ),
+                None => Line::raw(name.to_string()),
+            },
+        };
+        cells.insert(1, cell);
+    }
+    Row::new(cells)
 }
 
 fn detail(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
@@ -279,7 +306,14 @@ pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
             theme.bad(),
         )));
     }
-    lines.push(kv("files", d.run_dir.display().to_string(), theme));
+    lines.push(kv(
+        "files",
+        match run.remote() {
+            Some(remote) => format!("{remote}:{}", d.run_dir.display()),
+            None => d.run_dir.display().to_string(),
+        },
+        theme,
+    ));
     lines
 }
 
@@ -449,6 +483,16 @@ fn events(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
 }
 
 fn script(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    if let Some(remote) = app.selected_run().and_then(|r| r.remote()) {
+        f.render_widget(
+            Paragraph::new(format!(
+                " the script is not available for remote runs (it is on {remote})"
+            ))
+            .style(theme.dim()),
+            area,
+        );
+        return;
+    }
     let text = match &app.detail.script {
         None => {
             f.render_widget(Paragraph::new(" reading…").style(theme.dim()), area);
