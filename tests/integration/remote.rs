@@ -418,6 +418,32 @@ fn runs_are_submitted_followed_and_stopped_over_ssh() {
     );
     ok(&sshd.run(&["--remote", HOST, "nodes", "unban", "cpu-2"]));
 
+    // Asked-for files travel with the script and keep their place.
+    std::fs::create_dir_all(sshd.dir.join("conf")).unwrap();
+    std::fs::write(sshd.dir.join("conf/params.txt"), "lr=3e-4\n").unwrap();
+    std::fs::write(
+        sshd.dir.join("withconf.sh"),
+        "#!/bin/bash\n#SBATCH --partition=cpu\ncat conf/params.txt\n",
+    )
+    .unwrap();
+    let out = sshd.run(&[
+        "withconf.sh",
+        "--remote",
+        HOST,
+        "--remote-dir",
+        "~/with conf",
+        "--remote-copy",
+        "conf",
+    ]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("copied withconf.sh and conf to testhost:"),
+        "{}",
+        text(&out.stderr)
+    );
+    shep.wait_status("withconf", &["completed"], LONG);
+    assert_eq!(shep.ok(&["logs", "withconf"]), "lr=3e-4\n");
+
     // stop: the run ends as stopped.
     let long = sshd.dir.join("long.sh");
     std::fs::write(
