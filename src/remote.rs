@@ -26,11 +26,9 @@ use crate::cli::{Cli, Command, ExternalRun};
 pub use registry::RemotesCommand;
 use ssh::{Io, SSH_FAILED, Ssh};
 
-/// Exit status of a `--remote` command whose connection failed or was lost:
-/// ssh could not log in, the network or the remote host went away, or the
-/// remote command was killed. Distinct from every code the remote `shepherd`
-/// itself returns (docs/exit-codes.md).
-pub const REMOTE_UNREACHABLE: u8 = 6;
+/// Exit status of a `--remote` command whose connection failed or was lost;
+/// distinct from every code the remote `shepherd` itself returns.
+pub use crate::cli::exit::REMOTE_UNREACHABLE;
 
 /// Where `shepherd SCRIPT --remote HOST` puts the script without
 /// `--remote-dir`: a directory of the remote user's home.

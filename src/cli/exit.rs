@@ -16,6 +16,9 @@ pub const SLURM_UNAVAILABLE: u8 = 3;
 pub const REJECTED: u8 = 4;
 /// The job (or run) named does not exist.
 pub const NOT_FOUND: u8 = 5;
+/// `--remote`: ssh could not connect or log in, or the connection was lost
+/// (or the remote command was killed: ssh cannot tell those apart).
+pub const REMOTE_UNREACHABLE: u8 = 6;
 
 /// The one place errors become exit codes.
 pub fn code_for(err: &anyhow::Error) -> u8 {
