@@ -14,4 +14,4 @@ pub mod logs;
 pub mod records;
 pub mod runs;
 
-pub use layout::{AttemptDir, RunDir, StateDir};
+pub use layout::{AttemptDir, RunDir, StateDir, safe_file_name};

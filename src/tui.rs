@@ -360,10 +360,7 @@ fn control_run(
 ) -> anyhow::Result<String> {
     let id = crate::view::find_run(sd, run)?;
     sd.run(&id).request_control(control, Timestamp::now())?;
-    let poll = std::env::var("SHEPHERD_POLL_INTERVAL")
-        .ok()
-        .and_then(|v| crate::duration::parse(&v).ok())
-        .unwrap_or(Duration::from_secs(10));
+    let poll = crate::daemon::service::default_poll_interval();
     crate::daemon::service::start(sd, poll, timeout)?;
     Ok(format!(
         "{} requested for {id}; the daemon applies it within one tick",

@@ -254,7 +254,7 @@ pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Resu
     let id = find_run(&sd, run)?;
     let dir = sd.run(&id);
     dir.request_control(control, Timestamp::now())?;
-    let (lease, _) = service::start(&sd, daemon_poll_interval(), global.slurm_timeout)?;
+    let (lease, _) = service::start(&sd, service::default_poll_interval(), global.slurm_timeout)?;
     #[derive(Serialize)]
     struct Requested {
         run_id: String,
@@ -305,7 +305,7 @@ pub fn rm(
             );
         }
         dir.request_control(Control::Stop, Timestamp::now())?;
-        let poll = daemon_poll_interval();
+        let poll = service::default_poll_interval();
         service::start(&sd, poll, global.slurm_timeout)?;
         let deadline = std::time::Instant::now() + wait;
         while still_active(&dir).is_some() {
@@ -324,14 +324,6 @@ pub fn rm(
         format!("removed run {id}\n")
     });
     Ok(())
-}
-
-/// The poll interval of a daemon a command starts on the user's behalf.
-fn daemon_poll_interval() -> std::time::Duration {
-    std::env::var("SHEPHERD_POLL_INTERVAL")
-        .ok()
-        .and_then(|v| crate::duration::parse(&v).ok())
-        .unwrap_or(std::time::Duration::from_secs(10))
 }
 
 pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {

@@ -43,6 +43,16 @@ impl Log {
     }
 }
 
+/// The poll interval of a daemon that a command (run, a control, the TUI)
+/// starts on the user's behalf: `SHEPHERD_POLL_INTERVAL`, else 10 s, as for
+/// `daemon start`.
+pub fn default_poll_interval() -> Duration {
+    std::env::var("SHEPHERD_POLL_INTERVAL")
+        .ok()
+        .and_then(|v| crate::duration::parse(&v).ok())
+        .unwrap_or(Duration::from_secs(10))
+}
+
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::Result<()> {
     let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now())?;

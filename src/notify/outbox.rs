@@ -51,17 +51,7 @@ pub struct Entry {
 
 /// A notice id as a file name.
 fn file_name(id: &str) -> String {
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{safe}.json")
+    format!("{}.json", crate::store::safe_file_name(id))
 }
 
 pub struct Outbox {

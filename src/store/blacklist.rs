@@ -16,17 +16,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl StateDir {
     fn cluster_dir(&self, cluster: &str) -> PathBuf {
-        let safe: String = cluster
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.blacklists().join(safe)
+        self.blacklists().join(super::safe_file_name(cluster))
     }
 
     pub fn blacklist_path(&self, cluster: &str) -> PathBuf {

@@ -157,3 +157,17 @@ impl AttemptDir {
         self.path.join("slurm-%j.err")
     }
 }
+
+/// `name` as one safe file name: letters, digits, `.`, `_` and `-` kept,
+/// anything else (a `/`, a space, a comma) replaced by `_`.
+pub fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

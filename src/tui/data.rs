@@ -70,10 +70,7 @@ impl RunRow {
 
     /// Whether the run may still change (shown first by the status sort).
     pub fn is_active(&self) -> bool {
-        !matches!(
-            self.doc.status.as_str(),
-            "completed" | "failed" | "stopped" | "expired" | "error"
-        )
+        !self.doc.is_ended() && self.doc.error.is_none()
     }
 }
 

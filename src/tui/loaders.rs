@@ -485,28 +485,15 @@ pub fn detail_thread(
     std::thread::Builder::new()
         .name("detail".into())
         .spawn(move || {
-            let mut want: Option<DetailRequest> = None;
+            let mut requests = Requests::new(requests, DETAIL_EVERY);
             let mut watch = Watch::default();
-            let mut next = Instant::now();
             loop {
-                let wait = next.saturating_duration_since(Instant::now());
-                match requests.recv_timeout(wait) {
-                    Ok(r) => {
-                        // Take the newest request when several queued up.
-                        let mut r = r;
-                        while let Ok(newer) = requests.try_recv() {
-                            r = newer;
-                        }
-                        if r != want {
-                            want = r;
-                            watch = Watch::default();
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                match requests.next() {
+                    None => return,
+                    Some(true) => watch = Watch::default(),
+                    Some(false) => {}
                 }
-                next = Instant::now() + DETAIL_EVERY;
-                let Some(req) = &want else { continue };
+                let Some(req) = requests.want() else { continue };
                 reading.start();
                 let updates = look(&sd, req, &mut watch);
                 reading.done();
@@ -519,6 +506,54 @@ pub fn detail_thread(
             }
         })?;
     Ok(())
+}
+
+/// The newest detail request and when to look again, for a detail thread
+/// (local or remote): requests that queued up meanwhile collapse into the
+/// last one.
+pub(super) struct Requests {
+    rx: Receiver<Option<DetailRequest>>,
+    want: Option<DetailRequest>,
+    next: Instant,
+    every: Duration,
+}
+
+impl Requests {
+    pub(super) fn new(rx: Receiver<Option<DetailRequest>>, every: Duration) -> Requests {
+        Requests {
+            rx,
+            want: None,
+            next: Instant::now(),
+            every,
+        }
+    }
+
+    /// Waits until it is time to look (or a request arrives). `None`: the
+    /// UI is gone; `Some(true)`: the request changed, so what was watched
+    /// starts afresh.
+    pub(super) fn next(&mut self) -> Option<bool> {
+        let wait = self.next.saturating_duration_since(Instant::now());
+        let mut changed = false;
+        match self.rx.recv_timeout(wait) {
+            Ok(mut r) => {
+                while let Ok(newer) = self.rx.try_recv() {
+                    r = newer;
+                }
+                if r != self.want {
+                    self.want = r;
+                    changed = true;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+        self.next = Instant::now() + self.every;
+        Some(changed)
+    }
+
+    pub(super) fn want(&self) -> Option<&DetailRequest> {
+        self.want.as_ref()
+    }
 }
 
 fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use jiff::Timestamp;
@@ -254,26 +254,15 @@ pub fn detail_thread(
     std::thread::Builder::new()
         .name("remote detail".into())
         .spawn(move || {
-            let mut want: Option<DetailRequest> = None;
+            let mut requests = super::loaders::Requests::new(requests, REMOTE_DETAIL_EVERY);
             let mut watch = Watch::default();
-            let mut next = Instant::now();
             loop {
-                let wait = next.saturating_duration_since(Instant::now());
-                match requests.recv_timeout(wait) {
-                    Ok(mut r) => {
-                        while let Ok(newer) = requests.try_recv() {
-                            r = newer;
-                        }
-                        if r != want {
-                            want = r;
-                            watch = Watch::default();
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                match requests.next() {
+                    None => return,
+                    Some(true) => watch = Watch::default(),
+                    Some(false) => {}
                 }
-                next = Instant::now() + REMOTE_DETAIL_EVERY;
-                let Some(req) = &want else { continue };
+                let Some(req) = requests.want() else { continue };
                 let (Some(name), run) = split_key(&req.run) else {
                     continue;
                 };
