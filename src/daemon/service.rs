@@ -55,6 +55,7 @@ pub fn default_poll_interval() -> Duration {
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::Result<()> {
+    state_dir.ensure_private_root()?;
     let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now())?;
     let log = Log::new(state_dir);
     log.line(&format!(
@@ -148,6 +149,7 @@ pub fn start(
     if let Some(l) = status(state_dir) {
         return Ok((l, false));
     }
+    state_dir.ensure_private_root()?;
     let daemon_dir = state_dir.daemon();
     std::fs::create_dir_all(&daemon_dir)
         .with_context(|| format!("cannot create {}", daemon_dir.display()))?;

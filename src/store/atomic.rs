@@ -43,47 +43,76 @@ impl StoreError {
     }
 }
 
-/// Replaces `path` with `bytes` atomically.
+/// Files Shepherd keeps for one user: readable and writable by the owner only
+/// (`env.json` holds the submitting shell's environment, tokens included).
+pub const PRIVATE: u32 = 0o600;
+/// Files in a directory a lab shares on purpose (`[blacklist] shared_dir`):
+/// readable by the lab, replaced (never modified) by any member through a
+/// rename in the group-writable directory.
+pub const SHARED: u32 = 0o644;
+
+/// Replaces `path` with `bytes` atomically, as a [`PRIVATE`] file.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_bytes_mode(path, bytes, PRIVATE)
+}
+
+/// Replaces `path` with `bytes` atomically, with permissions `mode`.
+///
+/// The temporary file gets an unpredictable name and is created with
+/// `O_CREAT|O_EXCL` (the `tempfile` crate), so another user of a shared
+/// directory cannot plant a file or a symlink under its name and have this
+/// write go through it. A `path` that is itself a symbolic link is refused:
+/// Shepherd never writes through links it did not make.
+pub fn write_bytes_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(err(std::io::Error::other(
+            "it is a symbolic link, and Shepherd does not write through links; \
+             remove the link (or find out who made it)",
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename itself must reach the disk before we report success.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    // On failure the temporary file is removed when `PersistError` drops.
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    // The rename itself must reach the disk before we report success.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
-    result.map_err(err)
+    Ok(())
 }
 
-/// Writes `value` as pretty JSON, atomically.
+/// Writes `value` as pretty JSON, atomically, as a [`PRIVATE`] file.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    write_json_mode(path, value, PRIVATE)
+}
+
+/// Writes `value` as pretty JSON, atomically, with permissions `mode`.
+pub fn write_json_mode<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Write {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
     bytes.push(b'\n');
-    write_bytes(path, &bytes)
+    write_bytes_mode(path, &bytes, mode)
 }
 
 /// Reads a JSON file whose top-level `version` must not exceed `supported`.
@@ -142,9 +171,12 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         source,
     };
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(PRIVATE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(err)?;
     let mut buf = line.trim_end_matches('\n').as_bytes().to_vec();
@@ -192,6 +224,51 @@ mod tests {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         let missing = read_json::<Doc>(&dir.path().join("nope.json"), 1).unwrap_err();
         assert!(missing.is_not_found());
+    }
+
+    #[test]
+    fn writes_are_private_and_never_follow_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        // The old, predictable temporary name, planted as a link.
+        let p = dir.path().join("doc.json");
+        std::os::unix::fs::symlink(
+            &victim,
+            dir.path()
+                .join(format!(".doc.json.tmp.{}", std::process::id())),
+        )
+        .unwrap();
+        let doc = Doc {
+            version: 1,
+            name: "a".into(),
+        };
+        write_json(&p, &doc).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        write_json_mode(&p, &doc, SHARED).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // A target that is a link is refused, and its target left alone.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = write_json(&link, &doc).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = append_line(&link, "x").unwrap_err();
+        assert!(matches!(e, StoreError::Write { .. }), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        // Nothing left behind but the files named.
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".doc.json.tmp."))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["doc.json", "link.json", "victim"]);
     }
 
     #[test]

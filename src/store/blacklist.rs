@@ -42,13 +42,13 @@ impl StateDir {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("blacklist.lock"))
-            .map_err(io)?;
+        if self.blacklists_are_shared() {
+            create_shared_dir(&dir).map_err(io)?;
+        } else {
+            self.ensure_private_root()?;
+            std::fs::create_dir_all(&dir).map_err(io)?;
+        }
+        let lock = open_lock(&dir.join("blacklist.lock")).map_err(io)?;
         let deadline = Instant::now() + LOCK_WAIT;
         while flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
             if Instant::now() > deadline {
@@ -61,8 +61,52 @@ impl StateDir {
         }
         let mut bl = self.load_blacklist(cluster)?;
         let out = change(&mut bl);
-        atomic::write_json(&self.blacklist_path(cluster), &bl)?;
+        let mode = if self.blacklists_are_shared() {
+            atomic::SHARED
+        } else {
+            atomic::PRIVATE
+        };
+        atomic::write_json_mode(&self.blacklist_path(cluster), &bl, mode)?;
         Ok(out)
+    }
+}
+
+/// A cluster's directory under a lab's shared blacklist directory: writable
+/// by the group (so every member can replace the blacklist), whatever the
+/// creator's umask, and of the shared directory's group when it is setgid.
+fn create_shared_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o775).create(dir) {
+        Ok(()) => {
+            let setgid = dir
+                .parent()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.permissions().mode() & 0o2000);
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o775 | setgid))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The lock file beside a blacklist, never through a link. Another member
+/// of a shared directory may own it: a read-only descriptor locks as well.
+fn open_lock(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o664)
+        .custom_flags(nofollow)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow)
+            .open(path),
+        r => r,
     }
 }
 

@@ -55,6 +55,46 @@ impl StateDir {
         &self.root
     }
 
+    /// Whether blacklists live in a directory a lab shares (written
+    /// [`SHARED`](super::atomic::SHARED), not private).
+    pub fn blacklists_are_shared(&self) -> bool {
+        self.shared_blacklists.is_some()
+    }
+
+    /// Creates the state directory, private (0700), or makes an existing one
+    /// private: it holds the submitting shell's environment (`env.json`).
+    /// A directory that belongs to someone else is refused, not used.
+    pub fn ensure_private_root(&self) -> Result<(), super::atomic::StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let err = |source| super::atomic::StoreError::Write {
+            path: self.root.clone(),
+            source,
+        };
+        match std::fs::metadata(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(err),
+            Err(e) => Err(err(e)),
+            Ok(m) if !m.is_dir() => Err(err(std::io::Error::other(
+                "it is not a directory; pass --state-dir (or SHEPHERD_STATE_DIR) naming a directory",
+            ))),
+            Ok(m) if m.uid() != rustix::process::getuid().as_raw() => {
+                Err(err(std::io::Error::other(format!(
+                    "it belongs to another user (uid {}); Shepherd keeps your runs only in a \
+                     directory of your own: pass --state-dir (or SHEPHERD_STATE_DIR)",
+                    m.uid()
+                ))))
+            }
+            Ok(m) if m.mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+                    .map_err(err)
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }

@@ -77,6 +77,7 @@ impl StateDir {
             path: path.to_path_buf(),
             source,
         };
+        self.ensure_private_root()?;
         fs::create_dir_all(&runs).map_err(|e| write_err(&runs, e))?;
         let tmp = RunDir::at(runs.join(format!(".new-{}-{}", spec.run_id, std::process::id())));
         let _ = fs::remove_dir_all(tmp.path());
@@ -153,9 +154,10 @@ impl StateDir {
     }
 }
 
+/// The script snapshot runs as the job: executable, by its owner only.
 fn set_executable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
 }
 
 impl RunDir {
@@ -277,6 +279,41 @@ mod tests {
 
     fn spec(id: &str) -> RunSpec {
         RunSpec::with_defaults(id.parse().unwrap(), Path::new("/x"), Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn state_is_private_and_a_foreign_directory_is_refused() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/state");
+        let sd = StateDir::new(&root);
+        let run = sd
+            .create_run(
+                &spec("r"),
+                b"#!/bin/bash\n",
+                vec![("TOKEN".into(), "s3cret".into())],
+            )
+            .unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&run.env()), 0o600, "env.json holds secrets");
+        assert_eq!(mode(&run.spec()), 0o600);
+        assert_eq!(mode(&run.script()), 0o700);
+        // A state directory made by an older Shepherd (0755) is tightened.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        sd.create_run(&spec("s"), b"#!/bin/bash\n", vec![]).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        // Someone else's directory is never used (only root can make one here).
+        let foreign = dir.path().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        if rustix::fs::chown(&foreign, Some(rustix::fs::Uid::from_raw(65534)), None).is_ok() {
+            assert_eq!(fs::metadata(&foreign).unwrap().uid(), 65534);
+            let e = StateDir::new(&foreign)
+                .create_run(&spec("r"), b"", vec![])
+                .unwrap_err();
+            assert!(e.to_string().contains("another user"), "{e}");
+            assert!(!foreign.join("runs").exists());
+        }
     }
 
     #[test]
