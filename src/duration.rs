@@ -3,8 +3,24 @@
 
 use std::time::Duration;
 
-/// Parses a duration. A bare number is seconds.
+/// The longest duration accepted: ten years. Every duration Shepherd takes is
+/// added to a clock somewhere (`Instant`, a timestamp); bounding them here,
+/// once, means none of those additions can overflow.
+pub const MAX: Duration = Duration::from_secs(3650 * 86400);
+
+/// Parses a duration. A bare number is seconds. At most [`MAX`].
 pub fn parse(text: &str) -> Result<Duration, String> {
+    let d = parse_unbounded(text)?;
+    if d > MAX {
+        return Err(format!(
+            "duration {:?} is too long: at most 3650d (ten years)",
+            text.trim()
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_unbounded(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration; use e.g. 90, 90s, 15m, 2h".to_string());
@@ -30,9 +46,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
+        if number.is_empty() {
+            return Err(format!(
+                "invalid duration {text:?}: a number must come before {c:?}"
+            ));
+        }
         let n: u64 = number
             .parse()
-            .map_err(|_| format!("invalid duration {text:?}: a number must come before {c:?}"))?;
+            .map_err(|_| format!("duration {text:?} is too large"))?;
         number.clear();
         total = n
             .checked_mul(unit)
@@ -74,6 +95,20 @@ mod tests {
         assert_eq!(parse("1d").unwrap(), Duration::from_secs(86400));
         assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse(" 5m ").unwrap(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bounds_every_duration() {
+        assert_eq!(parse("3650d").unwrap(), MAX);
+        for huge in ["3651d", "18446744073709551615", "99999999999999999999s"] {
+            let e = parse(huge).unwrap_err();
+            assert!(e.contains("too l"), "{huge}: {e}");
+        }
+        // The bound is what makes clock arithmetic safe.
+        let _ = std::time::Instant::now() + MAX;
+        let _ = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(MAX).unwrap())
+            .unwrap();
     }
 
     #[test]
