@@ -94,10 +94,20 @@ pub struct ConfigError {
 /// Where the configuration is looked for, in order; the first that exists
 /// is used.
 pub fn candidates(state_dir: &Path) -> Vec<PathBuf> {
+    candidates_in(state_dir, |k| std::env::var_os(k))
+}
+
+/// [`candidates`] with the environment given, for tests.
+fn candidates_in(
+    state_dir: &Path,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<PathBuf> {
     let mut c = vec![state_dir.join("config.toml")];
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    // The XDG spec: an empty or relative value is invalid and ignored. Taking
+    // it as given would load `./shepherd/config.toml` from whatever directory
+    // the command runs in, and that file names commands Shepherd runs.
+    let absolute = |var: &str| env(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    let xdg = absolute("XDG_CONFIG_HOME").or_else(|| absolute("HOME").map(|h| h.join(".config")));
     if let Some(x) = xdg {
         c.push(x.join("shepherd/config.toml"));
     }
@@ -219,6 +229,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_or_relative_xdg_config_home_is_ignored() {
+        let with = |xdg: Option<&str>, home: &str| {
+            candidates_in(Path::new("/s"), |k| match k {
+                "XDG_CONFIG_HOME" => xdg.map(Into::into),
+                "HOME" => Some(home.into()),
+                _ => None,
+            })
+        };
+        let home = [
+            PathBuf::from("/s/config.toml"),
+            PathBuf::from("/home/u/.config/shepherd/config.toml"),
+        ];
+        for bad in [None, Some(""), Some("shepherd-cfg"), Some(".")] {
+            assert_eq!(with(bad, "/home/u"), home, "XDG_CONFIG_HOME={bad:?}");
+        }
+        assert_eq!(
+            with(Some("/x"), "/home/u")[1],
+            PathBuf::from("/x/shepherd/config.toml")
+        );
+        assert_eq!(with(Some(""), ""), [PathBuf::from("/s/config.toml")]);
+    }
 
     const FULL: &str = r#"
 [defaults]
