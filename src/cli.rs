@@ -13,16 +13,52 @@ use std::process::ExitCode;
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-
 pub use crate::view::{RunDoc, UnknownRun};
 pub use args::{Cli, ColorChoice, Command, ExternalRun};
 
 use crate::policy::decide::Control;
 
+/// An error already shown in full on stdout (with `--json`, as the one JSON
+/// document of the invocation): nothing more is printed; it exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("reported above")]
+pub struct Reported;
+
+/// Whether the command line asks for JSON, read before clap has parsed it
+/// (for its own errors). `--json` after `--` belongs to sbatch.
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// Parses the command line; with `--json`, a usage error is a JSON error
+/// document on stdout (exit 2) like every other error ([docs/json.md]).
+fn parse_or_exit<T: clap::Parser>(argv: impl IntoIterator<Item = std::ffi::OsString>) -> T {
+    match T::try_parse_from(argv) {
+        Ok(v) => v,
+        Err(e) if wants_json() && e.use_stderr() => {
+            let doc = serde_json::json!({
+                "schema_version": output::SCHEMA_VERSION,
+                "error": {
+                    "kind": "usage",
+                    "message": e.to_string().lines().next().unwrap_or_default()
+                        .trim_start_matches("error: "),
+                    "causes": [],
+                    "hint": "see `shepherd --help` or `shepherd COMMAND --help`",
+                }
+            });
+            output::print(&format!("{doc}\n"));
+            std::process::exit(i32::from(exit::USAGE));
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 /// Entry point of the `shepherd` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = parse_or_exit(std::env::args_os());
     // `--remote HOST`: the whole invocation runs on HOST (docs/remote.md).
     if let Some(code) = crate::remote::dispatch(&cli) {
         return code;
@@ -39,12 +75,16 @@ pub fn main() -> ExitCode {
         Some(Command::External(words)) => {
             // `shepherd SCRIPT …` is `shepherd run SCRIPT …`.
             let argv = std::iter::once("shepherd".into()).chain(words);
-            let ext = args::ExternalRun::parse_from(argv);
+            let ext: args::ExternalRun = parse_or_exit(argv);
             runs_cmd::run(&ext.global, ext.run)
         }
         Some(Command::Run(args)) => runs_cmd::run(&cli.global, *args),
         Some(Command::List) => runs_cmd::list(&cli.global),
         Some(Command::Status { run }) => runs_cmd::status(&cli.global, &run),
+        Some(Command::Wait { run, timeout }) => match runs_cmd::wait(&cli.global, &run, timeout) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Some(Command::Events { run }) => runs_cmd::events(&cli.global, &run),
         Some(Command::Logs(args)) => logs_cmd::logs(&cli.global, &args),
         Some(Command::Stop { run }) => runs_cmd::control(&cli.global, &run, Control::Stop),

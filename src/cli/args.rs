@@ -106,6 +106,14 @@ pub enum Command {
         /// The run id
         run: String,
     },
+    /// Block until a run ends; the exit code says how it ended (docs/exit-codes.md)
+    Wait {
+        /// The run id
+        run: String,
+        /// Give up after this long (exit 9); without it, wait as long as the run lives
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
     /// Show a run's decision journal
     Events {
         /// The run id

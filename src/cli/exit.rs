@@ -20,6 +20,31 @@ pub const NOT_FOUND: u8 = 5;
 /// (or the remote command was killed: ssh cannot tell those apart).
 pub const REMOTE_UNREACHABLE: u8 = 6;
 
+/// `wait`: the run ended `failed`.
+pub const RUN_FAILED: u8 = 7;
+/// `wait`: the run ended `stopped` (by `shepherd stop` or an outside `scancel`).
+pub const RUN_STOPPED: u8 = 8;
+/// `wait --timeout`: the run was still active when the timeout passed.
+pub const WAIT_TIMED_OUT: u8 = 9;
+
+/// How `wait` exits for a run with `status`; `None` while the run is active.
+pub fn for_ended_run(status: crate::policy::state::RunStatus) -> Option<u8> {
+    use crate::policy::state::RunStatus as S;
+    match status {
+        // An indefinite run reaching its keep-alive is its normal end.
+        S::Completed | S::Expired => Some(SUCCESS),
+        S::Failed => Some(RUN_FAILED),
+        S::Stopped => Some(RUN_STOPPED),
+        S::Queued
+        | S::Submitting
+        | S::Pending
+        | S::Running
+        | S::Paused
+        | S::Stopping
+        | S::Expiring => None,
+    }
+}
+
 /// The one place errors become exit codes.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<super::UnknownRun>().is_some() {

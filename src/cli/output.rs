@@ -28,8 +28,50 @@ pub fn emit<T: Serialize>(json: bool, key: &str, value: &T, human: impl FnOnce(&
             body.unwrap_or_default()
         ));
     } else {
-        print(&human(value));
+        print(&terminal_safe(&human(value)));
     }
+}
+
+/// Human output with every control character but newline and tab made
+/// visible (`\x1b` becomes `^[`, `\r` `^M`), except the colour escapes this
+/// module makes (`ESC [ digits m`). Ban reasons are shared between users,
+/// run reasons quote Slurm and job output: none of them may move the cursor,
+/// retitle the terminal or write its clipboard (OSC 52) when printed.
+/// (`logs` prints the job's own output as it is: that is the user's.)
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            if let Some(sgr) = own_sgr(rest) {
+                out.push_str(&rest[..sgr]);
+                rest = &rest[sgr..];
+                continue;
+            }
+        }
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            '\x7f' => out.push_str("^?"),
+            // C1 controls (U+0080–U+009F): some terminals obey them too.
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The length of a colour escape as [`paint::paint`] writes it at the start
+/// of `s` (`ESC [`, digits, `m`), if there is one.
+fn own_sgr(s: &str) -> Option<usize> {
+    let body = s.strip_prefix("\x1b[")?;
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 0 && digits <= 3 && body.as_bytes().get(digits) == Some(&b'm'))
+        .then_some(2 + digits + 1)
 }
 
 /// Writes to stdout; a broken pipe exits 0 at once, like other Unix filters.
@@ -45,6 +87,9 @@ pub fn print(text: &str) {
 /// Renders an error: `error: …`, `caused by: …` lines and a hint, or a JSON
 /// object on stdout in JSON mode.
 pub fn error(json: bool, err: &anyhow::Error) {
+    if err.downcast_ref::<super::Reported>().is_some() {
+        return;
+    }
     let hint = hint_for(err);
     if json {
         let causes = causes(err);
@@ -71,7 +116,7 @@ pub fn error(json: bool, err: &anyhow::Error) {
     if let Some(hint) = hint {
         text.push_str(&format!("hint: {hint}\n"));
     }
-    let _ = io::stderr().write_all(text.as_bytes());
+    let _ = io::stderr().write_all(terminal_safe(&text).as_bytes());
 }
 
 /// The causes worth printing: one whose text the previous message already
@@ -227,6 +272,34 @@ pub mod paint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_strings_cannot_drive_the_terminal() {
+        let hostile = "ban\x1b]52;c;ZXZpbA==\x07 \x1b[2J\x1b[1;1H\r\x08\u{9b}31m\x7f";
+        let safe = terminal_safe(hostile);
+        assert!(!safe.chars().any(|c| c.is_control()), "{safe:?}");
+        assert_eq!(safe, "ban^[]52;c;ZXZpbA==^G ^[[2J^[[1;1H^M^H\\u{9b}31m^?");
+        // Our own colours, newlines and tabs pass.
+        let ours = format!("{}\tx\n", paint::status(true, "failed"));
+        assert_eq!(terminal_safe(&ours), ours);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_control_character_but_ours_survives(s in "\\PC*|[\\x00-\\x1f\\x7f-\\u{9f}a\\[0-9m]*") {
+            let safe = terminal_safe(&s);
+            let mut rest = safe.as_str();
+            while let Some(c) = rest.chars().next() {
+                if c == '\x1b' {
+                    let n = own_sgr(rest).expect("only our colour escapes keep ESC");
+                    rest = &rest[n..];
+                    continue;
+                }
+                proptest::prop_assert!(!c.is_control() || c == '\n' || c == '\t', "{:?}", safe);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
 
     #[test]
     fn colour_escapes_do_not_break_alignment() {

@@ -222,9 +222,86 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
         s
     });
     if let Some(e) = quarantined {
+        if global.json {
+            // The run document above says it all (`status: error`, `error`):
+            // one JSON document per invocation, and the exit code says it failed.
+            return Err(super::Reported.into());
+        }
         bail!("run {id} cannot be read: {e}");
     }
     Ok(())
+}
+
+/// `wait RUN [--timeout D]`: block until the run ends, then print it (as
+/// `status` does) and return the exit code of its end
+/// ([`super::exit::for_ended_run`]). Reads only the run's `state.json`, so
+/// waiting costs Slurm nothing; the daemon does the watching.
+pub fn wait(
+    global: &GlobalArgs,
+    run: &str,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<u8> {
+    use std::time::{Duration, Instant};
+    let sd = state_dir(global)?;
+    let id = find_run(&sd, run)?;
+    let dir = sd.run(&id);
+    // Bounded at parse time (crate::duration), so this cannot overflow.
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut watched = true;
+    let mut last_lease_check: Option<Instant> = None;
+    let code = loop {
+        let status = match (dir.load_spec(), dir.load_state()) {
+            (Ok(_), Ok(Some(st))) => st.status,
+            (Ok(_), Ok(None)) => crate::policy::state::RunStatus::Queued,
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "run {id} cannot be read, so its end cannot be known"
+                )));
+            }
+        };
+        if let Some(code) = super::exit::for_ended_run(status) {
+            break code;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break super::exit::WAIT_TIMED_OUT;
+        }
+        // The run ends only if a daemon watches it: say so once when none
+        // does (and again if one came and went), but keep waiting: the next
+        // `shepherd` command that starts a daemon lets the run go on.
+        if last_lease_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            last_lease_check = Some(Instant::now());
+            let now_watched = service::status(&sd).is_some();
+            if watched && !now_watched {
+                eprintln!(
+                    "note: no daemon is running, so run {id} is not being watched and cannot end; \
+                     start one with `shepherd daemon start`"
+                );
+            }
+            watched = now_watched;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let doc = run_doc(&sd, &id);
+    let colour = colour(global);
+    emit(global.json, "run", &doc, |d| {
+        if code == super::exit::WAIT_TIMED_OUT {
+            format!(
+                "run {} is still {} after {}: {}\n",
+                d.run_id,
+                paint::status(colour, &d.status),
+                crate::duration::format(timeout.unwrap_or_default()),
+                d.reason
+            )
+        } else {
+            format!(
+                "run {} {}: {}\n",
+                d.run_id,
+                paint::status(colour, &d.status),
+                d.reason
+            )
+        }
+    });
+    Ok(code)
 }
 
 pub fn events(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {

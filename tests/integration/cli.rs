@@ -180,6 +180,12 @@ fn runs_are_listed_and_shown_in_human_and_json_mode() {
     let m = f.run(&["status", "mangled"]);
     assert_eq!(m.status.code(), Some(1), "{}", stderr(&m));
     assert!(stderr(&m).contains("cannot be read"), "{}", stderr(&m));
+    // With --json: exactly one document, the run's, and still exit 1.
+    let m = f.run(&["status", "mangled", "--json"]);
+    assert_eq!(m.status.code(), Some(1), "{}", stderr(&m));
+    let doc = json(&m);
+    assert_eq!(doc["run"]["status"], "error");
+    assert!(doc["run"]["error"].as_str().unwrap().contains("corrupt"));
 
     let e = f.run(&["events", "done"]);
     ok(&e);
@@ -290,6 +296,98 @@ fn rm_removes_ended_runs_and_refuses_active_ones() {
     assert!(!f.state.join("runs/done").exists());
     let again = f.run(&["rm", "done"]);
     assert_eq!(again.status.code(), Some(5));
+}
+
+#[test]
+fn json_mode_prints_one_document_even_for_usage_errors() {
+    let f = Fixture::new();
+    for args in [
+        &["--json", "list", "--bogus"][..],
+        &["status", "--json"],
+        &["wait", "done", "--timeout", "soon", "--json"],
+        &["--json", "nodes", "frobnicate"],
+    ] {
+        let o = f.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let doc = json(&o);
+        assert_eq!(doc["error"]["kind"], "usage", "{args:?}: {doc}");
+        assert!(!doc["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(stdout(&o).lines().count(), 1, "{args:?}");
+    }
+    // Without --json (or with it only after `--`), clap's own text on stderr.
+    let o = f.run(&["list", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty() && stderr(&o).contains("--bogus"));
+    // --help is not an error, JSON or not.
+    let o = f.run(&["--json", "--help"]);
+    ok(&o);
+    assert!(stdout(&o).contains("Usage"));
+}
+
+#[test]
+fn wait_exits_with_the_runs_end() {
+    let f = Fixture::new();
+    let o = f.run(&["wait", "done"]);
+    ok(&o);
+    assert!(
+        stdout(&o).starts_with("run done completed"),
+        "{}",
+        stdout(&o)
+    );
+    let o = f.run(&["wait", "broken", "--json"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(json(&o)["run"]["status"], "failed");
+    // Still running when the timeout passes: 9, and the run as it stands.
+    let o = f.run(&["wait", "busy", "--timeout", "1s", "--json"]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert_eq!(json(&o)["run"]["status"], "running");
+    // No daemon watches the fixture's runs: said once, on stderr.
+    assert_eq!(
+        stderr(&o).matches("not being watched").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    // A run whose end cannot be known is an error, not a hang.
+    let o = f.run(&["wait", "mangled", "--timeout", "1m"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot be read"), "{}", stderr(&o));
+    assert_eq!(f.run(&["wait", "nope"]).status.code(), Some(5));
+    let o = f.run(&["wait", "busy", "--timeout", "99999d"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "durations are bounded at parse time"
+    );
+
+    // A waiting `wait` returns as soon as the run ends.
+    let mut waiting = f
+        .command()
+        .args(["wait", "busy", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = StateDir::new(&f.state).run(&"busy".parse().unwrap());
+    let mut st = run.load_state().unwrap().unwrap();
+    st.status = shepherd::policy::state::RunStatus::Stopped;
+    run.save_state(&st).unwrap();
+    let status = poll(Duration::from_secs(10), "wait to return", || {
+        waiting
+            .try_wait()
+            .unwrap()
+            .ok_or("still waiting".to_string())
+    });
+    assert_eq!(status.code(), Some(8));
+    let mut out = String::new();
+    waiting
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["run"]["status"], "stopped");
 }
 
 #[test]
