@@ -428,17 +428,21 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
         }
         DaemonCommand::Status => {
             let lease = service::status(&sd);
-            emit(global.json, "daemon", &lease, |l| {
-                match l {
+            emit(global.json, "daemon", &lease, |l| match l {
                 Some(l) => format!(
                     "daemon running ({}), last tick {}\nlog: {}\n",
                     l.describe(),
                     l.heartbeat_at.strftime("%H:%M:%S UTC"),
                     service::log_path(&sd).display()
                 ),
-                None => "no daemon running; runs are not watched (start one with `shepherd daemon start`)\n"
-                    .to_string(),
-            }
+                None => {
+                    let mut s = "no daemon running; runs are not watched (start one with `shepherd daemon start`)\n"
+                        .to_string();
+                    if let Some(last) = service::last_log_line(&sd) {
+                        s.push_str(&format!("the last daemon's last log line: {last}\n"));
+                    }
+                    s
+                }
             });
             Ok(())
         }

@@ -35,9 +35,14 @@ impl Lease {
         Duration::from_secs((self.poll_interval_secs * 3).max(60))
     }
 
+    /// Renewed within [`stale_after`](Self::stale_after). A heartbeat from
+    /// the future is accepted up to the same margin (the clocks of two login
+    /// nodes differ a little); beyond it the lease is not believed, or a
+    /// lease written by a host whose clock runs a day ahead would count as
+    /// fresh for a day after its daemon died.
     pub fn is_fresh(&self, now: Timestamp) -> bool {
         let age = now.duration_since(self.heartbeat_at);
-        age.is_negative() || age.unsigned_abs() < self.stale_after()
+        age.unsigned_abs() < self.stale_after()
     }
 
     pub fn describe(&self) -> String {
@@ -109,7 +114,8 @@ impl Held {
         let pid = std::process::id();
         if let Some(other) = read_lease(daemon_dir)
             && other.is_fresh(now)
-            && (other.host != host || process_alive(other.pid))
+            && (other.host != host
+                || is_daemon_process(other.pid, daemon_dir.parent().unwrap_or(daemon_dir)))
             && !(other.host == host && other.pid == pid)
         {
             return Err(LeaseError::Held(other.describe()));
@@ -156,9 +162,149 @@ pub fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether `pid`, on this host, is a Shepherd daemon of this user for the
+/// state directory `root`: its real uid is ours and its command line is
+/// `… daemon run …`, with `--state-dir root` when it names one (a daemon run
+/// by hand may take it from `SHEPHERD_STATE_DIR`). A pid from a lease may
+/// have been reused by any process since; this is checked before the pid is
+/// believed or signalled.
+pub fn is_daemon_process(pid: u32, root: &Path) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+    if uid != Some(rustix::process::getuid().as_raw()) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    daemon_cmdline_for(&cmdline, root)
+}
+
+/// The test behind [`is_daemon_process`] on a NUL-separated command line.
+fn daemon_cmdline_for(cmdline: &[u8], root: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let runs_daemon = args.windows(2).any(|w| w == [&b"daemon"[..], &b"run"[..]]);
+    let same = |given: &[u8]| {
+        let given = Path::new(std::ffi::OsStr::from_bytes(given));
+        given == root
+            || matches!(
+                (std::fs::canonicalize(given), std::fs::canonicalize(root)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
+    let state_dir_ok = args.iter().enumerate().all(|(i, a)| {
+        if *a == b"--state-dir" {
+            args.get(i + 1).is_some_and(|d| same(d))
+        } else if let Some(d) = a.strip_prefix(b"--state-dir=") {
+            same(d)
+        } else {
+            true
+        }
+    });
+    runs_daemon && state_dir_ok
+}
+
+/// Whether some process holds the daemon lock of `daemon_dir` (on this host,
+/// and across hosts where the filesystem shares locks). Probed with a shared
+/// lock, released at once.
+pub fn lock_is_held(daemon_dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(daemon_dir.join("lock"))
+    else {
+        return false;
+    };
+    match flock(&f, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = flock(&f, FlockOperation::Unlock);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_from_the_future_is_believed_only_within_the_skew_margin() {
+        let now = Timestamp::now();
+        let at = |secs: i64| Lease {
+            version: 1,
+            host: "login-2".into(),
+            pid: 1,
+            started_at: now,
+            heartbeat_at: now + jiff::SignedDuration::from_secs(secs),
+            poll_interval_secs: 10,
+        };
+        assert!(at(0).is_fresh(now));
+        assert!(at(30).is_fresh(now), "a little skew");
+        assert!(at(-30).is_fresh(now));
+        assert!(
+            !at(86_400).is_fresh(now),
+            "a day ahead is not a live daemon"
+        );
+        assert!(!at(-61).is_fresh(now));
+    }
+
+    #[test]
+    fn only_a_daemon_command_line_for_this_state_dir_counts() {
+        let root = Path::new("/home/u/.slurm_shepherd");
+        let cl = |args: &[&str]| {
+            let mut v = args.join("\0").into_bytes();
+            v.push(0);
+            daemon_cmdline_for(&v, root)
+        };
+        assert!(cl(&[
+            "/bin/shepherd",
+            "--state-dir",
+            "/home/u/.slurm_shepherd",
+            "--slurm-timeout",
+            "30s",
+            "daemon",
+            "run",
+            "--poll-interval",
+            "10s"
+        ]));
+        assert!(
+            cl(&["shepherd", "daemon", "run"]),
+            "state dir from the environment"
+        );
+        assert!(cl(&[
+            "shepherd",
+            "--state-dir=/home/u/.slurm_shepherd",
+            "daemon",
+            "run"
+        ]));
+        assert!(!cl(&["shepherd", "--state-dir", "/other", "daemon", "run"]));
+        assert!(!cl(&["sleep", "100"]));
+        assert!(!cl(&["shepherd", "daemon", "stop"]));
+        assert!(!cl(&["vim", "daemon", "runbook"]));
+        // This test process is no daemon.
+        assert!(!is_daemon_process(std::process::id(), root));
+        assert!(!is_daemon_process(u32::MAX, root));
+    }
+
+    #[test]
+    fn the_lock_probe_sees_a_holder_and_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!lock_is_held(dir.path()), "no lock file yet");
+        let held = Held::acquire(dir.path(), Duration::from_secs(10), Timestamp::now()).unwrap();
+        assert!(lock_is_held(dir.path()));
+        drop(held);
+        assert!(!lock_is_held(dir.path()));
+        // The probe left the lock free.
+        Held::acquire(dir.path(), Duration::from_secs(10), Timestamp::now()).unwrap();
+    }
 
     #[test]
     fn second_acquire_is_refused_and_release_frees() {

@@ -86,27 +86,64 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
         crate::notify::sender::spawn(state_dir.clone(), Duration::from_secs(1), Arc::clone(&stop))
             .context("cannot start the notification thread")?;
     let mut unavailable = false;
+    // Since when the lease could not be renewed, if it cannot now.
+    let mut unrenewed: Option<Instant> = None;
+    let fence_after = fence_after(held.lease(), poll);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let now = Timestamp::now();
-        if let Err(e) = held.renew(now) {
-            log.line(&format!("cannot renew the lease: {e}"));
+        // A daemon acts only under a lease it has just renewed. One that
+        // cannot renew it (full disk, quota, a read-only remount) stops
+        // acting at once, and exits before another daemon could take the
+        // lease over as stale: two daemons never act on the same runs.
+        match held.renew(now) {
+            Ok(()) => {
+                if unrenewed.take().is_some() {
+                    log.line("lease renewed again; acting again");
+                }
+            }
+            Err(e) => {
+                let since = *unrenewed.get_or_insert(started);
+                if since.elapsed() >= fence_after {
+                    let why = format!(
+                        "cannot renew the lease for {}: {e}; stopping so that no two daemons act (start one again with `shepherd daemon start` once the state directory is writable)",
+                        crate::duration::format(since.elapsed())
+                    );
+                    log.line(&why);
+                    eprintln!("{why}");
+                    drop(sender);
+                    bail!(why);
+                }
+                log.line(&format!(
+                    "cannot renew the lease, not acting this tick: {e}"
+                ));
+                sleep_until(started + poll, &stop);
+                continue;
+            }
         }
         let report = ticker.tick(now);
         log_report(&log, &report, &mut unavailable, started.elapsed());
-        // Sleep in short slices so a stop request is honoured promptly.
-        let deadline = started + poll;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            std::thread::sleep(
-                Duration::from_millis(100).min(deadline - Instant::now().min(deadline)),
-            );
-        }
+        sleep_until(started + poll, &stop);
     }
     log.line("daemon stopping on signal");
     // Not joined: a delivery in flight may take its whole timeout, and one
     // cut short is sent again by the next daemon (at least once).
     drop(sender);
     Ok(())
+}
+
+/// Sleeps in short slices so a stop request is honoured promptly.
+fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now().min(deadline)));
+    }
+}
+
+/// How long a daemon keeps trying to renew its lease (acting on nothing)
+/// before it exits: half the time after which others take the lease over,
+/// and no more than three polls.
+fn fence_after(lease: &Lease, poll: Duration) -> Duration {
+    (lease.stale_after() / 2).min(poll * 3)
 }
 
 fn log_report(log: &Log, r: &TickReport, unavailable: &mut bool, took: Duration) {
@@ -134,8 +171,10 @@ fn log_report(log: &Log, r: &TickReport, unavailable: &mut bool, took: Duration)
 /// The live daemon's lease, if one is running.
 pub fn status(state_dir: &StateDir) -> Option<Lease> {
     let l = lease::read_lease(&state_dir.daemon())?;
+    // On this host the pid is checked to be a daemon of ours for this state
+    // directory: a lease outliving its daemon may name a reused pid.
     let alive = l.is_fresh(Timestamp::now())
-        && (l.host != lease::hostname() || lease::process_alive(l.pid));
+        && (l.host != lease::hostname() || lease::is_daemon_process(l.pid, state_dir.root()));
     alive.then_some(l)
 }
 
@@ -228,6 +267,17 @@ pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
             l.pid
         );
     }
+    // Never signal a process not verified as ours: `status` checked that the
+    // pid is a Shepherd daemon of this user and state directory; the lock
+    // says that a daemon of this directory is really running.
+    if !lease::lock_is_held(&state_dir.daemon()) {
+        bail!(
+            "the lease names pid {} on this host, but no daemon holds this state directory's lock; \
+             nothing was signalled (a stale or copied lease: remove {} if no daemon runs)",
+            l.pid,
+            lease::lease_path(&state_dir.daemon()).display()
+        );
+    }
     let pid = rustix::process::Pid::from_raw(l.pid as i32).context("invalid pid in the lease")?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
         .with_context(|| format!("cannot signal the daemon (pid {})", l.pid))?;
@@ -239,6 +289,22 @@ pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(Some(l))
+}
+
+/// The last line of the daemon's log (read from its last 4 KiB): what a
+/// daemon that is gone said last, e.g. why it stopped.
+pub fn last_log_line(state_dir: &StateDir) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log_path(state_dir)).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_string)
 }
 
 pub fn log_path(state_dir: &StateDir) -> PathBuf {

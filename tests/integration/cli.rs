@@ -325,6 +325,154 @@ fn json_mode_prints_one_document_even_for_usage_errors() {
 }
 
 #[test]
+fn daemon_stop_never_signals_a_process_it_has_not_verified() {
+    use shepherd::daemon::lease::{Lease, hostname, lease_path};
+    let f = Fixture::new();
+    let daemon_dir = f.state.join("daemon");
+    std::fs::create_dir_all(&daemon_dir).unwrap();
+    let write_lease = |pid: u32, heartbeat: Timestamp| {
+        let lease = Lease {
+            version: 1,
+            host: hostname(),
+            pid,
+            started_at: heartbeat,
+            heartbeat_at: heartbeat,
+            poll_interval_secs: 10,
+        };
+        std::fs::write(lease_path(&daemon_dir), serde_json::to_vec(&lease).unwrap()).unwrap();
+    };
+    // An unrelated process of ours, and one whose command line looks like a
+    // daemon's but that holds no lock.
+    use std::os::unix::process::CommandExt;
+    let quiet = |c: &mut Command| {
+        c.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let mut sleeper = quiet(Command::new("sleep").arg("60"));
+    let mut lookalike = quiet(Command::new("sh").args(["-c", "sleep 60; :", "daemon", "run"]));
+    let future = Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    for (pid, at, says) in [
+        (sleeper.id(), Timestamp::now(), "no daemon was running"),
+        (lookalike.id(), future, "no daemon was running"),
+        (lookalike.id(), Timestamp::now(), "no daemon holds"),
+    ] {
+        write_lease(pid, at);
+        let o = f.run(&["daemon", "stop"]);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(text.contains(says), "pid {pid} at {at}: {text}");
+        assert_eq!(sleeper.try_wait().unwrap(), None, "not signalled");
+        assert_eq!(lookalike.try_wait().unwrap(), None, "not signalled");
+    }
+    // A lease from a clock a day ahead is no live daemon for `run` either.
+    write_lease(lookalike.id(), future);
+    let o = f.run(&["daemon", "status"]);
+    assert!(stdout(&o).contains("no daemon running"), "{}", stdout(&o));
+    for p in [&sleeper, &lookalike] {
+        let group = rustix::process::Pid::from_raw(p.id() as i32).unwrap();
+        rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    }
+    let _ = (sleeper.wait(), lookalike.wait());
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "this test mounts a small tmpfs (it runs as root in CI): {}",
+            stderr(&o)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills the filesystem to the last byte.
+    fn fill(&self) -> PathBuf {
+        let filler = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        let mut small = vec![0u8; 512];
+        loop {
+            use std::io::Write;
+            match f.write(&block) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        while std::io::Write::write(&mut f, &small).is_ok_and(|n| n > 0) {}
+        small.truncate(1);
+        while std::io::Write::write(&mut f, &small).is_ok_and(|n| n > 0) {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_daemon_that_cannot_renew_its_lease_stops_acting_and_exits() {
+    let disk = SmallDisk::mount("2m");
+    let state = disk.dir.path().join("state");
+    let empty_bin = disk.dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty_bin).unwrap();
+    let shepherd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_shepherd"))
+            .env("SHEPHERD_STATE_DIR", &state)
+            .env("PATH", &empty_bin)
+            .env_remove("SLURM_CONF")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = json(&shepherd(&[
+        "daemon",
+        "start",
+        "--poll-interval",
+        "1s",
+        "--json",
+    ]));
+    let pid = started["daemon"]["pid"].as_u64().unwrap() as u32;
+    assert!(stdout(&shepherd(&["daemon", "status"])).contains("daemon running"));
+    let filler = disk.fill();
+    // It gives up within three polls of the first failed renewal.
+    poll(Duration::from_secs(20), "the daemon to exit", || {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            Err(format!("pid {pid} still runs"))
+        } else {
+            Ok(())
+        }
+    });
+    std::fs::remove_file(filler).unwrap();
+    let o = shepherd(&["daemon", "status"]);
+    assert!(stdout(&o).contains("no daemon running"), "{}", stdout(&o));
+    // And a new one starts once there is room again.
+    ok(&shepherd(&["daemon", "start", "--poll-interval", "1s"]));
+    ok(&shepherd(&["daemon", "stop"]));
+}
+
+#[test]
 fn wait_exits_with_the_runs_end() {
     let f = Fixture::new();
     let o = f.run(&["wait", "done"]);
