@@ -364,8 +364,6 @@ pub fn rm(
     let sd = state_dir(global)?;
     let id = find_run(&sd, run)?;
     let dir = sd.run(&id);
-    // A run whose files cannot be read may be removed: that is how a
-    // quarantined run is cleaned up.
     let still_active = |dir: &crate::store::RunDir| -> Option<RunState> {
         match (dir.load_spec(), dir.load_state()) {
             (Ok(_), Ok(Some(st))) if !st.status.is_terminal() => Some(st),
@@ -373,6 +371,18 @@ pub fn rm(
             _ => None,
         }
     };
+    // A run whose files cannot be read (corrupt, or written by a newer
+    // Shepherd) may still have a live job that no daemon can see any more.
+    if let Err(e) = dir.load_spec().and_then(|_| dir.load_state()) {
+        if !force {
+            bail!(
+                "run {id} cannot be read ({e}), so Shepherd cannot tell whether its job still runs; \
+                 `shepherd rm --force {id}` cancels any job of it still in Slurm, then removes it \
+                 (or upgrade shepherd if a newer one wrote it)"
+            );
+        }
+        cancel_jobs_of_unreadable_run(global, &dir, &id)?;
+    }
     if let Some(st) = still_active(&dir) {
         if !force {
             bail!(
@@ -400,6 +410,52 @@ pub fn rm(
     emit(global.json, "removed", &id.to_string(), |id| {
         format!("removed run {id}\n")
     });
+    Ok(())
+}
+
+/// `rm --force` of a run whose files cannot be read: its jobs are found by
+/// name (`shepherd.RUN.K` for every attempt directory, and the next one, in
+/// case it was being submitted) and cancelled. When Slurm cannot be asked,
+/// nothing is removed.
+fn cancel_jobs_of_unreadable_run(
+    global: &GlobalArgs,
+    dir: &crate::store::RunDir,
+    id: &crate::model::RunId,
+) -> anyhow::Result<()> {
+    use crate::slurm::Slurm;
+    let mut attempts: Vec<u32> = std::fs::read_dir(dir.path().join("attempts"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    attempts.push(attempts.iter().max().map_or(1, |m| m + 1));
+    let names: Vec<String> = attempts
+        .iter()
+        .map(|k| crate::policy::decide::job_name_of(id, *k))
+        .collect();
+    let slurm = slurm(global);
+    let live: Vec<_> = slurm
+        .jobs_by_name(&names)
+        .with_context(|| format!("cannot look for jobs of run {id}; nothing was removed"))?
+        .into_iter()
+        .filter(|j| !j.state.is_terminal())
+        .map(|j| j.id)
+        .collect();
+    if !live.is_empty() {
+        slurm
+            .cancel(&live)
+            .with_context(|| format!("cannot cancel the jobs of run {id}; nothing was removed"))?;
+        eprintln!(
+            "cancelled job(s) {} of run {id}",
+            live.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -129,7 +129,12 @@ pub enum SubmitResult {
 
 /// The job name of an attempt: how a job is found again after a crash.
 pub fn job_name(spec: &RunSpec, attempt: u32) -> String {
-    format!("shepherd.{}.{attempt}", spec.run_id)
+    job_name_of(&spec.run_id, attempt)
+}
+
+/// [`job_name`] from the run id alone (for a run whose spec cannot be read).
+pub fn job_name_of(run_id: &crate::model::RunId, attempt: u32) -> String {
+    format!("shepherd.{run_id}.{attempt}")
 }
 
 struct Ctx<'a> {

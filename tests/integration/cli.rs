@@ -284,8 +284,16 @@ fn rm_removes_ended_runs_and_refuses_active_ones() {
     ok(&f.run(&["rm", "done"]));
     let r = json(&f.run(&["rm", "broken", "--json"]));
     assert_eq!(r["removed"], "broken");
-    // A quarantined run can be cleaned up.
-    ok(&f.run(&["rm", "mangled"]));
+    // A quarantined run is not removed blind: its job might still run.
+    let o = f.run(&["rm", "mangled"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("rm --force mangled"), "{}", stderr(&o));
+    // --force looks for its jobs first; without Slurm nothing is removed.
+    let o = f.run(&["rm", "--force", "mangled"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was removed"), "{}", stderr(&o));
+    assert!(f.state.join("runs/mangled").exists());
+    std::fs::remove_dir_all(f.state.join("runs/mangled")).unwrap();
     let ids: Vec<String> = json(&f.run(&["list", "--json"]))["runs"]
         .as_array()
         .unwrap()
@@ -748,6 +756,56 @@ fn every_run_command_against_the_test_cluster() {
     assert!(!q.contains("RUNNING") && !q.contains("PENDING"), "{q}");
     let l: Value = serde_json::from_str(&shep.ok(&["list", "--json"])).unwrap();
     assert_eq!(l["runs"], Value::Array(vec![]));
+
+    // A run whose state a newer Shepherd wrote, with a live job: plain `rm`
+    // refuses (its job could not be cancelled), `rm --force` finds the job
+    // by name and cancels it.
+    shep.ok(&[path.to_str().unwrap(), "--run-id", "newer"]);
+    let s = shep.wait_status("newer", &["running"], LONG);
+    let live = s["slurm_job_id"].as_u64().unwrap().to_string();
+    let state = shep.state.join("runs/newer/state.json");
+    std::fs::write(&state, "{\"version\": 99, \"status\": \"hyperspace\"}").unwrap();
+    let o = shep.run(&["rm", "newer"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot be read") && stderr(&o).contains("rm --force newer"),
+        "{}",
+        stderr(&o)
+    );
+    let q = cluster.slurm_ok("squeue", &["-h", "-j", &live, "-o", "%T"]);
+    assert!(q.contains("RUNNING"), "refused, and the job untouched: {q}");
+    let o = shep.run(&["rm", "--force", "newer"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("cancelled job(s) {live}")),
+        "{}",
+        stderr(&o)
+    );
+    poll(LONG, "the job to end", || {
+        let q = cluster.slurm_ok("squeue", &["-h", "-j", &live, "-o", "%T"]);
+        (!q.contains("RUNNING") && !q.contains("PENDING"))
+            .then_some(())
+            .ok_or(q)
+    });
+
+    // Ban reasons are shared between users: printed, they cannot drive the
+    // terminal.
+    shep.ok(&[
+        "nodes",
+        "ban",
+        "cpu-1",
+        "--ttl",
+        "1h",
+        "--reason",
+        "x\x1b]52;c;ZXZpbA==\x07\x1b[2J",
+    ]);
+    let text = shep.ok(&["nodes"]);
+    let line = text.lines().find(|l| l.starts_with("cpu-1")).unwrap();
+    assert!(
+        !line.contains('\x1b') && line.contains("x^[]52;c;ZXZpbA==^G^[[2J"),
+        "{line:?}"
+    );
+    shep.ok(&["nodes", "unban", "cpu-1"]);
 
     // Nodes and GPUs, both modes.
     let n: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
