@@ -6,6 +6,7 @@
 //! [`decide::step`], carries out the actions and records the result.
 
 pub mod blacklist;
+pub mod breaker;
 pub mod classify;
 pub mod decide;
 pub mod notices;

@@ -93,6 +93,9 @@ pub struct Blacklist {
     pub nodes: BTreeMap<String, NodeRecord>,
     #[serde(default)]
     pub incidents: Vec<Incident>,
+    /// The circuit breakers on probe blame ([`super::breaker`]).
+    #[serde(default)]
+    pub breakers: super::breaker::Breakers,
 }
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
@@ -115,6 +118,7 @@ impl Blacklist {
             cluster: cluster.to_string(),
             nodes: BTreeMap::new(),
             incidents: Vec::new(),
+            breakers: Default::default(),
         }
     }
 
@@ -157,6 +161,21 @@ impl Blacklist {
             r.history.remove(0);
         }
         ban
+    }
+
+    /// Takes back an automatic ban a tripped breaker showed to be wrong:
+    /// the ban goes, with the strike that made it. Manual bans stay.
+    pub fn lift(&mut self, node: &str) -> bool {
+        let Some(r) = self.nodes.get_mut(node) else {
+            return false;
+        };
+        if r.ban.as_ref().is_none_or(|b| b.manual) {
+            return false;
+        }
+        r.ban = None;
+        r.strikes = r.strikes.saturating_sub(1);
+        r.history.pop();
+        true
     }
 
     /// Records a failure that may be the node's. When failures of at least
@@ -329,6 +348,26 @@ impl Blacklist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lifted_ban_takes_its_strike_with_it_but_manual_bans_stay() {
+        let now = Timestamp::UNIX_EPOCH;
+        let mut bl = Blacklist::new("c");
+        let strike = |reason: &str| Strike {
+            time: now,
+            run_id: "r".into(),
+            job_id: Some(1),
+            reason: reason.into(),
+        };
+        bl.strike("n1", strike("probe"), Duration::from_secs(3600));
+        assert!(bl.lift("n1"));
+        assert_eq!(bl.strikes("n1", now), 0);
+        assert!(bl.nodes["n1"].ban.is_none() && bl.nodes["n1"].history.is_empty());
+        assert!(!bl.lift("n1"), "nothing left to lift");
+        bl.ban("n2", "by hand", None, now);
+        assert!(!bl.lift("n2"));
+        assert!(bl.nodes["n2"].ban.is_some());
+    }
     use proptest::prelude::*;
 
     const BASE: Duration = Duration::from_secs(3600);
