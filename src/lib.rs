@@ -30,3 +30,6 @@ pub mod submit;
 pub mod tui;
 pub mod view;
 pub mod wrapper;
+
+#[cfg(test)]
+mod untrusted_input;

@@ -43,8 +43,15 @@ fn split_top_level(list: &str) -> Result<Vec<&str>, String> {
     Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
 }
 
+/// More names than any cluster has: a list that expands beyond this is
+/// refused rather than allowed to fill memory (`r[0-999999]n[0-999999]`).
+pub const MAX_HOSTS: usize = 100_000;
+
 fn expand_one(item: &str, out: &mut Vec<String>) -> Result<(), String> {
     let Some(open) = item.find('[') else {
+        if out.len() >= MAX_HOSTS {
+            return Err(format!("host list expands to more than {MAX_HOSTS} names"));
+        }
         out.push(item.to_string());
         return Ok(());
     };
@@ -93,6 +100,13 @@ mod tests {
             ["r1n1", "r1n2", "r2n1", "r2n2"]
         );
         assert_eq!(expand("leaf[1-3]").unwrap(), ["leaf1", "leaf2", "leaf3"]);
+    }
+
+    #[test]
+    fn a_list_cannot_expand_without_bound() {
+        let e = expand("r[0-999999]n[0-999999]").unwrap_err();
+        assert!(e.contains("more than 100000"), "{e}");
+        assert_eq!(expand("n[1-100000]").unwrap().len(), MAX_HOSTS);
     }
 
     #[test]
