@@ -85,7 +85,7 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
     let sender =
         crate::notify::sender::spawn(state_dir.clone(), Duration::from_secs(1), Arc::clone(&stop))
             .context("cannot start the notification thread")?;
-    let mut unavailable = false;
+    let mut said = Said::default();
     // Since when the lease could not be renewed, if it cannot now.
     let mut unrenewed: Option<Instant> = None;
     let fence_after = fence_after(held.lease(), poll);
@@ -122,7 +122,7 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
             }
         }
         let report = ticker.tick(now);
-        log_report(&log, &report, &mut unavailable, started.elapsed());
+        log_report(&log, &report, &mut said, started.elapsed());
         sleep_until(started + poll, &stop);
     }
     log.line("daemon stopping on signal");
@@ -146,16 +146,30 @@ fn fence_after(lease: &Lease, poll: Duration) -> Duration {
     (lease.stale_after() / 2).min(poll * 3)
 }
 
-fn log_report(log: &Log, r: &TickReport, unavailable: &mut bool, took: Duration) {
-    match (&r.slurm_unavailable, *unavailable) {
+/// What the log already said, so that a condition lasting many ticks (a
+/// quarantined run, Slurm down) is logged when it starts and when it ends,
+/// not once per tick: the log must not grow without bound.
+#[derive(Default)]
+struct Said {
+    unavailable: bool,
+    problems: std::collections::BTreeSet<String>,
+}
+
+fn log_report(log: &Log, r: &TickReport, said: &mut Said, took: Duration) {
+    match (&r.slurm_unavailable, said.unavailable) {
         (Some(e), false) => log.line(&format!("Slurm unavailable, keeping last known state: {e}")),
         (None, true) => log.line("Slurm reachable again"),
         _ => {}
     }
-    *unavailable = r.slurm_unavailable.is_some();
-    for p in &r.problems {
+    said.unavailable = r.slurm_unavailable.is_some();
+    let now: std::collections::BTreeSet<String> = r.problems.iter().cloned().collect();
+    for p in now.difference(&said.problems) {
         log.line(&format!("problem: {p}"));
     }
+    for p in said.problems.difference(&now) {
+        log.line(&format!("problem gone: {p}"));
+    }
+    said.problems = now;
     if r.submitted + r.cancelled > 0 {
         log.line(&format!(
             "tick: {} runs, {} active, {} submitted, {} cancelled, {} ms",
@@ -309,4 +323,38 @@ pub fn last_log_line(state_dir: &StateDir) -> Option<String> {
 
 pub fn log_path(state_dir: &StateDir) -> PathBuf {
     state_dir.daemon().join("daemon.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_problem_is_logged_when_it_starts_and_ends_not_every_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path());
+        std::fs::create_dir_all(sd.daemon()).unwrap();
+        let log = Log::new(&sd);
+        let mut said = Said::default();
+        let quarantined = TickReport {
+            problems: vec!["run r: state.json is corrupt".into()],
+            slurm_unavailable: Some("timed out".into()),
+            ..TickReport::default()
+        };
+        for _ in 0..50 {
+            log_report(&log, &quarantined, &mut said, Duration::ZERO);
+        }
+        log_report(&log, &TickReport::default(), &mut said, Duration::ZERO);
+        let text = std::fs::read_to_string(log_path(&sd)).unwrap();
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(
+            lines,
+            [
+                "Slurm unavailable, keeping last known state: timed out",
+                "problem: run r: state.json is corrupt",
+                "Slurm reachable again",
+                "problem gone: run r: state.json is corrupt",
+            ]
+        );
+    }
 }
