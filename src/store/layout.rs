@@ -102,6 +102,7 @@ impl StateDir {
     pub fn run(&self, id: &RunId) -> RunDir {
         RunDir {
             path: self.runs().join(id.as_str()),
+            id: Some(id.clone()),
         }
     }
 
@@ -113,11 +114,21 @@ impl StateDir {
 #[derive(Debug, Clone)]
 pub struct RunDir {
     path: PathBuf,
+    /// The run id its place in the state directory gives it; its spec must
+    /// name the same (a copied or renamed run directory does not).
+    id: Option<RunId>,
 }
 
 impl RunDir {
+    pub(super) fn expected_id(&self) -> Option<&RunId> {
+        self.id.as_ref()
+    }
+
     pub fn at(path: impl Into<PathBuf>) -> RunDir {
-        RunDir { path: path.into() }
+        RunDir {
+            path: path.into(),
+            id: None,
+        }
     }
 
     pub fn path(&self) -> &Path {

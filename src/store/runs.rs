@@ -162,7 +162,23 @@ fn set_executable(path: &Path) -> std::io::Result<()> {
 
 impl RunDir {
     pub fn load_spec(&self) -> Result<RunSpec, StoreError> {
-        atomic::read_json::<SpecFile>(&self.spec(), SPEC_VERSION).map(|f| f.spec)
+        let spec = atomic::read_json::<SpecFile>(&self.spec(), SPEC_VERSION)?.spec;
+        // A run directory copied or renamed by hand still names its old run
+        // id: two runs would share one Slurm job name, and each would take
+        // the other's jobs for its own.
+        if let Some(id) = self.expected_id()
+            && *id != spec.run_id
+        {
+            return Err(StoreError::Corrupt {
+                path: self.spec(),
+                detail: format!(
+                    "it names run {:?} but lives in the directory of run {id:?} (copied or renamed?); \
+                     rename the directory back, or remove it with `shepherd rm --force {id}`",
+                    spec.run_id.as_str()
+                ),
+            });
+        }
+        Ok(spec)
     }
 
     /// The daemon's state, or `None` before the daemon first saw the run.
@@ -314,6 +330,28 @@ mod tests {
             assert!(e.to_string().contains("another user"), "{e}");
             assert!(!foreign.join("runs").exists());
         }
+    }
+
+    #[test]
+    fn a_renamed_run_directory_is_quarantined_not_taken_for_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(dir.path());
+        sd.create_run(&spec("r"), b"#!/bin/bash\n", vec![]).unwrap();
+        fs::rename(sd.runs().join("r"), sd.runs().join("s")).unwrap();
+        let s: RunId = "s".parse().unwrap();
+        assert_eq!(sd.run_ids().unwrap(), std::slice::from_ref(&s));
+        let e = sd.run(&s).load_spec().unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("copied or renamed"), "{e}");
+        // Read by its own path (the wrapper does), it is what it says.
+        assert_eq!(
+            RunDir::at(sd.runs().join("s"))
+                .load_spec()
+                .unwrap()
+                .run_id
+                .as_str(),
+            "r"
+        );
     }
 
     #[test]
