@@ -116,11 +116,32 @@ pub fn write_json_mode<T: Serialize>(path: &Path, value: &T, mode: u32) -> Resul
 }
 
 /// Reads a JSON file whose top-level `version` must not exceed `supported`.
+///
+/// Like writes, reads never follow a symbolic link at `path`: in a shared
+/// directory a link is another user's doing.
 pub fn read_json<T: DeserializeOwned>(path: &Path, supported: u32) -> Result<T, StoreError> {
-    let bytes = fs::read(path).map_err(|source| StoreError::Read {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| StoreError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                err(std::io::Error::other(
+                    "it is a symbolic link, and Shepherd does not read through links; \
+                     remove the link (or find out who made it)",
+                ))
+            } else {
+                err(e)
+            }
+        })?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(err)?;
     parse_json(path, &bytes, supported)
 }
 
@@ -257,6 +278,8 @@ mod tests {
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         let e = write_json(&link, &doc).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = read_json::<Doc>(&link, 1).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         let e = append_line(&link, "x").unwrap_err();
         assert!(matches!(e, StoreError::Write { .. }), "{e}");

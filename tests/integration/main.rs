@@ -16,4 +16,5 @@ mod placement;
 mod recovery;
 mod recovery_support;
 mod remote;
+mod security;
 mod tui;
