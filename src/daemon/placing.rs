@@ -24,6 +24,9 @@ pub(super) enum PlanError {
     Unobservable,
     /// No partition can hold the request; why not, per partition.
     NoPartition(String),
+    /// Partitions could hold it, but every node that could is banned or
+    /// down now: wait for that to change.
+    Nowhere,
 }
 
 /// How long the node names read from Slurm are trusted.
@@ -99,7 +102,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                             .is_none()
                 });
                 if later {
-                    return Err(PlanError::Unobservable);
+                    return Err(PlanError::Nowhere);
                 }
                 let why: Vec<String> = views
                     .iter()
@@ -167,6 +170,69 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             banned.push(node.clone());
         }
         (attempt::exclude_list(spec, &banned, &known), avoid)
+    }
+
+    /// What keeps a run's job from every node, as [`Waiting::blockers`]:
+    /// its exclude list and `down:NODE` for each node Slurm cannot use.
+    /// `None` without a node inventory.
+    ///
+    /// [`Waiting::blockers`]: crate::policy::state::Waiting::blockers
+    pub(super) fn blockers(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Option<Vec<String>> {
+        let nodes = self.inventory(now, false)?;
+        let mut all = self.exclude_for(spec, state, now);
+        all.extend(
+            nodes
+                .iter()
+                .filter(|n| !n.state.is_usable())
+                .map(|n| format!("down:{}", n.name)),
+        );
+        all.sort();
+        Some(all)
+    }
+
+    /// Why a run has nowhere to run, for people: the banned nodes with
+    /// until when and why, the unusable GPU nodes, when the first ban
+    /// expires. Also that time.
+    pub(super) fn nowhere_message(
+        &self,
+        exclude: &[String],
+        now: Timestamp,
+        detail: &str,
+    ) -> (String, Option<Timestamp>) {
+        let (bans, until) = self.bans_named(exclude, now);
+        let down: Vec<String> = self
+            .inventory(now, false)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !n.state.is_usable() && n.gpus_total() > 0)
+            .map(|n| n.name)
+            .collect();
+        let mut what = Vec::new();
+        if !bans.is_empty() {
+            what.push(format!("excluded: {bans}"));
+        }
+        if !down.is_empty() {
+            what.push(format!("down or drained: {}", down.join(", ")));
+        }
+        let first = until.map_or(String::new(), |u| {
+            format!(
+                "; the first ban expires at {}",
+                u.strftime("%Y-%m-%d %H:%M:%S UTC")
+            )
+        });
+        (
+            format!(
+                "nowhere to run: every node the job may use is banned or down ({}){first}; \
+                 submitting again when that changes ({detail})",
+                what.join("; ")
+            ),
+            until,
+        )
     }
 
     /// The bans among `exclude`, for people, and when the first expires.
@@ -394,19 +460,14 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             return self.submit_placed(run, attempt, env, &fewer, now);
         }
         Ok(if banned_out {
-            let (bans, until) = self.bans_named(&placement.exclude, now);
-            let first = until.map_or(String::new(), |u| {
-                format!(
-                    "; the first ban expires at {}",
-                    u.strftime("%Y-%m-%d %H:%M:%S UTC")
-                )
-            });
+            let (message, until) = self.nowhere_message(&placement.exclude, now, &combined);
+            let mut blockers = placement.exclude.clone();
+            blockers.sort();
             SubmitResult::Nowhere {
-                message: format!(
-                    "nowhere to run: every node the job may use is excluded: {bans}{first}; \
-                     submitting again when a ban expires or is lifted ({combined})"
-                ),
-                exclude: placement.exclude.clone(),
+                message,
+                blockers: self
+                    .blockers(&run.spec, &run.state, now)
+                    .unwrap_or(blockers),
                 until,
             }
         } else if lifts {

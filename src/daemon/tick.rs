@@ -330,8 +330,8 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             obs.found = found.map(|f| f.to_vec());
             // Waiting for somewhere to run: where could it go now? Only
             // with a node inventory (without one the list would be empty).
-            if a.waiting.is_some() && self.known_nodes(now).is_some() {
-                obs.exclude_now = Some(self.exclude_for(&run.spec, &run.state, now));
+            if a.waiting.is_some() {
+                obs.blockers_now = self.blockers(&run.spec, &run.state, now);
             }
             return (obs, files);
         };
@@ -398,6 +398,22 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 kind: Rejection::NodeConfigUnavailable,
                 message: format!("no partition can hold this job ({why})"),
             },
+            Err(PlanError::Nowhere) => {
+                let exclude = self.exclude_for(&run.spec, &run.state, now);
+                let (message, until) = self.nowhere_message(
+                    &exclude,
+                    now,
+                    "no partition has a usable node for it now",
+                );
+                match self.blockers(&run.spec, &run.state, now) {
+                    Some(blockers) => SubmitResult::Nowhere {
+                        message,
+                        blockers,
+                        until,
+                    },
+                    None => SubmitResult::Unknown { message },
+                }
+            }
             // Without an inventory nothing is submitted; the attempt stays
             // unconfirmed and is retried once Slurm answers.
             Err(PlanError::Unobservable) => SubmitResult::Unknown {
@@ -737,5 +753,48 @@ mod tests {
         assert_eq!(st.status, RunStatus::Running, "{st:?}");
         assert_eq!((st.workload_failures, st.attempts.len()), (0, 1));
         assert_eq!(slurm.calls().submit, 1);
+    }
+
+    #[test]
+    fn an_unpinned_run_with_every_fitting_node_banned_or_down_waits_for_a_change() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let now = slurm.now();
+        sd.update_blacklist("sim", |bl| {
+            bl.ban("a100-1", "ECC", Some(Duration::from_secs(3600)), now);
+        })
+        .unwrap();
+        slurm.drain_node("a100-2", "maintenance");
+        let mut s = spec("r0", slurm.now());
+        s.resources.gpus = Some(1);
+        s.resources.gpu_type = Some("a100".into());
+        sd.create_run(&s, b"#!/bin/bash\n", vec![]).unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Queued, "{st:?}");
+        assert!(
+            st.reason.contains("a100-1 (banned until")
+                && st.reason.contains("down or drained: a100-2"),
+            "{}",
+            st.reason
+        );
+        assert!(st.attempts[0].waiting.is_some());
+        slurm.reset_calls();
+        for _ in 0..30 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        assert_eq!(slurm.calls().submit, 0);
+        assert!(slurm.all_jobs().is_empty(), "nothing was ever submitted");
+        // The down node comes back: placed there within a minute or so.
+        slurm.resume_node("a100-2");
+        for _ in 0..12 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Running, "{st:?}");
+        assert_eq!((st.workload_failures, st.attempts.len()), (0, 1));
     }
 }

@@ -66,9 +66,9 @@ pub struct Observation {
     /// The fault signatures to judge an ended attempt's output by (the
     /// built-in set when `None`).
     pub signatures: Option<std::sync::Arc<SignatureSet>>,
-    /// For an attempt waiting for somewhere to run: the `--exclude` list the
-    /// daemon would give it now (`None` when it could not tell).
-    pub exclude_now: Option<Vec<String>>,
+    /// For an attempt waiting for somewhere to run: what keeps it from every
+    /// node now ([`Waiting::blockers`]; `None` when the daemon cannot tell).
+    pub blockers_now: Option<Vec<String>>,
 }
 
 impl Observation {
@@ -81,7 +81,7 @@ impl Observation {
             outcome: None,
             controls: Vec::new(),
             signatures: None,
-            exclude_now: None,
+            blockers_now: None,
         }
     }
 }
@@ -136,13 +136,13 @@ pub enum SubmitResult {
     Deferred {
         message: String,
     },
-    /// Slurm refused because every node the job may use is excluded (banned):
-    /// no job exists. The attempt waits until the exclude list changes (a ban
-    /// expires, is lifted or added), not on a timer.
+    /// Every node the job may use is banned (Slurm refused the exclude list)
+    /// or down: no job exists. The attempt waits until that changes (a ban
+    /// expires, is lifted or added, a node comes back), not on a timer.
     Nowhere {
         message: String,
-        /// The exclude list the refused submission carried.
-        exclude: Vec<String>,
+        /// What kept the job from every node ([`Waiting::blockers`]).
+        blockers: Vec<String>,
         /// When the first of those bans expires.
         until: Option<Timestamp>,
     },
@@ -409,7 +409,7 @@ fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) 
 
 /// An attempt Slurm refused because every node it may use is banned: no job
 /// exists (sbatch's answer was definite), so a stop ends it at once, and it
-/// is submitted again only when that can help: the exclude list changed, the
+/// is submitted again only when that can help: the blockers changed, the
 /// first ban expired, or (rarely) after [`WAITING_RECHECK`].
 fn wait_for_somewhere(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
     let Some(w) = &attempt.waiting else {
@@ -425,15 +425,15 @@ fn wait_for_somewhere(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
         return;
     }
     let now = cx.now;
-    let changed = obs.exclude_now.as_ref().is_some_and(|x| {
+    let changed = obs.blockers_now.as_ref().is_some_and(|x| {
         let mut x = x.clone();
         x.sort();
-        x != w.exclude
+        x != w.blockers
     });
     let expired = w.until.is_some_and(|u| now >= u);
     let recheck = since(now, w.tried_at) >= WAITING_RECHECK;
     let why = if changed {
-        "the banned nodes changed"
+        "the banned or down nodes changed"
     } else if expired {
         "the first ban expired"
     } else if recheck {
@@ -891,17 +891,17 @@ pub fn submitted(
             }
             SubmitResult::Nowhere {
                 message,
-                exclude,
+                blockers,
                 until,
             } => {
-                let mut exclude = exclude.clone();
-                exclude.sort();
+                let mut blockers = blockers.clone();
+                blockers.sort();
                 let a = cx.st.live_attempt_mut().expect("live attempt");
                 let first = a.waiting.is_none();
                 let since = a.waiting.as_ref().map_or(now, |w| w.since);
                 a.waiting = Some(Waiting {
                     since,
-                    exclude,
+                    blockers,
                     until: *until,
                     tried_at: now,
                 });

@@ -285,7 +285,12 @@ fn waiting(spec: &RunSpec, before: &RunState, after: &RunState, now: Timestamp) 
         None => "Shepherd submits it again when a ban is lifted (`shepherd nodes unban NODE`)"
             .to_string(),
     });
-    notice.nodes = w.exclude.clone();
+    notice.nodes = w
+        .blockers
+        .iter()
+        .filter(|n| !n.starts_with("down:"))
+        .cloned()
+        .collect();
     Some(notice)
 }
 
@@ -576,7 +581,7 @@ mod tests {
         let before = state(RunStatus::Submitting, vec![waiting.clone()]);
         waiting.waiting = Some(Waiting {
             since: t(10),
-            exclude: vec!["gpu-1".into(), "gpu-2".into()],
+            blockers: vec!["gpu-1".into(), "gpu-2".into()],
             until: Some(t(3600)),
             tried_at: t(10),
         });

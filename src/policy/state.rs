@@ -141,10 +141,11 @@ pub struct Fingerprint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
     pub since: Timestamp,
-    /// The `--exclude` list the refused submission carried, sorted: when the
-    /// daemon's list differs (a ban expired, was lifted or added), it tries
-    /// again.
-    pub exclude: Vec<String>,
+    /// What kept the job from every node, sorted: the `--exclude` list
+    /// (banned nodes) and `down:NODE` for each node Slurm cannot use. When
+    /// the daemon sees a different list (a ban expired, was lifted or added,
+    /// a node came back), it tries again.
+    pub blockers: Vec<String>,
     /// When the first of those bans expires (`None`: none expires by itself).
     pub until: Option<Timestamp>,
     /// When the daemon last tried.

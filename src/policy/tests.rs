@@ -756,7 +756,7 @@ fn phantom(id: u64, attempt: u32) -> JobInfo {
 fn nowhere(exclude: &[&str], until: Option<i64>) -> SubmitResult {
     SubmitResult::Nowhere {
         message: "nowhere to run: every node the job may use is excluded".into(),
-        exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        blockers: exclude.iter().map(|s| s.to_string()).collect(),
         until: until.map(t),
     }
 }
@@ -764,7 +764,7 @@ fn nowhere(exclude: &[&str], until: Option<i64>) -> SubmitResult {
 fn excluding(exclude: &[&str]) -> Observation {
     Observation {
         found: Some(vec![]),
-        exclude_now: Some(exclude.iter().map(|s| s.to_string()).collect()),
+        blockers_now: Some(exclude.iter().map(|s| s.to_string()).collect()),
         ..Observation::nothing()
     }
 }
@@ -852,7 +852,7 @@ fn nowhere_to_run_waits_until_the_bans_change() {
         s.state.reason
     );
     let w = s.state.attempts[0].waiting.clone().unwrap();
-    assert_eq!(w.exclude, ["a100-1", "a100-2"], "sorted");
+    assert_eq!(w.blockers, ["a100-1", "a100-2"], "sorted");
     assert!(s.events.iter().any(|e| e.kind == "nowhere_to_run"));
     // The same bans, in any order: no submission, minute after minute.
     for at in (30..600).step_by(30) {
