@@ -424,6 +424,10 @@ fn wait_for_somewhere(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
         finish_cancelled(cx, attempt.cancel);
         return;
     }
+    if cx.st.paused {
+        // Paused: nothing new is submitted, however the bans change.
+        return;
+    }
     let now = cx.now;
     let changed = obs.blockers_now.as_ref().is_some_and(|x| {
         let mut x = x.clone();

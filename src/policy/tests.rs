@@ -890,6 +890,23 @@ fn nowhere_to_run_waits_until_the_bans_change() {
 }
 
 #[test]
+fn a_paused_run_waiting_for_somewhere_submits_nothing_until_unpaused() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(0, nowhere(&["a100-1"], None));
+    let mut obs = excluding(&[]);
+    obs.controls = vec![Control::Pause];
+    s.tick(5, obs);
+    assert!(s.actions.is_empty());
+    s.tick(10, excluding(&[]));
+    assert!(s.actions.is_empty());
+    let mut obs = excluding(&[]);
+    obs.controls = vec![Control::Unpause];
+    s.tick(15, obs);
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+}
+
+#[test]
 fn a_stop_while_waiting_for_somewhere_ends_the_run_at_once() {
     let mut s = Sim::new(Mode::RunOnce);
     s.tick(0, Observation::nothing());
