@@ -878,6 +878,10 @@ pub fn submitted(
                 after_end(&mut cx, &end, false);
             }
             SubmitResult::Unknown { message } => {
+                // The job may exist after all: look for it by name again.
+                if let Some(a) = cx.st.live_attempt_mut() {
+                    a.waiting = None;
+                }
                 cx.event(
                     "submit_unknown",
                     format!("sbatch gave no answer ({message}); will look for the job before submitting again"),
@@ -887,6 +891,9 @@ pub fn submitted(
             // answer retries it, after looking for it by name, which is cheap
             // and covers a refusal misread as final.
             SubmitResult::Deferred { message } => {
+                if let Some(a) = cx.st.live_attempt_mut() {
+                    a.waiting = None;
+                }
                 cx.event(
                     "submit_deferred",
                     format!("Slurm cannot take the job yet: {message}"),

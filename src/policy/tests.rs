@@ -879,6 +879,30 @@ fn nowhere_to_run_waits_until_the_bans_change() {
     assert_eq!(s.state.attempts.len(), 1);
     assert_eq!(s.state.workload_failures, 0);
 
+    // An unclear answer to a retry: the job may exist, so it is looked for
+    // by name again (the wait is over).
+    let mut s2 = Sim::new(Mode::RunOnce);
+    s2.tick(0, Observation::nothing());
+    s2.submit_result(0, nowhere(&["a100-1"], None));
+    s2.tick(10, excluding(&[]));
+    s2.submit_result(
+        10,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    assert_eq!(s2.state.attempts[0].waiting, None);
+    let mut found = job(5, JobState::Pending, 0);
+    found.name = "shepherd.train.1".into();
+    s2.tick(
+        20,
+        Observation {
+            found: Some(vec![found]),
+            ..Observation::nothing()
+        },
+    );
+    assert_eq!(s2.state.attempts[0].job_id, Some(JobId(5)));
+
     // Without word from the daemon, the first ban's expiry still wakes it.
     let mut s = Sim::new(Mode::RunOnce);
     s.tick(0, Observation::nothing());
