@@ -1227,3 +1227,25 @@ fn a_restart_is_a_fresh_start_for_the_verdicts() {
     s.tick(152, poison(3, "a100-1", 7, 2));
     assert_eq!(s.status(), RunStatus::Queued, "{}", s.state.reason);
 }
+
+#[test]
+fn files_written_before_the_verdicts_still_read() {
+    // An attempt end, a run state and a policy as older versions wrote them.
+    let end: AttemptEnd = serde_json::from_str(
+        r#"{"class":"workload_failure","blame":"workload","slurm_state":"FAILED",
+            "exit":{"code":1,"signal":0},"detail":"the workload exited with code 1"}"#,
+    )
+    .unwrap();
+    assert_eq!(end.fingerprint, None);
+    let mut state = serde_json::to_value(RunState::new(t(0))).unwrap();
+    assert!(state.get("evidence_after").is_none(), "not written when 0");
+    state.as_object_mut().unwrap().remove("evidence_after");
+    let state: RunState = serde_json::from_value(state).unwrap();
+    assert_eq!(state.evidence_after, 0);
+    let mut policy = serde_json::to_value(Policy::default()).unwrap();
+    policy.as_object_mut().unwrap().remove("same_failure_limit");
+    let policy: Policy = serde_json::from_value(policy).unwrap();
+    assert_eq!(policy.same_failure_limit, 3);
+    let a = serde_json::to_value(Attempt::new(1, t(0))).unwrap();
+    assert!(a.get("waiting").is_none());
+}
