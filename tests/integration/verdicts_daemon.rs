@@ -148,6 +148,15 @@ fn a_poison_workload_ends_after_three_attempts_on_two_nodes() {
         "{reason}"
     );
     assert!(shep.ok(&["events", &run]).contains("code_fault"));
+    // The evidence: one fingerprint, the host name, PID and time taken out.
+    let fp = &attempts(&s)[0]["fingerprint"];
+    assert!(attempts(&s).iter().all(|a| a["fingerprint"] == *fp), "{s}");
+    assert_eq!(fp["exit"], "exit 1", "{fp}");
+    assert_eq!(fp["after"], "<10s", "{fp}");
+    assert_eq!(
+        fp["lines"][0], "loading config on <node>, pid <n>, at <n>",
+        "{fp}"
+    );
     // Nothing about it blamed a node.
     let nodes: Value = serde_json::from_str(&shep.ok(&["nodes", "--json"])).unwrap();
     let banned: Vec<&Value> = nodes["nodes"]["nodes"]
