@@ -56,6 +56,7 @@ fn rows(n: usize) -> Vec<RunRow> {
                     slurm_state: None,
                     exit_code: None,
                     detail: None,
+                    fingerprint: None,
                 })
                 .collect::<Vec<_>>();
             RunRow {

@@ -57,6 +57,7 @@ pub struct Defaults {
     pub gpu_type: Option<String>,
     pub prefer: Option<String>,
     pub max_retries: Option<u32>,
+    pub same_failure_limit: Option<u32>,
     pub keep_alive: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub heartbeat_grace: Option<String>,
@@ -172,6 +173,7 @@ impl Defaults {
                 .transpose()?,
             partitions: self.partitions.clone(),
             max_retries: self.max_retries,
+            same_failure_limit: self.same_failure_limit,
             keep_alive: duration("keep_alive", &self.keep_alive)?,
             heartbeat_interval: duration("heartbeat_interval", &self.heartbeat_interval)?,
             heartbeat_grace: duration("heartbeat_grace", &self.heartbeat_grace)?,
@@ -256,6 +258,7 @@ mod tests {
     const FULL: &str = r#"
 [defaults]
 max_retries = 5
+same_failure_limit = 4
 heartbeat_grace = "10m"
 partitions = ["a100", "a6000"]
 prefer = "max"
@@ -282,6 +285,7 @@ shared_dir = "/shared/lab/shepherd"
         let c = parse(FULL).unwrap();
         let o = c.defaults.run_options().unwrap();
         assert_eq!(o.max_retries, Some(5));
+        assert_eq!(o.same_failure_limit, Some(4));
         assert_eq!(o.heartbeat_grace, Some(Duration::from_secs(600)));
         assert_eq!(o.prefer, Some(Prefer::Max));
         assert_eq!(o.partitions.unwrap(), ["a100", "a6000"]);

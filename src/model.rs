@@ -181,6 +181,15 @@ pub struct Policy {
     /// empty: none.
     #[serde(default)]
     pub probes: Option<Vec<String>>,
+    /// The same workload failure (its fingerprint) in this many attempts on
+    /// at least two nodes ends the run `failed`; 0 turns the rule off.
+    #[serde(default = "default_same_failure_limit")]
+    pub same_failure_limit: u32,
+}
+
+/// Runs created before `same_failure_limit` existed get the default.
+fn default_same_failure_limit() -> u32 {
+    3
 }
 
 impl Default for Policy {
@@ -198,6 +207,7 @@ impl Default for Policy {
             signal_before: None,
             pending_timeout: Some(Duration::from_secs(1800)),
             probes: None,
+            same_failure_limit: default_same_failure_limit(),
         }
     }
 }

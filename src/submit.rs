@@ -89,6 +89,9 @@ pub struct RunOptions {
     /// Workload failures tolerated before the run fails
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
+    /// The same failure in N attempts on two or more nodes ends the run (0: off)
+    #[arg(long, value_name = "N")]
+    pub same_failure_limit: Option<u32>,
     /// How long an indefinite run is kept alive (e.g. 7d)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub keep_alive: Option<Duration>,
@@ -160,6 +163,7 @@ impl RunOptions {
             prefer,
             partitions,
             max_retries,
+            same_failure_limit,
             keep_alive,
             heartbeat_interval,
             heartbeat_grace,
@@ -251,6 +255,9 @@ pub fn prepare(
             None => defaults.pending_timeout,
         },
         probes: probe_list(opts.probes.clone())?,
+        same_failure_limit: opts
+            .same_failure_limit
+            .unwrap_or(defaults.same_failure_limit),
     };
     validate(mode, &policy, &opts)?;
     // Extra arguments become the first #SBATCH lines, so the script's own

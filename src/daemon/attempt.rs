@@ -77,6 +77,9 @@ pub struct Placement {
     /// Partitions in order of preference; `None` leaves the choice to the
     /// script's own `--partition` or Slurm's default.
     pub partitions: Option<Vec<String>>,
+    /// The node in `exclude` only because this run's last failure asks the
+    /// next attempt to try elsewhere (not a ban).
+    pub avoid: Option<String>,
 }
 
 pub fn sbatch_args(
@@ -209,6 +212,7 @@ mod tests {
         let placement = Placement {
             exclude: vec!["bad-1".to_string()],
             partitions: Some(vec!["a100".into(), "a6000".into()]),
+            avoid: None,
         };
         let args = sbatch_args(&spec(), &run.attempt(3), 3, &placement);
         assert_eq!(

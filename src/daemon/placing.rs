@@ -13,23 +13,9 @@ use crate::placement::inventory::{
     Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
 };
 use crate::policy::decide::{self, SubmitResult};
-use crate::policy::signatures::SignatureAction;
 use crate::policy::state::RunState;
 use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError};
 use crate::store::atomic::StoreError;
-
-/// The node of the run's last ended attempt, when its failure asks the next
-/// attempt to go elsewhere.
-fn suspect_node(state: &RunState) -> Option<String> {
-    let last = state.attempts.iter().rev().find(|a| a.end.is_some())?;
-    let action = last.end.as_ref()?.signature.as_ref()?.action;
-    matches!(
-        action,
-        SignatureAction::RetryElsewhere | SignatureAction::CountAndRetryElsewhere
-    )
-    .then(|| last.node.clone())
-    .flatten()
-}
 
 /// Why a run's next job cannot be placed.
 pub(super) enum PlanError {
@@ -38,6 +24,9 @@ pub(super) enum PlanError {
     Unobservable,
     /// No partition can hold the request; why not, per partition.
     NoPartition(String),
+    /// Partitions could hold it, but every node that could is banned or
+    /// down now: wait for that to change.
+    Nowhere,
 }
 
 /// How long the node names read from Slurm are trusted.
@@ -85,7 +74,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         state: &RunState,
         now: Timestamp,
     ) -> Result<attempt::Placement, PlanError> {
-        let exclude = self.exclude_for(spec, state, now);
+        let (exclude, avoid) = self.exclude_and_avoid(spec, state, now);
         let script_pins = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
             .partition
             .is_some();
@@ -113,7 +102,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                             .is_none()
                 });
                 if later {
-                    return Err(PlanError::Unobservable);
+                    return Err(PlanError::Nowhere);
                 }
                 let why: Vec<String> = views
                     .iter()
@@ -138,6 +127,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         Ok(attempt::Placement {
             exclude,
             partitions,
+            avoid,
         })
     }
 
@@ -149,8 +139,19 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         state: &RunState,
         now: Timestamp,
     ) -> Vec<String> {
+        self.exclude_and_avoid(spec, state, now).0
+    }
+
+    /// The `--exclude` list, and which of its nodes is there only because
+    /// this run's last failure asks to try elsewhere (not banned).
+    fn exclude_and_avoid(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> (Vec<String>, Option<String>) {
         let Some(known) = self.known_nodes(now) else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
         let mut banned = match (spec.policy.blacklist, self.cluster_name()) {
             (true, Some(cluster)) => self
@@ -161,12 +162,101 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             _ => Vec::new(),
         };
         // A node this run's last attempt failed on in a way that may be the
-        // node's: the next attempt tries elsewhere.
-        if let Some(node) = suspect_node(state).filter(|n| known.contains(n) && !banned.contains(n))
-        {
-            banned.push(node);
+        // node's, or where the same failure repeated: the next attempt tries
+        // elsewhere.
+        let avoid = crate::policy::verdicts::avoid_node(state, spec.policy.same_failure_limit)
+            .filter(|n| known.contains(n) && !banned.contains(n));
+        if let Some(node) = &avoid {
+            banned.push(node.clone());
         }
-        attempt::exclude_list(spec, &banned, &known)
+        (attempt::exclude_list(spec, &banned, &known), avoid)
+    }
+
+    /// What keeps a run's job from every node, as [`Waiting::blockers`]:
+    /// its exclude list and `down:NODE` for each node Slurm cannot use.
+    /// `None` without a node inventory.
+    ///
+    /// [`Waiting::blockers`]: crate::policy::state::Waiting::blockers
+    pub(super) fn blockers(
+        &self,
+        spec: &RunSpec,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Option<Vec<String>> {
+        let nodes = self.inventory(now, false)?;
+        let mut all = self.exclude_for(spec, state, now);
+        all.extend(
+            nodes
+                .iter()
+                .filter(|n| !n.state.is_usable())
+                .map(|n| format!("down:{}", n.name)),
+        );
+        all.sort();
+        Some(all)
+    }
+
+    /// Why a run has nowhere to run, for people: the banned nodes with
+    /// until when and why, the unusable GPU nodes, when the first ban
+    /// expires. Also that time.
+    pub(super) fn nowhere_message(
+        &self,
+        exclude: &[String],
+        now: Timestamp,
+        detail: &str,
+    ) -> (String, Option<Timestamp>) {
+        let (bans, until) = self.bans_named(exclude, now);
+        let down: Vec<String> = self
+            .inventory(now, false)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| !n.state.is_usable() && n.gpus_total() > 0)
+            .map(|n| n.name)
+            .collect();
+        let mut what = Vec::new();
+        if !bans.is_empty() {
+            what.push(format!("excluded: {bans}"));
+        }
+        if !down.is_empty() {
+            what.push(format!("down or drained: {}", down.join(", ")));
+        }
+        let first = until.map_or(String::new(), |u| {
+            format!(
+                "; the first ban expires at {}",
+                u.strftime("%Y-%m-%d %H:%M:%S UTC")
+            )
+        });
+        (
+            format!(
+                "nowhere to run: every node the job may use is banned or down ({}){first}; \
+                 submitting again when that changes ({detail})",
+                what.join("; ")
+            ),
+            until,
+        )
+    }
+
+    /// The bans among `exclude`, for people, and when the first expires.
+    fn bans_named(&self, exclude: &[String], now: Timestamp) -> (String, Option<Timestamp>) {
+        let bl = self
+            .cluster_name()
+            .and_then(|c| self.state_dir.load_blacklist(&c).ok());
+        let mut first: Option<Timestamp> = None;
+        let named: Vec<String> = exclude
+            .iter()
+            .map(|n| match bl.as_ref().and_then(|b| b.active_ban(n, now)) {
+                Some(ban) => {
+                    if let Some(u) = ban.until {
+                        first = Some(first.map_or(u, |f| f.min(u)));
+                    }
+                    let until = ban.until.map_or("until unbanned".to_string(), |u| {
+                        format!("until {}", u.strftime("%Y-%m-%d %H:%M:%S UTC"))
+                    });
+                    format!("{n} (banned {until}: {})", ban.reason)
+                }
+                None => format!("{n} (excluded)"),
+            })
+            .collect();
+        (named.join(", "), first)
     }
 
     /// Nothing is free anywhere: ask Slurm when the job would start in each
@@ -305,6 +395,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 let one = attempt::Placement {
                     exclude: placement.exclude.clone(),
                     partitions: Some(vec![p.clone()]),
+                    avoid: placement.avoid.clone(),
                 };
                 match submit(&one) {
                     Ok(id) => {
@@ -346,16 +437,38 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         let lifts = refusals.iter().any(|(k, m)| k.may_lift(m));
         // Our own exclude list may leave the job no node at all (every node
         // it may use is banned): wait for a ban to expire rather than fail.
+        // Asked without the list (`--test-only`, which creates no job),
+        // Slurm tells whether the list is the cause.
         let banned_out = !placement.exclude.is_empty()
             && refusals
                 .iter()
-                .any(|(k, _)| *k == Rejection::NodeConfigUnavailable);
+                .any(|(k, _)| *k == Rejection::NodeConfigUnavailable)
+            && !self.refused_anyway(run, attempt, env, placement);
+        if banned_out && let Some(node) = &placement.avoid {
+            // Only the node this run meant to avoid is left: use it rather
+            // than wait.
+            let fewer = attempt::Placement {
+                exclude: placement
+                    .exclude
+                    .iter()
+                    .filter(|n| *n != node)
+                    .cloned()
+                    .collect(),
+                partitions: placement.partitions.clone(),
+                avoid: None,
+            };
+            return self.submit_placed(run, attempt, env, &fewer, now);
+        }
         Ok(if banned_out {
-            SubmitResult::Deferred {
-                message: format!(
-                    "{combined}; with nodes {} excluded, waiting for a ban to expire",
-                    placement.exclude.join(",")
-                ),
+            let (message, until) = self.nowhere_message(&placement.exclude, now, &combined);
+            let mut blockers = placement.exclude.clone();
+            blockers.sort();
+            SubmitResult::Nowhere {
+                message,
+                blockers: self
+                    .blockers(&run.spec, &run.state, now)
+                    .unwrap_or(blockers),
+                until,
             }
         } else if lifts {
             SubmitResult::Deferred {
@@ -368,6 +481,31 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 message: combined,
             }
         })
+    }
+
+    /// Whether Slurm refuses the job even with no node excluded: then the
+    /// request itself is impossible and waiting for bans would be in vain.
+    /// An unclear answer counts as "no" (the bans are the likely cause).
+    fn refused_anyway(
+        &self,
+        run: &Loaded,
+        attempt: u32,
+        env: &[(String, String)],
+        placement: &attempt::Placement,
+    ) -> bool {
+        let open = attempt::Placement {
+            exclude: Vec::new(),
+            partitions: placement.partitions.clone(),
+            avoid: None,
+        };
+        let request = attempt::submit_request(&run.spec, &run.dir, attempt, env.to_vec(), &open);
+        matches!(
+            self.slurm.estimate_start(&request),
+            Err(SlurmError::Rejected {
+                kind: Rejection::NodeConfigUnavailable,
+                ..
+            })
+        )
     }
 }
 

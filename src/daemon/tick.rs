@@ -171,7 +171,8 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             .iter()
             .filter_map(|r| {
                 let a = r.state.live_attempt()?;
-                a.job_id.is_none().then(|| job_name(&r.spec, a.attempt))
+                // A refused attempt created no job: nothing to look for.
+                (a.job_id.is_none() && a.waiting.is_none()).then(|| job_name(&r.spec, a.attempt))
             })
             .collect();
         let found: Option<Vec<JobInfo>> = if names.is_empty() {
@@ -186,7 +187,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
         let mut steps = Vec::new();
         for (i, run) in runs.iter().enumerate() {
-            let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref());
+            let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref(), now);
             let step = decide::step(&run.spec, &run.state, &obs.0, now);
             steps.push((i, step, obs.1));
         }
@@ -210,8 +211,9 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     Action::Cancel { job } => cancels.push((i, job)),
                     Action::Submit { attempt } => {
                         report.submitted += 1;
-                        if let Err(e) = self.submit(run, attempt, now) {
-                            report.problems.push(format!("run {}: {e}", run.id));
+                        match self.submit(run, attempt, now) {
+                            Ok(problems) => report.problems.extend(problems),
+                            Err(e) => report.problems.push(format!("run {}: {e}", run.id)),
                         }
                     }
                     Action::Reconsider { job } => self.reconsider(run, job, now),
@@ -309,6 +311,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         jobs: &Result<HashMap<JobId, JobInfo>, SlurmError>,
         records: Option<&[JobRecord]>,
         found: Option<&[JobInfo]>,
+        now: Timestamp,
     ) -> (Observation, Vec<PathBuf>) {
         let mut obs = Observation::nothing();
         obs.signatures = Some(std::sync::Arc::clone(&self.signatures));
@@ -325,6 +328,11 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         };
         let Some(job) = a.job_id else {
             obs.found = found.map(|f| f.to_vec());
+            // Waiting for somewhere to run: where could it go now? Only
+            // with a node inventory (without one the list would be empty).
+            if a.waiting.is_some() {
+                obs.blockers_now = self.blockers(&run.spec, &run.state, now);
+            }
             return (obs, files);
         };
         let mut restarts = a.restarts;
@@ -367,7 +375,14 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         run.dir.append_events(events, state.status.as_str(), now)
     }
 
-    fn submit(&self, run: &mut Loaded, attempt: u32, now: Timestamp) -> Result<(), StoreError> {
+    /// Submits an attempt and records the answer; returns the problems of
+    /// queueing its notices.
+    fn submit(
+        &self,
+        run: &mut Loaded,
+        attempt: u32,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
         let dir = run.dir.attempt(attempt);
         std::fs::create_dir_all(dir.path()).map_err(|source| StoreError::Write {
             path: dir.path().to_path_buf(),
@@ -383,6 +398,22 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 kind: Rejection::NodeConfigUnavailable,
                 message: format!("no partition can hold this job ({why})"),
             },
+            Err(PlanError::Nowhere) => {
+                let exclude = self.exclude_for(&run.spec, &run.state, now);
+                let (message, until) = self.nowhere_message(
+                    &exclude,
+                    now,
+                    "no partition has a usable node for it now",
+                );
+                match self.blockers(&run.spec, &run.state, now) {
+                    Some(blockers) => SubmitResult::Nowhere {
+                        message,
+                        blockers,
+                        until,
+                    },
+                    None => SubmitResult::Unknown { message },
+                }
+            }
             // Without an inventory nothing is submitted; the attempt stays
             // unconfirmed and is retried once Slurm answers.
             Err(PlanError::Unobservable) => SubmitResult::Unknown {
@@ -404,13 +435,15 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         };
         let step = decide::submitted(&run.spec, &run.state, attempt, &result, now);
         self.record(run, &step.state, &step.events, now)?;
+        let notices = crate::policy::notices::for_run(&run.spec, &run.state, &step.state, now);
+        let problems = self.notify(run, &notices, now);
         run.state = step.state;
         run.persisted = true;
         if let Some(Action::Cancel { job }) = step.actions.first() {
             // Stop was requested while sbatch ran: cancel at once.
             let _ = self.slurm.cancel(&[*job]);
         }
-        Ok(())
+        Ok(problems)
     }
 }
 
@@ -648,5 +681,120 @@ mod tests {
             "{:?}",
             slurm.all_jobs()
         );
+    }
+
+    #[test]
+    fn every_usable_node_banned_waits_without_phantom_attempts_or_charges() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let now = slurm.now();
+        sd.update_blacklist("sim", |bl| {
+            bl.ban(
+                "a100-1",
+                "GPU probe visibility failed",
+                Some(Duration::from_secs(3600)),
+                now,
+            );
+            bl.ban(
+                "a100-2",
+                "GPU probe visibility failed",
+                Some(Duration::from_secs(1800)),
+                now,
+            );
+        })
+        .unwrap();
+        sd.create_run(&pinned("r0", &["a100"], &slurm), b"#!/bin/bash\n", vec![])
+            .unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Queued, "{st:?}");
+        for needle in [
+            "nowhere to run",
+            "a100-1 (banned until",
+            "a100-2 (banned until",
+            "GPU probe",
+            "the first ban expires",
+        ] {
+            assert!(st.reason.contains(needle), "{needle}: {}", st.reason);
+        }
+        // Slurm kept a FAILED record of the refusal under the job's name.
+        assert_eq!(slurm.all_jobs().len(), 1);
+        slurm.reset_calls();
+        // Ten minutes of ticks: no adoption of the record, no new sbatch.
+        for _ in 0..60 {
+            slurm.advance(Duration::from_secs(10));
+            let r = ticker.tick(slurm.now());
+            assert!(r.problems.is_empty(), "{:?}", r.problems);
+        }
+        assert_eq!(slurm.calls().submit, 0, "{:?}", slurm.calls());
+        let st = state_of(&sd, "r0");
+        assert_eq!(
+            (st.status, st.workload_failures, st.attempts.len()),
+            (RunStatus::Queued, 0, 1),
+            "{st:?}"
+        );
+        assert!(st.attempts[0].job_id.is_none());
+        let events = event_kinds(&sd, "r0");
+        assert!(
+            !events.iter().any(|e| e.starts_with("reconciled")),
+            "{events:?}"
+        );
+        // A ban lifted by hand: submitted at the next tick, and it runs.
+        sd.update_blacklist("sim", |bl| {
+            bl.unban("a100-2");
+        })
+        .unwrap();
+        for _ in 0..3 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Running, "{st:?}");
+        assert_eq!((st.workload_failures, st.attempts.len()), (0, 1));
+        assert_eq!(slurm.calls().submit, 1);
+    }
+
+    #[test]
+    fn an_unpinned_run_with_every_fitting_node_banned_or_down_waits_for_a_change() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let now = slurm.now();
+        sd.update_blacklist("sim", |bl| {
+            bl.ban("a100-1", "ECC", Some(Duration::from_secs(3600)), now);
+        })
+        .unwrap();
+        slurm.drain_node("a100-2", "maintenance");
+        let mut s = spec("r0", slurm.now());
+        s.resources.gpus = Some(1);
+        s.resources.gpu_type = Some("a100".into());
+        sd.create_run(&s, b"#!/bin/bash\n", vec![]).unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        ticker.tick(slurm.now());
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Queued, "{st:?}");
+        assert!(
+            st.reason.contains("a100-1 (banned until")
+                && st.reason.contains("down or drained: a100-2"),
+            "{}",
+            st.reason
+        );
+        assert!(st.attempts[0].waiting.is_some());
+        slurm.reset_calls();
+        for _ in 0..30 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        assert_eq!(slurm.calls().submit, 0);
+        assert!(slurm.all_jobs().is_empty(), "nothing was ever submitted");
+        // The down node comes back: placed there within a minute or so.
+        slurm.resume_node("a100-2");
+        for _ in 0..12 {
+            slurm.advance(Duration::from_secs(10));
+            ticker.tick(slurm.now());
+        }
+        let st = state_of(&sd, "r0");
+        assert_eq!(st.status, RunStatus::Running, "{st:?}");
+        assert_eq!((st.workload_failures, st.attempts.len()), (0, 1));
     }
 }

@@ -104,7 +104,7 @@ pub fn from_config(entries: &[NotifyConfig]) -> Result<Vec<Channel>, String> {
                 .map(|s| {
                     NoticeKind::from_short(s).ok_or_else(|| {
                         ctx(format!(
-                            "unknown event {s:?}; use completed, failed, recovered or banned"
+                            "unknown event {s:?}; use completed, failed, recovered, banned or waiting"
                         ))
                     })
                 })
@@ -209,7 +209,7 @@ mod tests {
         );
         assert!(c[0].wants(NoticeKind::RunFailed) && !c[0].wants(NoticeKind::RunCompleted));
         assert_eq!(c[0].target.describe(), "https://hooks.slack.com/…");
-        assert_eq!(c[1].events.len(), 4);
+        assert_eq!(c[1].events.len(), NoticeKind::ALL.len());
 
         let mut two = entry("x");
         two.slack = slack.slack.clone();

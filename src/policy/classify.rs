@@ -35,6 +35,7 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         exit: ev.exit,
         detail,
         signature: None,
+        fingerprint: None,
     };
     // A probe failure is the node's fault whatever Slurm recorded after it.
     if let Some(Outcome {

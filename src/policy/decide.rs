@@ -10,10 +10,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::classify::{EndEvidence, classify};
-use super::signatures::{SignatureAction, SignatureSet};
+use super::signatures::SignatureSet;
 use super::state::{
     Attempt, AttemptEnd, AttemptPhase, Blame, CancelReason, FailureClass, RunState, RunStatus,
+    Waiting,
 };
+use super::verdicts;
 use crate::model::{Mode, RunSpec};
 use crate::slurm::{JobId, JobInfo, JobRecord, JobState, Rejection};
 use crate::store::records::{Heartbeat, Outcome, Progress};
@@ -21,6 +23,11 @@ use crate::store::records::{Heartbeat, Outcome, Progress};
 /// How long after an unconfirmed submission the daemon trusts that a job it
 /// cannot find by name was never created, and submits the attempt again.
 pub const RECONCILE_AFTER: Duration = Duration::from_secs(30);
+
+/// An attempt waiting for somewhere to run is tried again at least this
+/// often even when nothing it knows of changed (a node added to the
+/// partition, an admin's change Shepherd cannot see).
+pub const WAITING_RECHECK: Duration = Duration::from_secs(15 * 60);
 
 /// What Slurm said about the live attempt's job this tick.
 #[derive(Debug, Clone)]
@@ -59,6 +66,9 @@ pub struct Observation {
     /// The fault signatures to judge an ended attempt's output by (the
     /// built-in set when `None`).
     pub signatures: Option<std::sync::Arc<SignatureSet>>,
+    /// For an attempt waiting for somewhere to run: what keeps it from every
+    /// node now ([`Waiting::blockers`]; `None` when the daemon cannot tell).
+    pub blockers_now: Option<Vec<String>>,
 }
 
 impl Observation {
@@ -71,6 +81,7 @@ impl Observation {
             outcome: None,
             controls: Vec::new(),
             signatures: None,
+            blockers_now: None,
         }
     }
 }
@@ -124,6 +135,16 @@ pub enum SubmitResult {
     /// the attempt is submitted again later.
     Deferred {
         message: String,
+    },
+    /// Every node the job may use is banned (Slurm refused the exclude list)
+    /// or down: no job exists. The attempt waits until that changes (a ban
+    /// expires, is lifted or added, a node comes back), not on a timer.
+    Nowhere {
+        message: String,
+        /// What kept the job from every node ([`Waiting::blockers`]).
+        blockers: Vec<String>,
+        /// When the first of those bans expires.
+        until: Option<Timestamp>,
     },
 }
 
@@ -275,6 +296,8 @@ fn apply_control(cx: &mut Ctx<'_>, control: Control) {
         Control::Restart => {
             cx.event("restart_requested", "restart requested".into());
             cx.st.workload_failures = 0;
+            // Earlier failures are no evidence for the fresh start's verdicts.
+            cx.st.evidence_after = cx.st.attempts.last().map_or(0, |a| a.attempt);
             cx.st.not_before = None;
             if cx.st.live_attempt().is_some() {
                 cancel_live(cx, CancelReason::Restart);
@@ -302,7 +325,8 @@ fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
             if let Some(r) = last {
                 note_placement(cx, &r.partition, &r.nodes);
             }
-            end_attempt(cx, state, exit, obs);
+            let nodes = last.map_or(&[][..], |r| &r.nodes[..]);
+            end_attempt(cx, state, exit, nodes, "", obs);
         }
         (Some(_), JobView::Gone(None)) => {}
     }
@@ -324,11 +348,20 @@ fn note_placement(cx: &mut Ctx<'_>, partition: &str, nodes: &[String]) {
 /// An attempt whose sbatch answer was never recorded: find its job by name, or
 /// conclude that it was never created.
 fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
+    if attempt.waiting.is_some() {
+        wait_for_somewhere(cx, attempt, obs);
+        return;
+    }
     let Some(found) = &obs.found else {
         return;
     };
     let name = job_name(cx.spec, attempt.attempt);
-    let mine: Vec<&JobInfo> = found.iter().filter(|j| j.name == name).collect();
+    // A refused submission leaves a record under the name (FAILED,
+    // BadConstraints, no node): it is not this attempt's job.
+    let mine: Vec<&JobInfo> = found
+        .iter()
+        .filter(|j| j.name == name && !verdicts::is_phantom(j))
+        .collect();
     if let Some(job) = mine.iter().find(|j| !j.state.is_terminal()).or(mine.last()) {
         let id = job.id;
         if let Some(a) = cx.st.live_attempt_mut() {
@@ -379,10 +412,70 @@ fn reconcile_submission(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) 
     });
 }
 
+/// An attempt Slurm refused because every node it may use is banned: no job
+/// exists (sbatch's answer was definite), so a stop ends it at once, and it
+/// is submitted again only when that can help: the blockers changed, the
+/// first ban expired, or (rarely) after [`WAITING_RECHECK`].
+fn wait_for_somewhere(cx: &mut Ctx<'_>, attempt: &Attempt, obs: &Observation) {
+    let Some(w) = &attempt.waiting else {
+        return;
+    };
+    if attempt.cancel.is_some() {
+        if let Some(a) = cx.st.live_attempt_mut() {
+            a.phase = AttemptPhase::Ended;
+            a.ended_at = Some(cx.now);
+            a.waiting = None;
+        }
+        finish_cancelled(cx, attempt.cancel);
+        return;
+    }
+    if cx.st.paused {
+        // Paused: nothing new is submitted, however the bans change.
+        return;
+    }
+    let now = cx.now;
+    let changed = obs.blockers_now.as_ref().is_some_and(|x| {
+        let mut x = x.clone();
+        x.sort();
+        x != w.blockers
+    });
+    let expired = w.until.is_some_and(|u| now >= u);
+    let recheck = since(now, w.tried_at) >= WAITING_RECHECK;
+    let why = if changed {
+        "the banned or down nodes changed"
+    } else if expired {
+        "the first ban expired"
+    } else if recheck {
+        "checking again"
+    } else {
+        return;
+    };
+    cx.event(
+        "resubmit_waiting",
+        format!("{why}; submitting attempt {} again", attempt.attempt),
+    );
+    if let Some(a) = cx.st.live_attempt_mut() {
+        a.submitted_at = now;
+        if let Some(w) = &mut a.waiting {
+            w.tried_at = now;
+        }
+    }
+    cx.actions.push(Action::Submit {
+        attempt: attempt.attempt,
+    });
+}
+
 fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observation) {
     if info.state.is_terminal() {
         note_placement(cx, &info.partition, &info.nodes);
-        end_attempt(cx, Some(&info.state), info.exit, obs);
+        end_attempt(
+            cx,
+            Some(&info.state),
+            info.exit,
+            &info.nodes,
+            &info.reason,
+            obs,
+        );
         return;
     }
     let now = cx.now;
@@ -539,6 +632,8 @@ fn end_attempt(
     cx: &mut Ctx<'_>,
     state: Option<&JobState>,
     exit: Option<crate::slurm::ExitStatus>,
+    nodes: &[String],
+    reason: &str,
     obs: &Observation,
 ) {
     let outcome = obs.outcome.as_ref();
@@ -556,13 +651,29 @@ fn end_attempt(
             &builtin
         }
     };
-    let end = classify(&EndEvidence {
+    let reached = verdicts::Reached {
         state,
-        exit,
-        outcome,
-        cancel,
-        signatures: Some(signatures),
+        nodes,
+        reason,
+        outcome: outcome.is_some(),
+        seen_running: a.running_since.is_some(),
+    };
+    let never = verdicts::never_started(&reached).filter(|_| cancel.is_none());
+    let mut end = never.unwrap_or_else(|| {
+        classify(&EndEvidence {
+            state,
+            exit,
+            outcome,
+            cancel,
+            signatures: Some(signatures),
+        })
     });
+    if matches!(
+        end.class,
+        FailureClass::WorkloadFailure | FailureClass::OutOfMemory
+    ) {
+        end.fingerprint = outcome.and_then(verdicts::fingerprint);
+    }
     let warned = outcome.is_some_and(|o| o.warned);
     let now = cx.now;
     let a = cx.st.live_attempt_mut().expect("live attempt");
@@ -635,7 +746,24 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
         FailureClass::Rejected => {
             cx.set_status(RunStatus::Failed, format!("Slurm refused the submission: {}", end.detail));
         }
-        FailureClass::WorkloadFailure if let Some(verdict) = fails_on_every_node(&cx.st, end) => {
+        // Nothing ran: not charged. A refusal waits in `submitted`; this is
+        // a job Slurm accepted and then ended unplaced, so try again after a
+        // pause that keeps such ends from looping.
+        FailureClass::NeverStarted => {
+            cx.st.not_before = Some(add(cx.now, RECONCILE_AFTER));
+            cx.set_status(
+                RunStatus::Queued,
+                format!(
+                    "{}; not charged, submitting again in {}",
+                    end.detail,
+                    crate::duration::format(RECONCILE_AFTER)
+                ),
+            );
+        }
+        FailureClass::WorkloadFailure | FailureClass::OutOfMemory
+            if let Some(verdict) = verdicts::code_fault(&cx.st, spec.policy.same_failure_limit) =>
+        {
+            cx.st.workload_failures += 1;
             cx.event("code_fault", verdict.clone());
             cx.set_status(RunStatus::Failed, verdict);
         }
@@ -667,32 +795,6 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
             }
         }
     }
-}
-
-/// An ambiguous failure (it could be the node's or the code's) that the run
-/// already had on another node is the code's: every node fails it.
-fn fails_on_every_node(st: &RunState, end: &AttemptEnd) -> Option<String> {
-    let sig = end
-        .signature
-        .as_ref()
-        .filter(|s| s.action == SignatureAction::CountAndRetryElsewhere)?;
-    let last = st.attempts.last()?;
-    let node = last.node.as_deref()?;
-    let other = st.attempts[..st.attempts.len() - 1].iter().find(|a| {
-        a.node.as_deref().is_some_and(|n| n != node)
-            && a.end
-                .as_ref()
-                .and_then(|e| e.signature.as_ref())
-                .is_some_and(|s| s.id == sig.id)
-    })?;
-    Some(format!(
-        "workload fails on every node: {} on {} (attempt {}) and {node} (attempt {}): {}",
-        sig.id,
-        other.node.as_deref().unwrap_or("?"),
-        other.attempt,
-        last.attempt,
-        sig.line
-    ))
 }
 
 /// With no live attempt: submit the next one, or wait.
@@ -755,6 +857,7 @@ pub fn submitted(
                 let a = cx.st.live_attempt_mut().expect("live attempt");
                 a.job_id = Some(*id);
                 a.phase = AttemptPhase::Pending;
+                a.waiting = None;
                 let cancel = a.cancel;
                 cx.set_status(RunStatus::Pending, format!("job {id} submitted"));
                 cx.event("submitted", format!("attempt {attempt} is job {id}"));
@@ -773,12 +876,17 @@ pub fn submitted(
                     exit: None,
                     detail: format!("{kind:?}: {message}"),
                     signature: None,
+                    fingerprint: None,
                 };
                 a.end = Some(end.clone());
                 cx.event("submit_rejected", end.detail.clone());
                 after_end(&mut cx, &end, false);
             }
             SubmitResult::Unknown { message } => {
+                // The job may exist after all: look for it by name again.
+                if let Some(a) = cx.st.live_attempt_mut() {
+                    a.waiting = None;
+                }
                 cx.event(
                     "submit_unknown",
                     format!("sbatch gave no answer ({message}); will look for the job before submitting again"),
@@ -788,10 +896,34 @@ pub fn submitted(
             // answer retries it, after looking for it by name, which is cheap
             // and covers a refusal misread as final.
             SubmitResult::Deferred { message } => {
+                if let Some(a) = cx.st.live_attempt_mut() {
+                    a.waiting = None;
+                }
                 cx.event(
                     "submit_deferred",
                     format!("Slurm cannot take the job yet: {message}"),
                 );
+                cx.set_status(RunStatus::Queued, format!("waiting: {message}"));
+            }
+            SubmitResult::Nowhere {
+                message,
+                blockers,
+                until,
+            } => {
+                let mut blockers = blockers.clone();
+                blockers.sort();
+                let a = cx.st.live_attempt_mut().expect("live attempt");
+                let first = a.waiting.is_none();
+                let since = a.waiting.as_ref().map_or(now, |w| w.since);
+                a.waiting = Some(Waiting {
+                    since,
+                    blockers,
+                    until: *until,
+                    tried_at: now,
+                });
+                if first {
+                    cx.event("nowhere_to_run", message.clone());
+                }
                 cx.set_status(RunStatus::Queued, format!("waiting: {message}"));
             }
         }

@@ -6,6 +6,8 @@
 //! - the run recovered: after one or more failed attempts (or a requeue by
 //!   Slurm), a job runs again; what failed, what Shepherd did, how long the
 //!   run was down;
+//! - the run has nowhere to run: every node it may use is banned (once per
+//!   attempt, however long it waits);
 //! - a node or a switch was banned (built by the daemon where it bans).
 //!
 //! Each notice has a stable id, so a notice decided twice (the daemon died
@@ -24,14 +26,16 @@ pub enum NoticeKind {
     RunFailed,
     RunRecovered,
     NodeBanned,
+    RunWaiting,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 4] = [
+    pub const ALL: [NoticeKind; 5] = [
         NoticeKind::RunCompleted,
         NoticeKind::RunFailed,
         NoticeKind::RunRecovered,
         NoticeKind::NodeBanned,
+        NoticeKind::RunWaiting,
     ];
 
     /// The short name users write in `events = [...]`.
@@ -41,6 +45,7 @@ impl NoticeKind {
             NoticeKind::RunFailed => "failed",
             NoticeKind::RunRecovered => "recovered",
             NoticeKind::NodeBanned => "banned",
+            NoticeKind::RunWaiting => "waiting",
         }
     }
 
@@ -223,6 +228,14 @@ pub fn for_run(spec: &RunSpec, before: &RunState, after: &RunState, now: Timesta
                             .details
                             .push(format!("evidence ({}): {}", sig.id, sig.line));
                     }
+                    if let Some(fp) = a.end.as_ref().and_then(|e| e.fingerprint.as_ref()) {
+                        notice.details.push(format!(
+                            "failure fingerprint: {} after {}: {}",
+                            fp.exit,
+                            fp.after,
+                            fp.lines.join(" | ")
+                        ));
+                    }
                     if let Some(job) = a.job_id {
                         notice.details.push(format!("Slurm job {job}"));
                     }
@@ -236,10 +249,49 @@ pub fn for_run(spec: &RunSpec, before: &RunState, after: &RunState, now: Timesta
             _ => {}
         }
     }
+    if let Some(notice) = waiting(spec, before, after, now) {
+        out.push(notice);
+    }
     if let Some(notice) = recovered(spec, before, after, now) {
         out.push(notice);
     }
     out
+}
+
+/// The live attempt started waiting for somewhere to run in this step.
+fn waiting(spec: &RunSpec, before: &RunState, after: &RunState, now: Timestamp) -> Option<Notice> {
+    let a = after.live_attempt()?;
+    let w = a.waiting.as_ref()?;
+    let was = before.attempts.iter().find(|b| b.attempt == a.attempt);
+    if was.is_some_and(|b| b.waiting.is_some()) {
+        return None;
+    }
+    let run = spec.run_id.as_str();
+    let mut notice = Notice::about(
+        format!("{run}.{}.waiting", a.attempt),
+        NoticeKind::RunWaiting,
+        spec,
+        after,
+        now,
+    );
+    notice.attempt = Some(a.attempt);
+    notice.summary = format!("run {run} is waiting: every node it may use is banned");
+    notice.details.push(after.reason.clone());
+    notice.details.push(match w.until {
+        Some(u) => format!(
+            "Shepherd submits it again when a ban is lifted or at {}",
+            u.strftime("%Y-%m-%d %H:%M UTC")
+        ),
+        None => "Shepherd submits it again when a ban is lifted (`shepherd nodes unban NODE`)"
+            .to_string(),
+    });
+    notice.nodes = w
+        .blockers
+        .iter()
+        .filter(|n| !n.starts_with("down:"))
+        .cloned()
+        .collect();
+    Some(notice)
 }
 
 /// A job runs again after failures: the newest attempt started running in
@@ -361,6 +413,7 @@ mod tests {
             exit: None,
             detail: format!("{class:?} happened"),
             signature: None,
+            fingerprint: None,
         });
         a
     }
@@ -517,5 +570,35 @@ mod tests {
             assert_eq!(NoticeKind::from_short(k.short()), Some(k));
         }
         assert_eq!(NoticeKind::from_short("nope"), None);
+    }
+
+    #[test]
+    fn nowhere_to_run_is_one_notice_per_attempt() {
+        use super::super::state::Waiting;
+        let mut waiting = running(2, "gpu-1", None);
+        waiting.phase = AttemptPhase::Submitting;
+        waiting.node = None;
+        let before = state(RunStatus::Submitting, vec![waiting.clone()]);
+        waiting.waiting = Some(Waiting {
+            since: t(10),
+            blockers: vec!["gpu-1".into(), "gpu-2".into()],
+            until: Some(t(3600)),
+            tried_at: t(10),
+        });
+        let mut after = state(RunStatus::Queued, vec![waiting.clone()]);
+        after.reason = "waiting: nowhere to run: gpu-1 (banned …), gpu-2 (banned …)".into();
+        let n = for_run(&spec(), &before, &after, t(10));
+        assert_eq!(kinds(&n), [NoticeKind::RunWaiting]);
+        assert_eq!(n[0].id, "train.2.waiting");
+        assert_eq!(n[0].nodes, ["gpu-1", "gpu-2"]);
+        assert!(
+            n[0].details[0].contains("nowhere to run"),
+            "{:?}",
+            n[0].details
+        );
+        // Still waiting (refused again after a change): nothing new.
+        let mut later = after.clone();
+        later.attempts[0].waiting.as_mut().unwrap().tried_at = t(700);
+        assert!(for_run(&spec(), &after, &later, t(700)).is_empty());
     }
 }

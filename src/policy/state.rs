@@ -89,6 +89,10 @@ pub enum FailureClass {
     Rejected,
     /// The job ended and Slurm kept no record of how.
     Unknown,
+    /// The job never reached a node: Slurm kept a record of it (a refused
+    /// submission's `FAILED`/`BadConstraints`, a pending job ended by Slurm)
+    /// with no node. Nothing ran, so nothing is charged.
+    NeverStarted,
 }
 
 /// Who is to blame for an attempt's end.
@@ -113,6 +117,39 @@ pub struct AttemptEnd {
     /// The known fault signature in the job's output that decided, if any.
     #[serde(default)]
     pub signature: Option<SignatureNote>,
+    /// What a workload failure looked like, to recognise the same failure
+    /// on other attempts ([`super::verdicts`]). Absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// A workload failure with the accidents taken out (numbers, addresses,
+/// times, the node's name), so that the same bug on two nodes compares equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// `exit 1` or `signal 11`.
+    pub exit: String,
+    /// The last lines of the workload's stderr, normalised.
+    pub lines: Vec<String>,
+    /// Roughly how long after the workload started it failed (`<10s`,
+    /// `10s-1m`, `1m-10m`, `10m-1h`, `1h-6h`, `>6h`).
+    pub after: String,
+}
+
+/// Why an unconfirmed attempt waits instead of being submitted: Slurm
+/// refused it because every node it may use is excluded (banned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub since: Timestamp,
+    /// What kept the job from every node, sorted: the `--exclude` list
+    /// (banned nodes) and `down:NODE` for each node Slurm cannot use. When
+    /// the daemon sees a different list (a ban expired, was lifted or added,
+    /// a node came back), it tries again.
+    pub blockers: Vec<String>,
+    /// When the first of those bans expires (`None`: none expires by itself).
+    pub until: Option<Timestamp>,
+    /// When the daemon last tried.
+    pub tried_at: Timestamp,
 }
 
 /// A fault signature found in an attempt's output ([`super::signatures`]).
@@ -180,6 +217,10 @@ pub struct Attempt {
     pub progress_changed_at: Option<Timestamp>,
     pub cancel: Option<CancelReason>,
     pub end: Option<AttemptEnd>,
+    /// Set while the attempt waits for somewhere to run (its submission was
+    /// refused because every usable node is banned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
 }
 
 impl Attempt {
@@ -203,6 +244,7 @@ impl Attempt {
             progress_changed_at: None,
             cancel: None,
             end: None,
+            waiting: None,
         }
     }
 
@@ -225,6 +267,14 @@ pub struct RunState {
     /// No submission before this time (backoff).
     pub not_before: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// Attempts up to this number are no evidence for the run's verdicts
+    /// (`restart` asked for a fresh start).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub evidence_after: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RunState {
@@ -238,6 +288,7 @@ impl RunState {
             paused: false,
             not_before: None,
             updated_at: now,
+            evidence_after: 0,
         }
     }
 

@@ -732,3 +732,520 @@ fn long_or_hopeless_pending_asks_for_a_better_partition_at_most_once_a_minute() 
     s.tick(5, seen(down));
     assert_eq!(s.actions, [Action::Reconsider { job: JobId(1) }]);
 }
+
+// Phantom records: a job that never reached a node is never charged.
+
+/// Slurm's record of a refused submission: FAILED, BadConstraints, no node.
+fn phantom(id: u64, attempt: u32) -> JobInfo {
+    JobInfo {
+        id: JobId(id),
+        name: format!("shepherd.train.{attempt}"),
+        state: JobState::Failed,
+        reason: "BadConstraints".into(),
+        partition: "a100".into(),
+        nodes: vec![],
+        restarts: 0,
+        exit: Some(ExitStatus { code: 1, signal: 0 }),
+        submit_time: Some(t(0)),
+        // Slurm 22.05 sets StartTime to the submit time even so.
+        start_time: Some(t(0)),
+        end_time: Some(t(0)),
+    }
+}
+
+fn nowhere(exclude: &[&str], until: Option<i64>) -> SubmitResult {
+    SubmitResult::Nowhere {
+        message: "nowhere to run: every node the job may use is excluded".into(),
+        blockers: exclude.iter().map(|s| s.to_string()).collect(),
+        until: until.map(t),
+    }
+}
+
+fn excluding(exclude: &[&str]) -> Observation {
+    Observation {
+        found: Some(vec![]),
+        blockers_now: Some(exclude.iter().map(|s| s.to_string()).collect()),
+        ..Observation::nothing()
+    }
+}
+
+#[test]
+fn a_refused_submissions_record_found_by_name_is_not_adopted() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(
+        0,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    let obs = || Observation {
+        found: Some(vec![phantom(9, 1)]),
+        ..Observation::nothing()
+    };
+    s.tick(10, obs());
+    assert_eq!(s.state.attempts[0].job_id, None, "{:?}", s.state.attempts);
+    assert!(!s.events.iter().any(|e| e.kind == "reconciled"));
+    s.tick(40, obs());
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+    assert_eq!(s.state.workload_failures, 0);
+}
+
+#[test]
+fn a_job_that_never_reached_a_node_is_not_charged() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 9);
+    s.tick(5, seen(phantom(9, 1)));
+    let end = s.state.attempts[0].end.clone().unwrap();
+    assert_eq!(
+        (end.class, end.blame),
+        (FailureClass::NeverStarted, Blame::None)
+    );
+    assert!(end.detail.contains("BadConstraints"), "{}", end.detail);
+    assert_eq!(s.state.workload_failures, 0);
+    assert_eq!(s.status(), RunStatus::Queued);
+    assert!(s.actions.is_empty(), "not in a tight loop");
+    s.tick(40, Observation::nothing());
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+
+    // The same record from accounting, after the queue forgot the job.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 9);
+    let gone = Observation {
+        job: JobView::Gone(Some(vec![JobRecord {
+            id: JobId(9),
+            state: JobState::Failed,
+            exit: Some(ExitStatus { code: 1, signal: 0 }),
+            nodes: vec![],
+            partition: "a100".into(),
+            start_time: Some(t(0)),
+            end_time: Some(t(0)),
+            source: AccountingSource::Slurmdbd,
+        }])),
+        ..Observation::nothing()
+    };
+    s.tick(400, gone);
+    assert_eq!(
+        s.state.attempts[0].end.as_ref().unwrap().class,
+        FailureClass::NeverStarted
+    );
+    assert_eq!(s.state.workload_failures, 0);
+
+    // A job that ran (a node in its record) and failed is charged as before.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 9);
+    let mut ran = phantom(9, 1);
+    ran.nodes = vec!["a100-1".into()];
+    s.tick(5, seen(ran));
+    assert_eq!(s.state.workload_failures, 1);
+}
+
+#[test]
+fn nowhere_to_run_waits_until_the_bans_change() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(0, nowhere(&["a100-2", "a100-1"], Some(3600)));
+    assert_eq!(s.status(), RunStatus::Queued);
+    assert!(
+        s.state.reason.contains("nowhere to run"),
+        "{}",
+        s.state.reason
+    );
+    let w = s.state.attempts[0].waiting.clone().unwrap();
+    assert_eq!(w.blockers, ["a100-1", "a100-2"], "sorted");
+    assert!(s.events.iter().any(|e| e.kind == "nowhere_to_run"));
+    // The same bans, in any order: no submission, minute after minute.
+    for at in (30..600).step_by(30) {
+        s.tick(at, excluding(&["a100-1", "a100-2"]));
+        assert!(s.actions.is_empty(), "at {at}: {:?}", s.actions);
+    }
+    // Refused again (a ban added meanwhile): one event for the incident.
+    s.tick(630, excluding(&["a100-1", "a100-2", "a100-3"]));
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+    s.submit_result(630, nowhere(&["a100-1", "a100-2", "a100-3"], Some(3600)));
+    assert_eq!(
+        s.events
+            .iter()
+            .filter(|e| e.kind == "nowhere_to_run")
+            .count(),
+        1
+    );
+    // A ban lifted: try again at once; accepted, the wait is over.
+    s.tick(700, excluding(&["a100-1", "a100-3"]));
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+    s.submit_result(700, SubmitResult::Accepted(JobId(4)));
+    assert_eq!(s.state.attempts[0].waiting, None);
+    assert_eq!(s.status(), RunStatus::Pending);
+    assert_eq!(s.state.attempts.len(), 1);
+    assert_eq!(s.state.workload_failures, 0);
+
+    // An unclear answer to a retry: the job may exist, so it is looked for
+    // by name again (the wait is over).
+    let mut s2 = Sim::new(Mode::RunOnce);
+    s2.tick(0, Observation::nothing());
+    s2.submit_result(0, nowhere(&["a100-1"], None));
+    s2.tick(10, excluding(&[]));
+    s2.submit_result(
+        10,
+        SubmitResult::Unknown {
+            message: "timed out".into(),
+        },
+    );
+    assert_eq!(s2.state.attempts[0].waiting, None);
+    let mut found = job(5, JobState::Pending, 0);
+    found.name = "shepherd.train.1".into();
+    s2.tick(
+        20,
+        Observation {
+            found: Some(vec![found]),
+            ..Observation::nothing()
+        },
+    );
+    assert_eq!(s2.state.attempts[0].job_id, Some(JobId(5)));
+
+    // Without word from the daemon, the first ban's expiry still wakes it.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(0, nowhere(&["a100-1"], Some(300)));
+    s.tick(299, Observation::nothing());
+    assert!(s.actions.is_empty());
+    s.tick(300, Observation::nothing());
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+}
+
+#[test]
+fn a_paused_run_waiting_for_somewhere_submits_nothing_until_unpaused() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(0, nowhere(&["a100-1"], None));
+    let mut obs = excluding(&[]);
+    obs.controls = vec![Control::Pause];
+    s.tick(5, obs);
+    assert!(s.actions.is_empty());
+    s.tick(10, excluding(&[]));
+    assert!(s.actions.is_empty());
+    let mut obs = excluding(&[]);
+    obs.controls = vec![Control::Unpause];
+    s.tick(15, obs);
+    assert_eq!(s.actions, [Action::Submit { attempt: 1 }]);
+}
+
+#[test]
+fn a_stop_while_waiting_for_somewhere_ends_the_run_at_once() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing());
+    s.submit_result(0, nowhere(&["a100-1"], None));
+    let mut obs = excluding(&["a100-1"]);
+    obs.controls = vec![Control::Stop];
+    s.tick(5, obs);
+    assert_eq!(s.status(), RunStatus::Stopped);
+    assert!(s.actions.is_empty());
+}
+
+mod never_charged {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What Slurm may say about a job that never reached a node, or about
+    /// a submission that was refused.
+    #[derive(Debug, Clone)]
+    enum Seen {
+        Refused,
+        Nowhere(bool),
+        Unclear,
+        Pending,
+        Phantom,
+        PhantomGone,
+        PhantomFound,
+        NothingFound,
+        Unreachable,
+    }
+
+    fn seen_any() -> impl Strategy<Value = Seen> {
+        prop_oneof![
+            Just(Seen::Refused),
+            any::<bool>().prop_map(Seen::Nowhere),
+            Just(Seen::Unclear),
+            Just(Seen::Pending),
+            Just(Seen::Phantom),
+            Just(Seen::PhantomGone),
+            Just(Seen::PhantomFound),
+            Just(Seen::NothingFound),
+            Just(Seen::Unreachable),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A refused or never-started job never changes `workload_failures`,
+        /// whatever order Slurm's answers come in.
+        #[test]
+        fn refused_or_never_started_jobs_never_charge_the_workload(
+            script in proptest::collection::vec((seen_any(), 1i64..400), 1..40),
+            mode in prop_oneof![Just(Mode::RunOnce), Just(Mode::Indefinite)],
+        ) {
+            let mut s = Sim::new(mode);
+            s.spec.policy.keep_alive = None;
+            let mut at = 0;
+            let mut next_id = 1;
+            for (what, gap) in script {
+                at += gap;
+                let submit = s.actions.iter().any(|a| matches!(a, Action::Submit { .. }));
+                let live = s.state.live_attempt().cloned();
+                let attempt = live.as_ref().map_or(1, |a| a.attempt);
+                match what {
+                    Seen::Refused if submit => {
+                        s.submit_result(at, SubmitResult::Deferred { message: "drained".into() });
+                    }
+                    Seen::Nowhere(expiry) if submit => {
+                        s.submit_result(at, nowhere(&["a100-1"], expiry.then_some(at + 100)));
+                    }
+                    Seen::Unclear if submit => {
+                        s.submit_result(at, SubmitResult::Unknown { message: "timed out".into() });
+                    }
+                    _ if submit => {
+                        next_id += 1;
+                        s.submit_result(at, SubmitResult::Accepted(JobId(next_id)));
+                    }
+                    Seen::Pending => {
+                        if let Some(id) = live.and_then(|a| a.job_id) {
+                            s.tick(at, seen(job(id.0, JobState::Pending, 0)));
+                        } else {
+                            s.tick(at, Observation::nothing());
+                        }
+                    }
+                    Seen::Phantom | Seen::PhantomGone => {
+                        let id = live.and_then(|a| a.job_id).map_or(next_id, |j| j.0);
+                        let obs = if matches!(what, Seen::Phantom) {
+                            seen(phantom(id, attempt))
+                        } else {
+                            Observation {
+                                job: JobView::Gone(Some(vec![JobRecord {
+                                    id: JobId(id),
+                                    state: JobState::Failed,
+                                    exit: Some(ExitStatus { code: 1, signal: 0 }),
+                                    nodes: vec![],
+                                    partition: "a100".into(),
+                                    start_time: None,
+                                    end_time: None,
+                                    source: AccountingSource::JobComp,
+                                }])),
+                                ..Observation::nothing()
+                            }
+                        };
+                        s.tick(at, obs);
+                    }
+                    Seen::PhantomFound => {
+                        s.tick(at, Observation {
+                            found: Some(vec![phantom(next_id + 100, attempt)]),
+                            ..excluding(&["a100-1"])
+                        });
+                    }
+                    Seen::NothingFound => {
+                        s.tick(at, excluding(&[]));
+                    }
+                    _ => {
+                        s.tick(at, Observation::nothing());
+                    }
+                }
+                prop_assert_eq!(s.state.workload_failures, 0, "{:?}", s.state);
+                prop_assert!(s.status() != RunStatus::Failed, "{:?}", s.state);
+            }
+        }
+    }
+}
+
+// Deterministic failures: the same fingerprint on two nodes, three attempts.
+
+fn poison(id: u64, node: &str, pid: u32, ran: i64) -> Observation {
+    let tail = format!(
+        "[{node}:{pid}] 2026-12-02 05:{:02}:11 loading /data/run-{id}/config.yaml\n\
+         Traceback (most recent call last):\n  File \"/home/u/train.py\", line 12, in <module>\n\
+         ValueError: bad config at 0x7f{pid:x}\n",
+        id % 60
+    );
+    let mut o = failed_with_stderr(id, node, &tail);
+    if let Some(out) = &mut o.outcome {
+        out.started_at = t(0);
+        out.ended_at = t(ran);
+    }
+    o
+}
+
+/// Drives one failed attempt: submit (at `at`, after any backoff), accept as
+/// job `id`, fail with `obs`.
+fn fail_attempt(s: &mut Sim, at: i64, id: u64, obs: Observation) {
+    s.tick(at, Observation::nothing()).accept(at, id);
+    s.tick(at + 2, obs);
+}
+
+#[test]
+fn the_same_failure_on_two_nodes_in_three_attempts_ends_the_run() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    fail_attempt(&mut s, 0, 1, poison(1, "a100-1", 4242, 2));
+    fail_attempt(&mut s, 100, 2, poison(2, "a100-1", 977, 3));
+    assert_eq!(s.status(), RunStatus::Queued, "two attempts on one node");
+    let fp1 = s.state.attempts[0]
+        .end
+        .as_ref()
+        .unwrap()
+        .fingerprint
+        .clone();
+    let fp2 = s.state.attempts[1]
+        .end
+        .as_ref()
+        .unwrap()
+        .fingerprint
+        .clone();
+    assert!(fp1.is_some());
+    assert_eq!(fp1, fp2, "PIDs, times, paths and addresses normalised");
+    assert_eq!(
+        super::verdicts::avoid_node(&s.state, 3).as_deref(),
+        Some("a100-1"),
+        "the next attempt goes elsewhere to tell node from code"
+    );
+    fail_attempt(&mut s, 200, 3, poison(3, "a100-2", 31337, 1));
+    assert_eq!(s.status(), RunStatus::Failed, "{}", s.state.reason);
+    let reason = &s.state.reason;
+    assert!(
+        reason.starts_with("the workload fails the same way everywhere"),
+        "{reason}"
+    );
+    for needle in [
+        "exit 1",
+        "1 on a100-1",
+        "2 on a100-1",
+        "3 on a100-2",
+        "ValueError: bad config",
+    ] {
+        assert!(reason.contains(needle), "{needle}: {reason}");
+    }
+    assert!(s.events.iter().any(|e| e.kind == "code_fault"));
+    assert_eq!(s.state.attempts.len(), 3);
+}
+
+#[test]
+fn different_failures_or_one_node_or_the_limit_off_do_not_end_the_run() {
+    // A different error each time: retried as before.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    for (i, node) in ["a100-1", "a100-2", "a100-1"].iter().enumerate() {
+        let id = i as u64 + 1;
+        let obs = failed_with_stderr(
+            id,
+            node,
+            &format!("KeyError: 'field_{}'\n", ["a", "b", "c"][i]),
+        );
+        fail_attempt(&mut s, id as i64 * 100, id, obs);
+    }
+    assert_eq!(s.status(), RunStatus::Queued);
+
+    // The same failure, always on one node: could be the node.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    for id in 1..=4 {
+        fail_attempt(&mut s, id as i64 * 100, id, poison(id, "a100-1", 7, 2));
+    }
+    assert_eq!(s.status(), RunStatus::Queued);
+
+    // Off: --same-failure-limit 0; --max-retries decides.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.same_failure_limit = 0;
+    for (i, node) in ["a100-1", "a100-2", "a100-1"].iter().enumerate() {
+        let id = i as u64 + 1;
+        fail_attempt(&mut s, id as i64 * 100, id, poison(id, node, 7, 2));
+    }
+    assert!(
+        s.state.reason.contains("--max-retries 2"),
+        "{}",
+        s.state.reason
+    );
+
+    // A crash at once and one after hours are not the same failure.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    fail_attempt(&mut s, 100, 1, poison(1, "a100-1", 7, 2));
+    fail_attempt(&mut s, 200, 2, poison(2, "a100-2", 7, 5 * 3600));
+    fail_attempt(&mut s, 300, 3, poison(3, "a100-1", 7, 2));
+    assert_eq!(s.status(), RunStatus::Queued, "{}", s.state.reason);
+}
+
+#[test]
+fn fails_the_same_way_twice_then_succeeds() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    fail_attempt(&mut s, 0, 1, poison(1, "a100-1", 7, 2));
+    fail_attempt(&mut s, 100, 2, poison(2, "a100-2", 7, 2));
+    s.tick(200, Observation::nothing()).accept(200, 3);
+    let mut ok = seen(ended(3, JobState::Completed, 0));
+    ok.outcome = Some(outcome(3, 0, Verdict::Exited { code: 0 }));
+    s.tick(210, ok);
+    assert_eq!(s.status(), RunStatus::Completed);
+}
+
+#[test]
+fn a_success_in_between_restarts_the_evidence_of_an_indefinite_run() {
+    let mut s = Sim::new(Mode::Indefinite);
+    s.spec.policy.keep_alive = None;
+    s.spec.policy.max_retries = 100;
+    fail_attempt(&mut s, 0, 1, poison(1, "a100-1", 7, 2));
+    fail_attempt(&mut s, 100, 2, poison(2, "a100-2", 7, 2));
+    s.tick(200, Observation::nothing()).accept(200, 3);
+    let mut ok = seen(ended(3, JobState::Completed, 0));
+    ok.outcome = Some(outcome(3, 0, Verdict::Exited { code: 0 }));
+    s.tick(210, ok);
+    // The failure count is kept (the budget is the run's), the evidence is not.
+    assert_eq!(s.state.workload_failures, 2);
+    // The next attempt is submitted at once.
+    s.accept(210, 4);
+    s.tick(212, poison(4, "a100-1", 7, 2));
+    fail_attempt(&mut s, 400, 5, poison(5, "a100-2", 7, 2));
+    assert_eq!(s.status(), RunStatus::Queued, "{}", s.state.reason);
+    fail_attempt(&mut s, 600, 6, poison(6, "a100-1", 7, 2));
+    assert_eq!(s.status(), RunStatus::Failed, "{}", s.state.reason);
+    assert!(s.state.reason.contains("4 on a100-1"), "{}", s.state.reason);
+    assert!(
+        !s.state.reason.contains("1 on a100-1"),
+        "{}",
+        s.state.reason
+    );
+}
+
+#[test]
+fn a_restart_is_a_fresh_start_for_the_verdicts() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 10;
+    fail_attempt(&mut s, 0, 1, poison(1, "a100-1", 7, 2));
+    fail_attempt(&mut s, 100, 2, poison(2, "a100-2", 7, 2));
+    let restart = Observation {
+        controls: vec![Control::Restart],
+        ..Observation::nothing()
+    };
+    s.tick(150, restart).accept(150, 3);
+    s.tick(152, poison(3, "a100-1", 7, 2));
+    assert_eq!(s.status(), RunStatus::Queued, "{}", s.state.reason);
+}
+
+#[test]
+fn files_written_before_the_verdicts_still_read() {
+    // An attempt end, a run state and a policy as older versions wrote them.
+    let end: AttemptEnd = serde_json::from_str(
+        r#"{"class":"workload_failure","blame":"workload","slurm_state":"FAILED",
+            "exit":{"code":1,"signal":0},"detail":"the workload exited with code 1"}"#,
+    )
+    .unwrap();
+    assert_eq!(end.fingerprint, None);
+    let mut state = serde_json::to_value(RunState::new(t(0))).unwrap();
+    assert!(state.get("evidence_after").is_none(), "not written when 0");
+    state.as_object_mut().unwrap().remove("evidence_after");
+    let state: RunState = serde_json::from_value(state).unwrap();
+    assert_eq!(state.evidence_after, 0);
+    let mut policy = serde_json::to_value(Policy::default()).unwrap();
+    policy.as_object_mut().unwrap().remove("same_failure_limit");
+    let policy: Policy = serde_json::from_value(policy).unwrap();
+    assert_eq!(policy.same_failure_limit, 3);
+    let a = serde_json::to_value(Attempt::new(1, t(0))).unwrap();
+    assert!(a.get("waiting").is_none());
+}

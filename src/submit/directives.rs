@@ -191,6 +191,12 @@ mod tests {
     }
 
     #[test]
+    fn the_same_failure_limit_is_a_directive() {
+        let p = parse("#!/bin/bash\n#SHEPHERD --same-failure-limit 0\n").unwrap();
+        assert_eq!(p.options.same_failure_limit, Some(0));
+    }
+
+    #[test]
     fn later_directives_override_earlier_ones() {
         let p = parse("#!/bin/sh\n#SHEPHERD --gpus 1\n#SHEPHERD --gpus 2\n").unwrap();
         assert_eq!(p.options.gpus, Some(2));

@@ -136,6 +136,7 @@ impl From<DocIn> for RunDoc {
                     slurm_state: a.slurm_state,
                     exit_code: a.exit_code,
                     detail: a.detail,
+                    fingerprint: None,
                 })
                 .collect(),
             error: d.error,

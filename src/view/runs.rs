@@ -75,6 +75,10 @@ pub struct AttemptDoc {
     pub slurm_state: Option<String>,
     pub exit_code: Option<i32>,
     pub detail: Option<String>,
+    /// A workload failure's fingerprint (exit, normalised stderr lines,
+    /// time to failure): the same-failure rule compares these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<crate::policy::state::Fingerprint>,
 }
 
 pub fn snake<T: Serialize>(v: &T) -> String {
@@ -100,6 +104,7 @@ fn attempt_doc(a: &Attempt) -> AttemptDoc {
         slurm_state: a.end.as_ref().and_then(|e| e.slurm_state.clone()),
         exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
         detail: a.end.as_ref().map(|e| e.detail.clone()),
+        fingerprint: a.end.as_ref().and_then(|e| e.fingerprint.clone()),
     }
 }
 

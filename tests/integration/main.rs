@@ -18,3 +18,4 @@ mod recovery_support;
 mod remote;
 mod security;
 mod tui;
+mod verdicts_daemon;

@@ -83,7 +83,10 @@ fn retries_run_out() {
         &format!(
             "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}echo 'Traceback: oops' >&2; exit 7\n"
         ),
-        &["--max-retries", "2"],
+        // The same failure three times would end the run earlier, as the
+        // workload failing the same way everywhere (verdicts_daemon.rs):
+        // here the budget itself is under test.
+        &["--max-retries", "2", "--same-failure-limit", "0"],
     );
     let s = shep.wait_status(&run, &["failed"], LONG);
     assert_eq!(outcomes(&s), ["workload_failure"; 3]);
