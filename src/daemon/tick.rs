@@ -187,7 +187,14 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
         let mut steps = Vec::new();
         for (i, run) in runs.iter().enumerate() {
-            let obs = self.observe(run, &jobs, records.as_deref(), found.as_deref(), now);
+            let obs = self.observe(
+                run,
+                &jobs,
+                records.as_deref(),
+                found.as_deref(),
+                now,
+                &mut report.problems,
+            );
             let step = decide::step(&run.spec, &run.state, &obs.0, now);
             steps.push((i, step, obs.1));
         }
@@ -312,15 +319,27 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         records: Option<&[JobRecord]>,
         found: Option<&[JobInfo]>,
         now: Timestamp,
+        problems: &mut Vec<String>,
     ) -> (Observation, Vec<PathBuf>) {
         let mut obs = Observation::nothing();
         obs.signatures = Some(std::sync::Arc::clone(&self.signatures));
         let mut files = Vec::new();
         for (path, control) in run.dir.pending_controls() {
-            if let Ok(c) = control {
-                obs.controls.push(c);
+            match control {
+                Ok(c) => obs.controls.push(c),
+                // A request from a newer Shepherd is kept for the daemon that
+                // understands it, and reported (once: the log keeps lasting
+                // problems to one line).
+                Err(e @ StoreError::TooNew { .. }) => {
+                    problems.push(format!(
+                        "run {}: control request kept, not applied: {e}",
+                        run.id
+                    ));
+                    continue;
+                }
+                // A corrupt request is dropped rather than retried forever.
+                Err(_) => {}
             }
-            // Unreadable requests are dropped rather than retried forever.
             files.push(path);
         }
         let Some(a) = run.state.live_attempt() else {
@@ -532,6 +551,34 @@ mod tests {
                 .unwrap()
                 .ends_with(": ")
         );
+    }
+
+    #[test]
+    fn a_control_request_of_a_newer_format_is_kept_and_reported() {
+        let (_tmp, sd, slurm) = setup(1);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let run = sd.run(&"r0".parse().unwrap());
+        std::fs::create_dir_all(run.control()).unwrap();
+        let newer = run.control().join("00000000000000000001-1.json");
+        std::fs::write(&newer, r#"{"version": 9, "control": "teleport"}"#).unwrap();
+        let corrupt = run.control().join("00000000000000000002-1.json");
+        std::fs::write(&corrupt, "{\"version\": 1, ").unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        for _ in 0..3 {
+            let r = ticker.tick(slurm.now());
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| p.contains("control request kept") && p.contains("newer")),
+                "{:?}",
+                r.problems
+            );
+            assert!(newer.exists(), "kept for a daemon that understands it");
+            slurm.advance(Duration::from_secs(10));
+        }
+        assert!(!corrupt.exists(), "a corrupt request is dropped");
+        let st = run.load_state().unwrap().unwrap();
+        assert_eq!(st.status, crate::policy::state::RunStatus::Running);
     }
 
     #[test]
