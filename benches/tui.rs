@@ -56,6 +56,7 @@ fn rows(n: usize) -> Vec<RunRow> {
                     slurm_state: None,
                     exit_code: None,
                     detail: None,
+                    probes: vec![],
                 })
                 .collect::<Vec<_>>();
             RunRow {

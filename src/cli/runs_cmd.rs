@@ -218,6 +218,16 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
             }
             s.push('\n');
             s.push_str(&t.render());
+            // Probes that did not find the node healthy, said plainly:
+            // an inconclusive one was not held against the node.
+            for a in &d.attempts {
+                for p in a.probes.iter().filter(|p| p.status != "healthy") {
+                    s.push_str(&format!(
+                        "attempt {} GPU probe {}: {}: {}\n",
+                        a.attempt, p.name, p.status, p.detail
+                    ));
+                }
+            }
         }
         s
     });

@@ -768,6 +768,7 @@ pub fn submitted(
                     exit: None,
                     detail: format!("{kind:?}: {message}"),
                     signature: None,
+                    probes: Vec::new(),
                 };
                 a.end = Some(end.clone());
                 cx.event("submit_rejected", end.detail.clone());

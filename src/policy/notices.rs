@@ -361,6 +361,7 @@ mod tests {
             exit: None,
             detail: format!("{class:?} happened"),
             signature: None,
+            probes: Vec::new(),
         });
         a
     }

@@ -113,6 +113,18 @@ pub struct AttemptEnd {
     /// The known fault signature in the job's output that decided, if any.
     #[serde(default)]
     pub signature: Option<SignatureNote>,
+    /// The GPU probes the wrapper ran, with what each concluded (absent in
+    /// states written before probes were recorded here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeNote>,
+}
+
+/// One GPU probe of an attempt, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeNote {
+    pub name: String,
+    pub status: crate::store::records::ProbeStatus,
+    pub detail: String,
 }
 
 /// A fault signature found in an attempt's output ([`super::signatures`]).

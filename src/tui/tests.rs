@@ -52,6 +52,7 @@ fn attempt(k: u32, node: &str, outcome: Option<(&str, &str, &str)>, start: i64) 
         slurm_state: outcome.map(|_| "FAILED".into()),
         exit_code: outcome.map(|_| 1),
         detail: outcome.map(|o| o.2.into()),
+        probes: vec![],
     }
 }
 

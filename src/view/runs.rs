@@ -75,6 +75,17 @@ pub struct AttemptDoc {
     pub slurm_state: Option<String>,
     pub exit_code: Option<i32>,
     pub detail: Option<String>,
+    /// The GPU probes of the attempt and what each concluded (`healthy`,
+    /// `faulty`, `inconclusive`); empty for CPU jobs and unended attempts.
+    pub probes: Vec<ProbeDoc>,
+}
+
+/// One GPU probe of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProbeDoc {
+    pub name: String,
+    pub status: String,
+    pub detail: String,
 }
 
 pub fn snake<T: Serialize>(v: &T) -> String {
@@ -100,6 +111,16 @@ fn attempt_doc(a: &Attempt) -> AttemptDoc {
         slurm_state: a.end.as_ref().and_then(|e| e.slurm_state.clone()),
         exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
         detail: a.end.as_ref().map(|e| e.detail.clone()),
+        probes: a
+            .end
+            .iter()
+            .flat_map(|e| &e.probes)
+            .map(|p| ProbeDoc {
+                name: p.name.clone(),
+                status: p.status.as_str().to_string(),
+                detail: p.detail.clone(),
+            })
+            .collect(),
     }
 }
 
