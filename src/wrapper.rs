@@ -336,7 +336,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
                 );
                 return report.setup_failed(Some(run_id), detail, probes);
             }
-            let detail = launch::explain(&script, &e);
+            let detail = launch::explain(&script, &spec.script_path, &e);
             eprintln!("shepherd wrap: {detail}");
             return report.finish(
                 run_id,

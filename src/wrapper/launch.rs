@@ -203,11 +203,13 @@ fn env_program(arg: Option<&str>) -> Option<String> {
 
 /// Why the kernel refused to execute `script` (`error`, from the spawn), in
 /// the OS's words and with the likely cause read from its `#!` line.
-pub fn explain(script: &Path, error: &std::io::Error) -> String {
+/// `original` is the user's script the snapshot was taken from: the fix
+/// names it.
+pub fn explain(script: &Path, original: &Path, error: &std::io::Error) -> String {
     let head = std::fs::read(script)
         .map(|b| b.into_iter().take(4096).collect::<Vec<u8>>())
         .unwrap_or_default();
-    let name = script.display().to_string();
+    let name = original.display().to_string();
     let cause = match shebang(&head) {
         None => "it has no #! line naming an interpreter".to_string(),
         Some(Err(())) => "its #! line names no interpreter".to_string(),
@@ -233,7 +235,10 @@ pub fn explain(script: &Path, error: &std::io::Error) -> String {
             _ => format!("its #! line names {}", sb.interpreter),
         },
     };
-    format!("cannot execute the workload {name}: {error}; {cause}")
+    format!(
+        "cannot execute the workload {name} (its snapshot {}): {error}; {cause}",
+        script.display()
+    )
 }
 
 #[cfg(test)]
@@ -366,11 +371,12 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let err = std::process::Command::new(&path).output().unwrap_err();
-            explain(&path, &err)
+            explain(&path, Path::new("/home/u/train.sh"), &err)
         };
         let m = run("crlf.sh", b"#!/bin/sh\r\necho hi\r\n", 0o755);
         assert!(m.contains("No such file or directory (os error 2)"), "{m}");
         assert!(m.contains("CRLF"), "{m}");
+        assert!(m.contains("dos2unix /home/u/train.sh"), "{m}");
         let m = run("typo.sh", b"#!/bin/nosuch-sh\necho hi\n", 0o755);
         assert!(
             m.contains("interpreter /bin/nosuch-sh does not exist on this node"),

@@ -17,3 +17,4 @@ mod recovery;
 mod recovery_support;
 mod remote;
 mod tui;
+mod verdicts;
