@@ -93,8 +93,8 @@ pub const ALL: &[&str] = &[VISIBILITY, HEALTH, PROCESSES, CUDA];
 pub const CUDA_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the `cuda` probe records when no framework can be imported.
-pub const CUDA_SKIPPED: &str = "skipped: no CUDA framework available (torch not importable); \
-visibility and health probes only";
+pub const CUDA_SKIPPED: &str =
+    "skipped: no CUDA framework available (torch not importable); no kernel launch checked";
 
 /// Checks probe names (`--probes`): each must be one of [`ALL`].
 pub fn check_names(names: &[String]) -> Result<(), String> {
