@@ -285,13 +285,16 @@ pub fn judge_listing(listing: &Listing, expect: &Expectation) -> Judged {
         };
         return faulty(format!("nvidia-smi reports: {first}{more}"));
     }
-    if listing.gpus.is_empty() && listing.migs.is_empty() {
-        return inconclusive(match listing.other.first() {
-            Some(line) => {
-                format!("nvidia-smi -L printed no GPU line this version understands: {line}")
-            }
-            None => "nvidia-smi -L printed nothing".to_string(),
-        });
+    // Lines, but not one understood: a format this version does not know.
+    // (Nothing at all, with a successful exit, is nvidia-smi listing no
+    // GPU: judged below like any missing GPU.)
+    if listing.gpus.is_empty()
+        && listing.migs.is_empty()
+        && let Some(line) = listing.other.first()
+    {
+        return inconclusive(format!(
+            "nvidia-smi -L printed no GPU line this version understands: {line}"
+        ));
     }
     let (kind, listed) = if expect.mig {
         ("MIG instance", &listing.migs)
@@ -1355,10 +1358,11 @@ Unable to determine the device handle for GPU0000:41:00.0: Unknown Error
             err.contains("no GPU line this version understands: Segmentation fault"),
             "{err}"
         );
+        // A successful, empty listing: no GPU at all is listed.
         let err = judge_listing(&parse_listing(""), &expect("0"))
             .unwrap_err()
-            .inconclusive();
-        assert_eq!(err, "nvidia-smi -L printed nothing");
+            .faulty();
+        assert!(err.contains("lists 0 GPU(s)"), "{err}");
 
         let long = format!("GPU 0: {}\n", "x".repeat(2000));
         let ok = judge_listing(&parse_listing(&long), &expect("0")).unwrap();
