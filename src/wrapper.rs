@@ -255,6 +255,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         time: report.started_at,
         seq: 0,
         output_bytes: None,
+        probes: Vec::new(),
     };
     let heartbeats = match Heartbeats::start(
         report.attempt_dir.heartbeat(ctx.job, ctx.restarts),
@@ -344,7 +345,11 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
             );
         }
     };
-    heartbeats.set_phase(Phase::Running);
+    if probes.is_empty() {
+        heartbeats.set_phase(Phase::Running);
+    } else {
+        heartbeats.set_phase_with_probes(Phase::Running, probes.clone());
+    }
 
     let result = workload.supervise(signals, ctx.kill_grace, early.warn, |event| match event {
         Event::Terminating | Event::Warned => heartbeats.set_phase(Phase::Stopping),

@@ -48,6 +48,11 @@ pub struct Heartbeat {
     pub seq: u64,
     /// Bytes written so far to the attempt's stdout and stderr files, when known.
     pub output_bytes: Option<u64>,
+    /// The GPU probes' results once probing is over, so that `status` shows
+    /// an inconclusive probe while the workload runs (absent before, and in
+    /// heartbeats of older wrappers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeResult>,
 }
 
 /// Written atomically by `shepherd progress` (or the workload itself).

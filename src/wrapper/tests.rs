@@ -484,6 +484,26 @@ fn inconclusive_probes_are_recorded_and_the_workload_runs() {
         assert_eq!(health.status, want, "{mode}: {health:?}");
         assert!(o.probes.iter().all(|p| !p.is_faulty()), "{:?}", o.probes);
     }
+
+    // While the workload runs, its heartbeat carries the probes (so that
+    // `status` shows an inconclusive one before the attempt ends).
+    let f = Fixture::new(
+        r#"hb="$SHEPHERD_RUN_DIR/attempts/1/heartbeat-$SHEPHERD_JOB_ID-0.json"
+for i in $(seq 200); do
+    grep -q '"inconclusive"' "$hb" 2>/dev/null && { echo ran > "$S/ran"; exit 0; }
+    sleep 0.05
+done
+exit 7"#,
+        Some(2),
+    );
+    let mut ctx = f.context();
+    ctx.cuda_visible_devices = Some("0,1".into());
+    ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi("odd"));
+    assert_eq!(run_attempt(ctx, &Signals::new().unwrap()).exit_code, 0);
+    let hb = f.heartbeat().unwrap();
+    assert_eq!(hb.phase, Phase::Running);
+    let health = hb.probes.iter().find(|p| p.name == "health").unwrap();
+    assert_eq!(health.status, ProbeStatus::Inconclusive, "{hb:?}");
 }
 
 #[test]

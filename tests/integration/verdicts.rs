@@ -167,7 +167,25 @@ fn probes_that_cannot_ask_their_question_ban_no_node() {
         )
     };
     let old = shep.submit("olddriver.sh", &body("a100"), &["--gpus", "2"]);
-    let odd = shep.submit("oddlayout.sh", &body("a6000"), &["--gpus", "1"]);
+    // This one waits for a word from the test: its probes must show while
+    // it runs, from its heartbeat.
+    let go = shep.work.join("go");
+    let odd = shep.submit(
+        "oddlayout.sh",
+        &format!(
+            "#!/bin/bash\n#SBATCH --partition=a6000\n{FAST}while [ ! -e {} ]; do sleep 0.2; done\n",
+            go.display()
+        ),
+        &["--gpus", "1"],
+    );
+    let live = shep.wait_until(&odd, "running with its probes shown", LONG, |s| {
+        s["attempts"][0]["phase"] == "running"
+            && s["attempts"][0]["probes"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["status"] == "inconclusive"))
+    });
+    assert!(live["attempts"][0]["outcome"].is_null(), "{live}");
+    std::fs::write(&go, "").unwrap();
     let health = |s: &Value| -> Value {
         let probes = s["attempts"][0]["probes"].as_array().unwrap().clone();
         let names: Vec<&str> = probes.iter().map(|p| p["name"].as_str().unwrap()).collect();
