@@ -57,6 +57,7 @@ fn rows(n: usize) -> Vec<RunRow> {
                     exit_code: None,
                     detail: None,
                     fingerprint: None,
+                    probes: vec![],
                 })
                 .collect::<Vec<_>>();
             RunRow {

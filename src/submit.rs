@@ -293,6 +293,61 @@ pub fn prepare(
     })
 }
 
+/// Checks, before anything is written, that the run's workload can start on
+/// a node: the script's `#!` line, line endings and interpreter
+/// ([`crate::wrapper::launch::check_script`]; skipped with `check_script:
+/// false`, for an interpreter that exists only on the compute nodes) and
+/// the `--setup` snippet's syntax (`bash -n`). A launch failure found in the
+/// job would be charged to the run again and again; found here, it costs
+/// nothing. Returns the warnings (said, not refused).
+pub fn check_launch(
+    script: &Path,
+    prepared: &Prepared,
+    check_script: bool,
+) -> anyhow::Result<Vec<String>> {
+    use crate::wrapper::launch::{Finding, ThisHost, check_script as check};
+    let mut warnings = Vec::new();
+    if check_script {
+        for finding in check(&script.display().to_string(), &prepared.script, &ThisHost) {
+            match finding {
+                Finding::Refuse(m) => bail!("{m}"),
+                Finding::Warn(m) => warnings.push(m),
+            }
+        }
+    }
+    if let Some(setup) = &prepared.spec.setup {
+        check_setup(setup)?;
+    }
+    Ok(warnings)
+}
+
+/// `--setup` is pasted into the job's bash script as the body of a
+/// function: `bash -n` on that function finds an unbalanced quote or a
+/// missing `fi` now rather than in every job. Without bash on this node the
+/// check is skipped (the job script runs under bash on the node anyway).
+pub fn check_setup(setup: &str) -> anyhow::Result<()> {
+    let text = format!("shepherd_setup() {{\n{}\n}}\n", setup.trim_end());
+    let inv = crate::slurm::runner::Invocation::new("bash", Duration::from_secs(10))
+        .args(["-n"])
+        .stdin(text);
+    let Ok(out) = inv.run() else {
+        return Ok(());
+    };
+    if out.success() {
+        return Ok(());
+    }
+    // bash names the line of its input: line 1 is the function header.
+    let message = out
+        .stderr
+        .lines()
+        .map(|l| l.trim_start_matches("bash: ").to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    bail!(
+        "--setup is not valid shell (bash -n, counting the snippet's first line as line 2): {message}"
+    )
+}
+
 /// `sbatch_args` of the configuration file as `#SBATCH` lines.
 fn extra_sbatch_lines(args: &[String]) -> anyhow::Result<Vec<String>> {
     args.iter()
@@ -374,6 +429,63 @@ mod tests {
             dir.path(),
             Timestamp::now(),
         )
+    }
+
+    #[test]
+    fn scripts_that_cannot_start_are_refused_before_a_run_exists() {
+        let check = |text: &str, setup: Option<&str>, scripts: bool| {
+            let cli = RunOptions {
+                setup: setup.map(str::to_string),
+                ..RunOptions::default()
+            };
+            let p = prepared(text, cli).unwrap();
+            check_launch(Path::new("train.sh"), &p, scripts)
+        };
+        let err = check("#!/bin/bash\r\necho hi\r\n", None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.sh has Windows (CRLF) line endings"),
+            "{err}"
+        );
+        assert!(err.contains("sed -i 's/\\r$//' train.sh"), "{err}");
+        let err = check("#!/usr/bin/pyhton3\nprint(1)\n", None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/usr/bin/pyhton3 does not exist on this login node"),
+            "{err}"
+        );
+        // Bypassed for an interpreter that exists only on the nodes.
+        assert!(
+            check("#!/usr/bin/pyhton3\n", None, false)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            check("#!/bin/sh\necho hi\n", None, true)
+                .unwrap()
+                .is_empty()
+        );
+        let warnings = check("#!/usr/bin/env no-such-prog-xyz\n", None, true).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn a_setup_snippet_that_does_not_parse_is_refused() {
+        check_setup("module load cuda; source ~/venv/bin/activate").unwrap();
+        check_setup("if true; then\n  export A=1\nfi").unwrap();
+        let err = check_setup("echo 'unbalanced").unwrap_err().to_string();
+        assert!(
+            err.starts_with("--setup is not valid shell (bash -n"),
+            "{err}"
+        );
+        assert!(
+            err.contains("unexpected EOF") || err.contains("syntax error"),
+            "{err}"
+        );
+        let err = check_setup("if true; then echo").unwrap_err().to_string();
+        assert!(err.contains("syntax error"), "{err}");
     }
 
     #[test]

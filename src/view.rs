@@ -6,4 +6,4 @@ pub mod gpus;
 pub mod nodes;
 pub mod runs;
 
-pub use runs::{AttemptDoc, RunDoc, UnknownRun, find_run, run_doc, run_docs, snake};
+pub use runs::{AttemptDoc, ProbeDoc, RunDoc, UnknownRun, find_run, run_doc, run_docs, snake};

@@ -11,6 +11,7 @@
 //! [`Context`] and a [`Signals`]) so that tests can drive it.
 
 mod heartbeat;
+pub mod launch;
 pub mod probe;
 mod signals;
 mod workload;
@@ -33,7 +34,7 @@ use crate::slurm::JobId;
 use crate::store::atomic;
 use crate::store::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Phase, ProbeResult,
-    Progress, SPEC_VERSION, SpecFile, Verdict,
+    ProbeStatus, Progress, SPEC_VERSION, SpecFile, Verdict,
 };
 use crate::store::{AttemptDir, RunDir};
 
@@ -72,6 +73,10 @@ pub fn probe_exit_code(probe: &str) -> i32 {
 /// The run directory, its spec or its script is unusable, or the wrapper runs
 /// outside a Slurm job; the workload did not run.
 pub const EXIT_SETUP_FAILED: i32 = 98;
+/// The workload could not be started: the kernel refused to execute the
+/// script (missing interpreter, CRLF shebang, no shebang, not executable).
+/// The submission's fault, not the node's.
+pub const EXIT_LAUNCH_FAILED: i32 = 93;
 /// A bug in the wrapper.
 pub const EXIT_INTERNAL: i32 = 99;
 
@@ -250,6 +255,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         time: report.started_at,
         seq: 0,
         output_bytes: None,
+        probes: Vec::new(),
     };
     let heartbeats = match Heartbeats::start(
         report.attempt_dir.heartbeat(ctx.job, ctx.restarts),
@@ -276,7 +282,16 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
             cuda_timeout: ctx.cuda_timeout,
             only: spec.policy.probes.as_deref(),
         });
-        if let Some(failed) = probes.last().filter(|p| !p.ok) {
+        for p in probes
+            .iter()
+            .filter(|p| p.status == ProbeStatus::Inconclusive)
+        {
+            eprintln!(
+                "shepherd wrap: GPU probe '{}' inconclusive on {}: {}; the node is not judged on it",
+                p.name, ctx.node, p.detail
+            );
+        }
+        if let Some(failed) = faulty_probe(&probes) {
             heartbeats.stop();
             eprintln!(
                 "shepherd wrap: GPU probe '{}' failed on {}: {}; the workload does not run on this node",
@@ -311,11 +326,30 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         Ok(w) => w,
         Err(e) => {
             heartbeats.stop();
-            let detail = format!("cannot start the workload {}: {e}", script.display());
-            return report.setup_failed(Some(run_id), detail, probes);
+            // Positive evidence against the node only when it cannot read
+            // the snapshot the login node wrote; anything else is the
+            // script's (its shebang, its line endings, its permissions).
+            if let Err(read) = std::fs::File::open(&script) {
+                let detail = format!(
+                    "cannot read the script snapshot {} on {}: {read}",
+                    script.display(),
+                    ctx.node
+                );
+                return report.setup_failed(Some(run_id), detail, probes);
+            }
+            let detail = launch::explain(&script, &spec.script_path, &e);
+            eprintln!("shepherd wrap: {detail}");
+            return report.finish(
+                run_id,
+                Ending::new(Verdict::LaunchFailed { detail }, EXIT_LAUNCH_FAILED, probes),
+            );
         }
     };
-    heartbeats.set_phase(Phase::Running);
+    if probes.is_empty() {
+        heartbeats.set_phase(Phase::Running);
+    } else {
+        heartbeats.set_phase_with_probes(Phase::Running, probes.clone());
+    }
 
     let result = workload.supervise(signals, ctx.kill_grace, early.warn, |event| match event {
         Event::Terminating | Event::Warned => heartbeats.set_phase(Phase::Stopping),
@@ -343,6 +377,12 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
             }
         }
     }
+}
+
+/// The probe that ends the attempt: the first faulty one. Inconclusive and
+/// healthy probes never do.
+pub fn faulty_probe(probes: &[ProbeResult]) -> Option<&ProbeResult> {
+    probes.iter().find(|p| p.is_faulty())
 }
 
 /// The environment the workload gets on top of the wrapper's.

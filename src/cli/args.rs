@@ -237,6 +237,10 @@ pub struct RunArgs {
     pub script: PathBuf,
     #[command(flatten)]
     pub options: crate::submit::RunOptions,
+    /// Skip the checks of the script's #! line and interpreter (for an
+    /// interpreter that exists only on the compute nodes)
+    #[arg(long)]
+    pub no_script_check: bool,
     #[command(flatten)]
     pub poll: PollArgs,
 }

@@ -18,7 +18,11 @@ use crate::view::{RunDoc, find_run, run_doc, run_docs, snake};
 
 pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     let root = match &global.state_dir {
-        Some(d) => d.clone(),
+        // Absolute: the run directory is written into every job's batch
+        // script, and the job runs in another directory (its --chdir), as
+        // does the daemon. A relative path would name another place there.
+        Some(d) => std::path::absolute(d)
+            .with_context(|| format!("cannot make the state directory {} absolute", d.display()))?,
         None => {
             let home = std::env::var_os("HOME")
                 .context("HOME is not set; pass --state-dir or set SHEPHERD_STATE_DIR")?;
@@ -51,6 +55,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))?;
     let prepared =
         crate::submit::prepare(&args.script, defaults, args.options, &cwd, Timestamp::now())?;
+    for warning in crate::submit::check_launch(&args.script, &prepared, !args.no_script_check)? {
+        eprintln!("warning: {warning}");
+    }
     check_partitions(global, &prepared.spec.resources.partitions)?;
     let channels = config.channels().map_err(|e| anyhow::anyhow!(e))?;
     crate::notify::channels::for_run(&channels, prepared.spec.notify.as_deref())
@@ -218,6 +225,16 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
             }
             s.push('\n');
             s.push_str(&t.render());
+            // Probes that did not find the node healthy, said plainly:
+            // an inconclusive one was not held against the node.
+            for a in &d.attempts {
+                for p in a.probes.iter().filter(|p| p.status != "healthy") {
+                    s.push_str(&format!(
+                        "attempt {} GPU probe {}: {}: {}\n",
+                        a.attempt, p.name, p.status, p.detail
+                    ));
+                }
+            }
         }
         s
     });

@@ -3,10 +3,10 @@
 //! cancelled the job.
 
 use super::signatures::{Hit, SignatureAction, SignatureSet, scan, verdict};
-use super::state::{AttemptEnd, Blame, CancelReason, FailureClass, SignatureNote};
+use super::state::{AttemptEnd, Blame, CancelReason, FailureClass, ProbeNote, SignatureNote};
 use crate::slurm::{ExitStatus, JobState};
-use crate::store::records::{Outcome, Verdict};
-use crate::wrapper::EXIT_PROBE_CODES;
+use crate::store::records::{Outcome, ProbeStatus, Verdict};
+use crate::wrapper::{EXIT_LAUNCH_FAILED, EXIT_PROBE_CODES};
 
 /// What is known about an ended job.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,42 @@ fn decisive_hit(ev: &EndEvidence<'_>) -> Option<Hit> {
     verdict(&hits).map(|(_, hit)| hit.clone())
 }
 
+/// How an attempt ended, from all its evidence.
+///
+/// Only positive evidence blames a node: a faulty GPU probe (the outcome's
+/// `ProbeFailed`), Slurm's NODE_FAIL/BOOT_FAIL, a run directory the node
+/// could not read, a lost heartbeat, a hardware signature. An inconclusive
+/// probe never does: it is recorded in `probes` and named in the detail.
 pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
+    let mut end = classify_inner(ev);
+    if let Some(o) = ev.outcome {
+        end.probes = o
+            .probes
+            .iter()
+            .map(|p| ProbeNote {
+                name: p.name.clone(),
+                status: p.status,
+                detail: p.detail.clone(),
+            })
+            .collect();
+        let unsure: Vec<String> = o
+            .probes
+            .iter()
+            .filter(|p| p.status == ProbeStatus::Inconclusive)
+            .map(|p| format!("{}: {}", p.name, p.detail))
+            .collect();
+        if !unsure.is_empty() {
+            end.detail = format!(
+                "{}; GPU probe(s) inconclusive, not held against the node: {}",
+                end.detail,
+                unsure.join("; ")
+            );
+        }
+    }
+    end
+}
+
+fn classify_inner(ev: &EndEvidence<'_>) -> AttemptEnd {
     let end = |class, blame, detail: String| AttemptEnd {
         class,
         blame,
@@ -36,6 +71,7 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         detail,
         signature: None,
         fingerprint: None,
+        probes: Vec::new(),
     };
     // A probe failure is the node's fault whatever Slurm recorded after it.
     if let Some(Outcome {
@@ -56,12 +92,26 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         ..
     }) = ev.outcome
     {
-        // The run directory is on the shared filesystem: a node that cannot
-        // read it is a broken node.
+        // The run directory is on the shared filesystem, and the login
+        // node reads it every tick: a node that cannot read it is broken.
         return end(
             FailureClass::NodeFault,
             Blame::Node,
             format!("the wrapper could not start on {node}: {detail}"),
+        );
+    }
+    if let Some(Outcome {
+        verdict: Verdict::LaunchFailed { detail },
+        node,
+        ..
+    }) = ev.outcome
+    {
+        // The kernel refused the script itself (its #! line, its
+        // permissions): it would be refused on any node.
+        return end(
+            FailureClass::WorkloadFailure,
+            Blame::Workload,
+            format!("the workload could not be started on {node}: {detail}"),
         );
     }
     if let Some(reason) = ev.cancel {
@@ -178,6 +228,14 @@ pub fn classify(ev: &EndEvidence<'_>) -> AttemptEnd {
         JobState::Failed => {
             if let Some(detail) = workload_exit {
                 end(FailureClass::WorkloadFailure, Blame::Workload, detail)
+            } else if ev.exit.is_some_and(|e| e.code == EXIT_LAUNCH_FAILED) {
+                end(
+                    FailureClass::WorkloadFailure,
+                    Blame::Workload,
+                    format!(
+                        "the workload could not be started (exit code {EXIT_LAUNCH_FAILED} of the wrapper; its outcome record is missing)"
+                    ),
+                )
             } else if ev.exit.is_some_and(|e| EXIT_PROBE_CODES.contains(&e.code)) {
                 end(
                     FailureClass::NodeFault,
@@ -208,7 +266,9 @@ mod tests {
     use super::*;
     use crate::model::RunId;
     use crate::slurm::JobId;
+    use crate::store::records::ProbeResult;
     use crate::wrapper::{EXIT_PROBE_FAILED, EXIT_PROBE_HEALTH};
+    use proptest::prelude::*;
 
     fn outcome(verdict: Verdict) -> Outcome {
         Outcome {
@@ -315,6 +375,165 @@ mod tests {
             signatures: None,
         });
         assert_eq!(end.class, FailureClass::NodeFault, "every probe code");
+    }
+
+    #[test]
+    fn a_launch_failure_is_the_workloads_with_or_without_an_outcome() {
+        let launch = outcome(Verdict::LaunchFailed {
+            detail: "cannot execute the workload: No such file or directory (os error 2)".into(),
+        });
+        let end = classify(&EndEvidence {
+            state: Some(&JobState::Failed),
+            exit: Some(ExitStatus {
+                code: EXIT_LAUNCH_FAILED,
+                signal: 0,
+            }),
+            outcome: Some(&launch),
+            cancel: None,
+            signatures: None,
+        });
+        assert_eq!(
+            (end.class, end.blame),
+            (FailureClass::WorkloadFailure, Blame::Workload)
+        );
+        assert!(
+            end.detail.contains("could not be started on a100-1"),
+            "{}",
+            end.detail
+        );
+        assert!(end.detail.contains("os error 2"), "{}", end.detail);
+        // The outcome record lost: the wrapper's exit code still tells.
+        let end = classify(&EndEvidence {
+            state: Some(&JobState::Failed),
+            exit: Some(ExitStatus {
+                code: EXIT_LAUNCH_FAILED,
+                signal: 0,
+            }),
+            outcome: None,
+            cancel: None,
+            signatures: None,
+        });
+        assert_eq!(
+            (end.class, end.blame),
+            (FailureClass::WorkloadFailure, Blame::Workload)
+        );
+    }
+
+    #[test]
+    fn inconclusive_probes_are_recorded_and_named_but_blame_nobody() {
+        let mut ok = outcome(Verdict::Exited { code: 0 });
+        ok.probes = vec![
+            ProbeResult::new("visibility", ProbeStatus::Healthy, "2 GPU(s)".into(), 3),
+            ProbeResult::new(
+                "health",
+                ProbeStatus::Inconclusive,
+                "nvidia-smi -q printed no GPU section".into(),
+                5,
+            ),
+        ];
+        let end = classify(&EndEvidence {
+            state: Some(&JobState::Completed),
+            exit: None,
+            outcome: Some(&ok),
+            cancel: None,
+            signatures: None,
+        });
+        assert_eq!((end.class, end.blame), (FailureClass::Success, Blame::None));
+        assert_eq!(end.probes.len(), 2);
+        assert_eq!(end.probes[1].status, ProbeStatus::Inconclusive);
+        assert_eq!(
+            end.detail,
+            "the workload exited with code 0; GPU probe(s) inconclusive, not held against the node: \
+             health: nvidia-smi -q printed no GPU section"
+        );
+    }
+
+    fn probe_status() -> impl Strategy<Value = ProbeStatus> {
+        prop_oneof![
+            Just(ProbeStatus::Healthy),
+            Just(ProbeStatus::Faulty),
+            Just(ProbeStatus::Inconclusive),
+        ]
+    }
+
+    fn probes() -> impl Strategy<Value = Vec<ProbeResult>> {
+        proptest::collection::vec((0usize..4, probe_status(), "[a-h ]{0,12}"), 0..5).prop_map(|v| {
+            v.into_iter()
+                .map(|(i, st, d)| ProbeResult::new(crate::wrapper::probe::ALL[i], st, d, 1))
+                .collect()
+        })
+    }
+
+    /// What the workload did when no probe stopped it.
+    fn workload_verdict() -> impl Strategy<Value = Verdict> {
+        prop_oneof![
+            (-1i32..256).prop_map(|code| Verdict::Exited { code }),
+            (1i32..32).prop_map(|signal| Verdict::Signaled { signal }),
+            "[a-z ]{0,12}".prop_map(|detail| Verdict::LaunchFailed { detail }),
+        ]
+    }
+
+    /// Slurm's ends that carry no evidence against the node by themselves
+    /// (NODE_FAIL and BOOT_FAIL do, and are left out).
+    fn slurm_state() -> impl Strategy<Value = Option<JobState>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(JobState::Completed)),
+            Just(Some(JobState::Failed)),
+            Just(Some(JobState::Cancelled)),
+            Just(Some(JobState::Timeout)),
+            Just(Some(JobState::OutOfMemory)),
+            Just(Some(JobState::Preempted)),
+        ]
+    }
+
+    fn cancel() -> impl Strategy<Value = Option<CancelReason>> {
+        // HeartbeatLost is evidence of its own (the node stopped answering).
+        prop_oneof![
+            Just(None),
+            Just(Some(CancelReason::Stop)),
+            Just(Some(CancelReason::Restart)),
+            Just(Some(CancelReason::KeepAlive)),
+            Just(Some(CancelReason::ProgressStalled)),
+        ]
+    }
+
+    proptest! {
+        /// Through the wrapper's rule (only a faulty probe ends the attempt
+        /// as `probe_failed`) and the classifier, the node is blamed only
+        /// when a probe was faulty: never on inconclusive ones.
+        #[test]
+        fn node_blame_only_arises_from_faulty_probes(
+            probes in probes(),
+            workload in workload_verdict(),
+            state in slurm_state(),
+            code in 0i32..256,
+            cancel in cancel(),
+        ) {
+            let verdict = match crate::wrapper::faulty_probe(&probes) {
+                Some(p) => Verdict::ProbeFailed { probe: p.name.clone(), detail: p.detail.clone() },
+                None => workload,
+            };
+            let mut o = outcome(verdict);
+            o.probes = probes.clone();
+            let set = SignatureSet::builtin();
+            let end = classify(&EndEvidence {
+                state: state.as_ref(),
+                exit: Some(ExitStatus { code, signal: 0 }),
+                outcome: Some(&o),
+                cancel,
+                signatures: Some(&set),
+            });
+            let any_faulty = probes.iter().any(|p| p.status == ProbeStatus::Faulty);
+            prop_assert!(
+                end.blame != Blame::Node || any_faulty,
+                "blamed the node without a faulty probe: {end:?}"
+            );
+            prop_assert!(end.class != FailureClass::NodeFault || any_faulty, "{end:?}");
+            prop_assert_eq!(end.probes.len(), probes.len());
+            let inconclusive = probes.iter().any(|p| p.status == ProbeStatus::Inconclusive);
+            prop_assert_eq!(end.detail.contains("inconclusive"), inconclusive);
+        }
     }
 
     #[test]

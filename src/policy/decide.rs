@@ -877,6 +877,7 @@ pub fn submitted(
                     detail: format!("{kind:?}: {message}"),
                     signature: None,
                     fingerprint: None,
+                    probes: Vec::new(),
                 };
                 a.end = Some(end.clone());
                 cx.event("submit_rejected", end.detail.clone());

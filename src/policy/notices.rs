@@ -414,6 +414,7 @@ mod tests {
             detail: format!("{class:?} happened"),
             signature: None,
             fingerprint: None,
+            probes: Vec::new(),
         });
         a
     }

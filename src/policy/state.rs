@@ -121,6 +121,10 @@ pub struct AttemptEnd {
     /// on other attempts ([`super::verdicts`]). Absent in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// The GPU probes the wrapper ran, with what each concluded (absent in
+    /// states written before probes were recorded here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeNote>,
 }
 
 /// A workload failure with the accidents taken out (numbers, addresses,
@@ -150,6 +154,14 @@ pub struct Waiting {
     pub until: Option<Timestamp>,
     /// When the daemon last tried.
     pub tried_at: Timestamp,
+}
+
+/// One GPU probe of an attempt, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeNote {
+    pub name: String,
+    pub status: crate::store::records::ProbeStatus,
+    pub detail: String,
 }
 
 /// A fault signature found in an attempt's output ([`super::signatures`]).

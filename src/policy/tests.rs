@@ -102,6 +102,7 @@ fn heartbeat(id: u64, restarts: u32, seq: u64) -> Heartbeat {
         time: t(0),
         seq,
         output_bytes: None,
+        probes: Vec::new(),
     }
 }
 

@@ -57,6 +57,7 @@ pub fn never_started(r: &Reached<'_>) -> Option<AttemptEnd> {
         detail: format!("the job never reached a node (Slurm: {state}{reason}, no node)"),
         signature: None,
         fingerprint: None,
+        probes: Vec::new(),
     })
 }
 

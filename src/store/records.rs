@@ -48,6 +48,11 @@ pub struct Heartbeat {
     pub seq: u64,
     /// Bytes written so far to the attempt's stdout and stderr files, when known.
     pub output_bytes: Option<u64>,
+    /// The GPU probes' results once probing is over, so that `status` shows
+    /// an inconclusive probe while the workload runs (absent before, and in
+    /// heartbeats of older wrappers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeResult>,
 }
 
 /// Written atomically by `shepherd progress` (or the workload itself).
@@ -59,15 +64,86 @@ pub struct Progress {
     pub time: Timestamp,
 }
 
+/// What a probe found (docs/wrapper.md, "What each probe concludes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeStatus {
+    /// The probe asked its question and the answer was good.
+    Healthy,
+    /// Positive evidence of a broken node: an error line naming a GPU
+    /// failure, a GPU missing, an uncorrectable ECC count, …
+    Faulty,
+    /// The question could not be asked or the answer was not understood
+    /// (tool missing, option refused, unknown layout, timeout without an
+    /// error line). Recorded and shown, never held against the node.
+    Inconclusive,
+}
+
+impl ProbeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeStatus::Healthy => "healthy",
+            ProbeStatus::Faulty => "faulty",
+            ProbeStatus::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 /// The result of one GPU probe.
+///
+/// `status` is new in this version of the record. Old records (written by an
+/// older wrapper) have only `ok`: read as `healthy` or `faulty`. Old readers
+/// of new records see `ok: true` for an inconclusive probe, which matches
+/// what happened (the node was not judged, the workload ran).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ProbeResultOnDisk")]
 pub struct ProbeResult {
     /// `visibility`, …
     pub name: String,
+    /// Not faulty: the probe did not stop the attempt.
     pub ok: bool,
+    pub status: ProbeStatus,
     /// What was seen, for the journal and `status`.
     pub detail: String,
     pub millis: u64,
+}
+
+impl ProbeResult {
+    pub fn new(name: &str, status: ProbeStatus, detail: String, millis: u64) -> ProbeResult {
+        ProbeResult {
+            name: name.to_string(),
+            ok: status != ProbeStatus::Faulty,
+            status,
+            detail,
+            millis,
+        }
+    }
+
+    pub fn is_faulty(&self) -> bool {
+        self.status == ProbeStatus::Faulty
+    }
+}
+
+/// [`ProbeResult`] as stored, `status` optional for records of older wrappers.
+#[derive(Deserialize)]
+struct ProbeResultOnDisk {
+    name: String,
+    ok: bool,
+    #[serde(default)]
+    status: Option<ProbeStatus>,
+    detail: String,
+    millis: u64,
+}
+
+impl From<ProbeResultOnDisk> for ProbeResult {
+    fn from(d: ProbeResultOnDisk) -> ProbeResult {
+        let status = d.status.unwrap_or(if d.ok {
+            ProbeStatus::Healthy
+        } else {
+            ProbeStatus::Faulty
+        });
+        ProbeResult::new(&d.name, status, d.detail, d.millis)
+    }
 }
 
 /// How the attempt ended, as the wrapper saw it.
@@ -80,8 +156,13 @@ pub enum Verdict {
     Signaled { signal: i32 },
     /// A GPU probe failed: the node is to blame, the workload never ran.
     ProbeFailed { probe: String, detail: String },
-    /// The wrapper could not start the workload (run directory, script).
+    /// The wrapper could not use the run directory on the node (the spec
+    /// or the script snapshot unreadable there): the node is to blame.
     SetupFailed { detail: String },
+    /// The workload could not be started (the kernel refused to execute the
+    /// script: missing interpreter, CRLF shebang, no execute permission, …):
+    /// the submission is to blame. `detail` carries the OS's words.
+    LaunchFailed { detail: String },
 }
 
 /// Written once by the wrapper when the attempt ends.
@@ -115,4 +196,26 @@ pub const SPEC_VERSION: u32 = 1;
 pub struct SpecFile {
     pub version: u32,
     pub spec: crate::model::RunSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_probe_results_read_as_healthy_or_faulty() {
+        let old: ProbeResult =
+            serde_json::from_str(r#"{"name":"health","ok":false,"detail":"ecc","millis":3}"#)
+                .unwrap();
+        assert_eq!(old.status, ProbeStatus::Faulty);
+        let old: ProbeResult =
+            serde_json::from_str(r#"{"name":"health","ok":true,"detail":"fine","millis":3}"#)
+                .unwrap();
+        assert_eq!(old.status, ProbeStatus::Healthy);
+        let new = ProbeResult::new("health", ProbeStatus::Inconclusive, "refused".into(), 1);
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""ok":true"#), "{text}");
+        assert!(text.contains(r#""status":"inconclusive""#), "{text}");
+        assert_eq!(serde_json::from_str::<ProbeResult>(&text).unwrap(), new);
+    }
 }

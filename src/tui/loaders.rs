@@ -743,6 +743,7 @@ mod tests {
                 time: now,
                 seq: 1,
                 output_bytes: None,
+                probes: Vec::new(),
             },
         )
         .unwrap();

@@ -100,6 +100,8 @@ struct AttemptIn {
     slurm_state: Option<String>,
     exit_code: Option<i32>,
     detail: Option<String>,
+    #[serde(default)]
+    probes: Vec<crate::view::ProbeDoc>,
 }
 
 impl From<DocIn> for RunDoc {
@@ -137,6 +139,7 @@ impl From<DocIn> for RunDoc {
                     exit_code: a.exit_code,
                     detail: a.detail,
                     fingerprint: None,
+                    probes: a.probes,
                 })
                 .collect(),
             error: d.error,

@@ -53,6 +53,7 @@ fn attempt(k: u32, node: &str, outcome: Option<(&str, &str, &str)>, start: i64) 
         exit_code: outcome.map(|_| 1),
         detail: outcome.map(|o| o.2.into()),
         fingerprint: None,
+        probes: vec![],
     }
 }
 

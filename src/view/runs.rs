@@ -1,14 +1,16 @@
 //! Runs as the interfaces show them: one document per run, read from the
 //! state directory. `list`/`status --json` serialize these; the TUI draws them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::model::{Mode, RunId, RunSpec};
 use crate::policy::state::{Attempt, RunState};
-use crate::store::StateDir;
+use crate::store::atomic;
+use crate::store::records::{HEARTBEAT_VERSION, Heartbeat, ProbeStatus};
+use crate::store::{RunDir, StateDir};
 
 /// The run named on the command line does not exist.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,17 @@ pub struct AttemptDoc {
     /// time to failure): the same-failure rule compares these.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<crate::policy::state::Fingerprint>,
+    /// The GPU probes of the attempt and what each concluded (`healthy`,
+    /// `faulty`, `inconclusive`); empty for CPU jobs and unended attempts.
+    pub probes: Vec<ProbeDoc>,
+}
+
+/// One GPU probe of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProbeDoc {
+    pub name: String,
+    pub status: String,
+    pub detail: String,
 }
 
 pub fn snake<T: Serialize>(v: &T) -> String {
@@ -88,7 +101,39 @@ pub fn snake<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn attempt_doc(a: &Attempt) -> AttemptDoc {
+/// The probes of an attempt: from its end once it ended, before that from
+/// its live heartbeat (the wrapper records them there when the workload
+/// starts), so that an inconclusive probe shows while the workload runs.
+fn probe_docs(a: &Attempt, run_dir: &Path) -> Vec<ProbeDoc> {
+    let doc = |name: &str, status: ProbeStatus, detail: &str| ProbeDoc {
+        name: name.to_string(),
+        status: status.as_str().to_string(),
+        detail: detail.to_string(),
+    };
+    if let Some(end) = &a.end {
+        return end
+            .probes
+            .iter()
+            .map(|p| doc(&p.name, p.status, &p.detail))
+            .collect();
+    }
+    let Some(job) = a.job_id else {
+        return Vec::new();
+    };
+    let path = RunDir::at(run_dir)
+        .attempt(a.attempt)
+        .heartbeat(job, a.restarts);
+    atomic::read_json::<Heartbeat>(&path, HEARTBEAT_VERSION)
+        .map(|hb| {
+            hb.probes
+                .iter()
+                .map(|p| doc(&p.name, p.status, &p.detail))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn attempt_doc(a: &Attempt, run_dir: &Path) -> AttemptDoc {
     AttemptDoc {
         attempt: a.attempt,
         job_id: a.job_id.map(|j| j.0),
@@ -105,6 +150,7 @@ fn attempt_doc(a: &Attempt) -> AttemptDoc {
         exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
         detail: a.end.as_ref().map(|e| e.detail.clone()),
         fingerprint: a.end.as_ref().and_then(|e| e.fingerprint.clone()),
+        probes: probe_docs(a, run_dir),
     }
 }
 
@@ -164,6 +210,11 @@ pub fn run_docs(sd: &StateDir, ids: &[RunId]) -> Vec<RunDoc> {
 
 fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
     let last = state.attempts.last();
+    let attempts = state
+        .attempts
+        .iter()
+        .map(|a| attempt_doc(a, &run_dir))
+        .collect();
     RunDoc {
         run_id: spec.run_id.to_string(),
         status: state.status.as_str().to_string(),
@@ -178,7 +229,7 @@ fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
         created_at: spec.created_at,
         updated_at: state.updated_at,
         run_dir,
-        attempts: state.attempts.iter().map(attempt_doc).collect(),
+        attempts,
         error: None,
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::store::atomic;
-use crate::store::records::{Heartbeat, Phase};
+use crate::store::records::{Heartbeat, Phase, ProbeResult};
 
 /// The files whose sizes make `output_bytes` outside tests: the wrapper's own
 /// stdout and stderr (Slurm's output files; the workload's stdout goes there
@@ -31,6 +31,8 @@ struct State {
     stop: bool,
     /// Heartbeats attempted so far (written or not).
     attempts: u64,
+    /// Probe results to carry from the next heartbeat on.
+    probes: Option<Vec<ProbeResult>>,
 }
 
 pub struct Heartbeats {
@@ -54,6 +56,7 @@ impl Heartbeats {
                 kick: false,
                 stop: false,
                 attempts: 0,
+                probes: None,
             }),
             Condvar::new(),
         ));
@@ -90,6 +93,17 @@ impl Heartbeats {
             state.kick = true;
             cvar.notify_one();
         }
+    }
+
+    /// Changes the phase and records the probes' results in every heartbeat
+    /// from now on; the next heartbeat is written at once.
+    pub fn set_phase_with_probes(&self, phase: Phase, probes: Vec<ProbeResult>) {
+        let (lock, cvar) = &*self.shared;
+        let mut state = lock_state(lock);
+        state.phase = phase;
+        state.probes = Some(probes);
+        state.kick = true;
+        cvar.notify_one();
     }
 
     /// How many heartbeats were attempted so far, successful or not.
@@ -165,7 +179,7 @@ impl Writer {
 fn beat(shared: &(Mutex<State>, Condvar), mut writer: Writer) {
     let (lock, cvar) = shared;
     loop {
-        let phase = {
+        let (phase, probes) = {
             let state = lock_state(lock);
             let (mut state, _) = cvar
                 .wait_timeout_while(state, writer.interval, |s| !s.stop && !s.kick)
@@ -174,8 +188,11 @@ fn beat(shared: &(Mutex<State>, Condvar), mut writer: Writer) {
                 return;
             }
             state.kick = false;
-            state.phase
+            (state.phase, state.probes.take())
         };
+        if let Some(probes) = probes {
+            writer.hb.probes = probes;
+        }
         writer.write(phase);
         lock_state(lock).attempts = writer.hb.seq;
     }
@@ -222,6 +239,7 @@ mod tests {
             time: now,
             seq: 0,
             output_bytes: None,
+            probes: Vec::new(),
         }
     }
 

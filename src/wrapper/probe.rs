@@ -2,11 +2,19 @@
 //!
 //! Each probe is a pure decision over what a tool printed plus what the job
 //! should see ([`judge_listing`]), and a thin runner around it
-//! ([`visibility`]) that runs the tool with a deadline. A failed probe blames
-//! the node: the wrapper then ends the attempt without starting the workload.
+//! ([`visibility`]) that runs the tool with a deadline.
+//!
+//! Every probe concludes one of three things ([`ProbeStatus`]): *healthy*,
+//! *faulty* (positive evidence only: an error line from nvidia-smi naming a
+//! GPU failure, a GPU missing, an uncorrectable ECC count, …) or
+//! *inconclusive* (the tool is missing, refused the question, printed
+//! something this version does not understand, or did not answer in time).
+//! Only a faulty probe blames the node: the wrapper then ends the attempt
+//! without starting the workload. An inconclusive one is recorded and the
+//! probing goes on. A false verdict is worse than none.
 //!
 //! The probes, in the order they run ([`ALL`]; [`run_all`] stops at the first
-//! failure):
+//! faulty one):
 //!
 //! - `visibility`: `nvidia-smi -L` lists the GPUs Slurm handed the job
 //!   (`CUDA_VISIBLE_DEVICES`);
@@ -21,7 +29,53 @@ use std::time::{Duration, Instant};
 
 use crate::slurm::SlurmError;
 use crate::slurm::runner::Invocation;
-use crate::store::records::ProbeResult;
+use crate::store::records::{ProbeResult, ProbeStatus};
+
+/// Why a probe did not conclude *healthy*.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Positive evidence that the node is broken.
+    Faulty(String),
+    /// The question could not be asked, or the answer was not understood.
+    Inconclusive(String),
+}
+
+impl Problem {
+    pub fn detail(&self) -> &str {
+        match self {
+            Problem::Faulty(d) | Problem::Inconclusive(d) => d,
+        }
+    }
+
+    /// The detail of a faulty verdict; panics on an inconclusive one.
+    #[cfg(test)]
+    pub fn faulty(self) -> String {
+        match self {
+            Problem::Faulty(d) => d,
+            Problem::Inconclusive(d) => panic!("inconclusive, not faulty: {d}"),
+        }
+    }
+
+    /// The detail of an inconclusive verdict; panics on a faulty one.
+    #[cfg(test)]
+    pub fn inconclusive(self) -> String {
+        match self {
+            Problem::Inconclusive(d) => d,
+            Problem::Faulty(d) => panic!("faulty, not inconclusive: {d}"),
+        }
+    }
+}
+
+/// A probe's verdict: `Ok(detail)` is healthy.
+pub type Judged = Result<String, Problem>;
+
+fn faulty<T>(detail: String) -> Result<T, Problem> {
+    Err(Problem::Faulty(bound(detail)))
+}
+
+fn inconclusive<T>(detail: String) -> Result<T, Problem> {
+    Err(Problem::Inconclusive(bound(detail)))
+}
 
 /// The probe's name in [`ProbeResult::name`] and `Verdict::ProbeFailed`.
 pub const VISIBILITY: &str = "visibility";
@@ -39,8 +93,8 @@ pub const ALL: &[&str] = &[VISIBILITY, HEALTH, PROCESSES, CUDA];
 pub const CUDA_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the `cuda` probe records when no framework can be imported.
-pub const CUDA_SKIPPED: &str = "skipped: no CUDA framework available (torch not importable); \
-visibility and health probes only";
+pub const CUDA_SKIPPED: &str =
+    "skipped: no CUDA framework available (torch not importable); no kernel launch checked";
 
 /// Checks probe names (`--probes`): each must be one of [`ALL`].
 pub fn check_names(names: &[String]) -> Result<(), String> {
@@ -133,6 +187,8 @@ pub struct Listing {
     pub migs: Vec<Listed>,
     /// Lines in which nvidia-smi reports a broken GPU or driver.
     pub errors: Vec<String>,
+    /// Other non-empty lines (not understood).
+    pub other: Vec<String>,
 }
 
 /// Sorts `nvidia-smi -L` output:
@@ -173,6 +229,8 @@ pub fn parse_listing(stdout: &str) -> Listing {
             });
         } else if is_error_line(line) {
             listing.errors.push(line.to_string());
+        } else if !line.is_empty() {
+            listing.other.push(line.to_string());
         }
     }
     listing
@@ -192,6 +250,10 @@ fn split_uuid(s: &str) -> (String, Option<String>) {
     }
 }
 
+/// nvidia-smi (or CUDA) names a broken GPU or driver in this line. These are
+/// positive evidence: on a node that advertises GPUs through Slurm's GRES,
+/// "couldn't communicate with the NVIDIA driver" or "No devices were found"
+/// means no CUDA program can run there.
 fn is_error_line(line: &str) -> bool {
     const SIGNS: &[&str] = &[
         "unable to determine the device handle",
@@ -207,20 +269,32 @@ fn is_error_line(line: &str) -> bool {
     SIGNS.iter().any(|s| l.contains(s))
 }
 
-/// Decides the `visibility` probe: `Ok(detail)` when every GPU the job should
-/// see is listed, `Err(detail)` otherwise.
+/// Decides the `visibility` probe: healthy when every GPU the job should see
+/// is listed; faulty on an error line or a GPU missing; inconclusive when
+/// nvidia-smi printed no line this version understands.
 ///
 /// `nvidia-smi` ignores `CUDA_VISIBLE_DEVICES`: it lists every GPU the job's
 /// cgroup lets it open (all of the node's GPUs where Slurm does not constrain
 /// devices). So the check is "at least as many as expected", and, where the
 /// job was given UUIDs, "each of those UUIDs is listed".
-pub fn judge_listing(listing: &Listing, expect: &Expectation) -> Result<String, String> {
+pub fn judge_listing(listing: &Listing, expect: &Expectation) -> Judged {
     if let Some(first) = listing.errors.first() {
         let more = match listing.errors.len() {
             1 => String::new(),
             n => format!(" (and {} more error lines)", n - 1),
         };
-        return Err(bound(format!("nvidia-smi reports: {first}{more}")));
+        return faulty(format!("nvidia-smi reports: {first}{more}"));
+    }
+    // Lines, but not one understood: a format this version does not know.
+    // (Nothing at all, with a successful exit, is nvidia-smi listing no
+    // GPU: judged below like any missing GPU.)
+    if listing.gpus.is_empty()
+        && listing.migs.is_empty()
+        && let Some(line) = listing.other.first()
+    {
+        return inconclusive(format!(
+            "nvidia-smi -L printed no GPU line this version understands: {line}"
+        ));
     }
     let (kind, listed) = if expect.mig {
         ("MIG instance", &listing.migs)
@@ -229,11 +303,11 @@ pub fn judge_listing(listing: &Listing, expect: &Expectation) -> Result<String, 
     };
     let wanted = expect.devices.join(",");
     if listed.len() < expect.count() {
-        return Err(bound(format!(
+        return faulty(format!(
             "nvidia-smi lists {} {kind}(s), the job should see {} (CUDA_VISIBLE_DEVICES={wanted})",
             listed.len(),
             expect.count(),
-        )));
+        ));
     }
     let missing: Vec<&str> = expect
         .devices
@@ -247,10 +321,10 @@ pub fn judge_listing(listing: &Listing, expect: &Expectation) -> Result<String, 
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return Err(bound(format!(
+        return faulty(format!(
             "nvidia-smi does not list {} (CUDA_VISIBLE_DEVICES={wanted})",
             missing.join(", ")
-        )));
+        ));
     }
     let mut models: Vec<&str> = listing.gpus.iter().map(|g| g.name.as_str()).collect();
     models.dedup();
@@ -293,61 +367,84 @@ pub fn visibility(
 }
 
 /// Runs `f` and records its verdict and duration as probe `name`.
-fn timed(name: &str, f: impl FnOnce() -> Result<String, String>) -> ProbeResult {
+fn timed(name: &str, f: impl FnOnce() -> Judged) -> ProbeResult {
     let started = Instant::now();
     let verdict = f();
     let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (ok, detail) = match verdict {
-        Ok(detail) => (true, detail),
-        Err(detail) => (false, detail),
+    let (status, detail) = match verdict {
+        Ok(detail) => (ProbeStatus::Healthy, detail),
+        Err(Problem::Faulty(detail)) => (ProbeStatus::Faulty, detail),
+        Err(Problem::Inconclusive(detail)) => (ProbeStatus::Inconclusive, detail),
     };
-    ProbeResult {
-        name: name.to_string(),
-        ok,
-        detail,
-        millis,
-    }
+    ProbeResult::new(name, status, detail, millis)
 }
 
 /// Runs `PROGRAM ARGS…` within `timeout` with `CUDA_VISIBLE_DEVICES` set as
-/// given (nvidia-smi ignores it; a fake one may use it); a missing program, a timeout and a non-zero exit are `Err(detail)`.
+/// given (nvidia-smi ignores it; a fake one may use it). A missing program
+/// and a timeout are inconclusive (the runner keeps no partial output, so a
+/// timeout carries no error line); so is a non-zero exit without an error
+/// line (an option this driver refuses); a non-zero exit with one is faulty.
 fn run_tool(
     program: &str,
     args: &[&str],
     cuda_visible_devices: Option<&str>,
     timeout: Duration,
-) -> Result<crate::slurm::runner::Output, String> {
+) -> Result<crate::slurm::runner::Output, Problem> {
+    let out = run_tool_raw(program, args, cuda_visible_devices, timeout)?;
+    if !out.success() {
+        return Err(failed_call(&out, &shown(program, args)));
+    }
+    Ok(out)
+}
+
+/// `nvidia-smi -q`, for messages.
+fn shown(program: &str, args: &[&str]) -> String {
+    if args.is_empty() {
+        program.to_string()
+    } else {
+        format!("{program} {}", args[0])
+    }
+}
+
+/// A call that exited non-zero: faulty with an error line, else inconclusive.
+fn failed_call(out: &crate::slurm::runner::Output, shown: &str) -> Problem {
+    let message = out.message();
+    let message = if message.is_empty() {
+        "no output".to_string()
+    } else {
+        message.lines().take(3).collect::<Vec<_>>().join(" / ")
+    };
+    let detail = bound(format!("{shown} failed ({}): {message}", out.status_text()));
+    if error_lines(out).is_empty() {
+        Problem::Inconclusive(detail)
+    } else {
+        Problem::Faulty(detail)
+    }
+}
+
+/// [`run_tool`] without judging the exit status.
+fn run_tool_raw(
+    program: &str,
+    args: &[&str],
+    cuda_visible_devices: Option<&str>,
+    timeout: Duration,
+) -> Result<crate::slurm::runner::Output, Problem> {
     let mut inv = Invocation::new(program, timeout).args(args);
     if let Some(cvd) = cuda_visible_devices {
         inv.env.push(("CUDA_VISIBLE_DEVICES".into(), cvd.into()));
     }
-    let shown = if args.is_empty() {
-        program.to_string()
-    } else {
-        format!("{program} {}", args[0])
-    };
-    let out = inv.run().map_err(|e| match e {
-        SlurmError::NotFound { source, .. } => {
-            format!("cannot run {program}: {source} (is the NVIDIA driver installed?)")
-        }
-        SlurmError::TimedOut { after, .. } => {
-            format!("{shown} did not answer within {after:?}")
-        }
-        other => format!("{shown}: {other}"),
-    })?;
-    if !out.success() {
-        let message = out.message();
-        let message = if message.is_empty() {
-            "no output".to_string()
-        } else {
-            message.lines().take(3).collect::<Vec<_>>().join(" / ")
-        };
-        return Err(bound(format!(
-            "{shown} failed ({}): {message}",
-            out.status_text()
-        )));
-    }
-    Ok(out)
+    let shown = shown(program, args);
+    inv.run().map_err(|e| {
+        Problem::Inconclusive(bound(match e {
+            SlurmError::NotFound { source, .. } => {
+                format!("cannot run {program}: {source} (is the NVIDIA driver installed?)")
+            }
+            SlurmError::TimedOut { after, .. } => {
+                format!("{shown} did not answer within {after:?}")
+            }
+            other => format!("{shown}: {other}"),
+        }))
+    })
 }
 
 /// Error lines on stdout or stderr (nvidia-smi may report a broken GPU and
@@ -368,8 +465,9 @@ fn list(
     cuda_visible_devices: Option<&str>,
     requested: u32,
     timeout: Duration,
-) -> Result<(Listing, Expectation), String> {
-    let expect = expectation(cuda_visible_devices, requested)?;
+) -> Result<(Listing, Expectation), Problem> {
+    // Slurm gave a GPU job no GPU on this node: its GRES are broken.
+    let expect = expectation(cuda_visible_devices, requested).map_err(Problem::Faulty)?;
     let out = run_tool(program, &["-L"], cuda_visible_devices, timeout)?;
     let mut listing = parse_listing(&out.stdout);
     // Errors may come on stderr while the exit status still says success.
@@ -462,6 +560,9 @@ pub struct GpuHealth {
     pub problems: Vec<String>,
     /// The driver reported at least one volatile ECC count (not `N/A`).
     pub ecc_counted: bool,
+    /// At least one line of the section was one this version understands
+    /// (under `ECC Mode`, `ECC Errors`, `Retired Pages`, `Remapped Rows`).
+    pub understood: bool,
 }
 
 /// Parses `nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER` by its
@@ -514,6 +615,13 @@ pub fn parse_health(stdout: &str) -> Vec<GpuHealth> {
             continue;
         };
         let within = |name: &str| path.iter().any(|(_, s)| s == name);
+        if key == "Remapped Rows"
+            || ["ECC Mode", "ECC Errors", "Retired Pages", "Remapped Rows"]
+                .iter()
+                .any(|s| within(s))
+        {
+            gpu.understood = true;
+        }
         let yes = value.eq_ignore_ascii_case("yes");
         if within("ECC Errors") && within("Volatile") {
             let double_bit = within("Double Bit");
@@ -550,19 +658,12 @@ pub fn parse_health(stdout: &str) -> Vec<GpuHealth> {
 }
 
 /// Decides the `health` probe over [`parse_health`]'s sections, nvidia-smi's
-/// error lines, and the number of GPUs asked about.
-pub fn judge_health(gpus: &[GpuHealth], errors: &[String], asked: usize) -> Result<String, String> {
+/// error lines, and the number of GPUs asked about: faulty on an error line
+/// or a problem in a section; inconclusive when a GPU's section is missing
+/// or not understood (an unknown layout is no evidence).
+pub fn judge_health(gpus: &[GpuHealth], errors: &[String], asked: usize) -> Judged {
     if let Some(first) = errors.first() {
-        return Err(bound(format!("nvidia-smi reports: {first}")));
-    }
-    if gpus.is_empty() {
-        return Err("nvidia-smi -q printed no GPU section".to_string());
-    }
-    if gpus.len() < asked {
-        return Err(format!(
-            "nvidia-smi -q reports on {} GPU(s), the job has {asked}",
-            gpus.len()
-        ));
+        return faulty(format!("nvidia-smi reports: {first}"));
     }
     let bad: Vec<String> = gpus
         .iter()
@@ -570,7 +671,25 @@ pub fn judge_health(gpus: &[GpuHealth], errors: &[String], asked: usize) -> Resu
         .map(|g| format!("GPU {}: {}", g.gpu, g.problems.join(", ")))
         .collect();
     if !bad.is_empty() {
-        return Err(bound(bad.join("; ")));
+        return faulty(bad.join("; "));
+    }
+    if gpus.is_empty() {
+        return inconclusive(
+            "nvidia-smi -q printed no GPU section (a layout this version does not understand)"
+                .to_string(),
+        );
+    }
+    if let Some(odd) = gpus.iter().find(|g| !g.understood) {
+        return inconclusive(format!(
+            "nvidia-smi -q printed no ECC, retired-page or remapped-row line this version understands for GPU {}",
+            odd.gpu
+        ));
+    }
+    if gpus.len() < asked {
+        return inconclusive(format!(
+            "nvidia-smi -q reports on {} GPU(s), the job has {asked}",
+            gpus.len()
+        ));
     }
     let uncounted = gpus.iter().filter(|g| !g.ecc_counted).count();
     let ecc = match uncounted {
@@ -583,24 +702,60 @@ pub fn judge_health(gpus: &[GpuHealth], errors: &[String], asked: usize) -> Resu
     ))
 }
 
+/// The display types `health` asks for, most first. Older drivers refuse a
+/// type they do not know (`ROW_REMAPPER` before about R450) with "Invalid
+/// combination of input arguments" and a non-zero exit: the probe then asks
+/// again with fewer, so that such a node still gets its ECC checked.
+pub const HEALTH_DISPLAYS: &[&str] = &[
+    "ECC,PAGE_RETIREMENT,ROW_REMAPPER",
+    "ECC,PAGE_RETIREMENT",
+    "ECC",
+];
+
 fn run_health(
     program: &str,
     cuda_visible_devices: Option<&str>,
     gpus: &JobGpus,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Judged {
     let ids = gpus.ids.join(",");
-    let out = run_tool(
-        program,
-        &["-q", "-d", "ECC,PAGE_RETIREMENT,ROW_REMAPPER", "-i", &ids],
-        cuda_visible_devices,
-        timeout,
-    )?;
-    judge_health(
-        &parse_health(&out.stdout),
-        &error_lines(&out),
-        gpus.ids.len(),
-    )
+    let mut refused: Vec<&str> = Vec::new();
+    let mut last_refusal = None;
+    for display in HEALTH_DISPLAYS {
+        let out = run_tool_raw(
+            program,
+            &["-q", "-d", display, "-i", &ids],
+            cuda_visible_devices,
+            timeout,
+        )?;
+        if !out.success() {
+            match failed_call(&out, &format!("{program} -q -d {display}")) {
+                faulty @ Problem::Faulty(_) => return Err(faulty),
+                Problem::Inconclusive(detail) => {
+                    refused.push(display);
+                    last_refusal = Some(detail);
+                    continue;
+                }
+            }
+        }
+        let verdict = judge_health(
+            &parse_health(&out.stdout),
+            &error_lines(&out),
+            gpus.ids.len(),
+        );
+        return match (verdict, refused.is_empty()) {
+            (Ok(detail), false) => Ok(bound(format!(
+                "{detail} (this driver refused -d {}: checked -d {display} only)",
+                refused.join(" and -d ")
+            ))),
+            (verdict, _) => verdict,
+        };
+    }
+    inconclusive(format!(
+        "nvidia-smi refused every health query ({}); last: {}",
+        refused.join(", "),
+        last_refusal.unwrap_or_default()
+    ))
 }
 
 // --------------------------------------------------------------- processes
@@ -617,7 +772,8 @@ pub struct ComputeApp {
 
 /// Parses the CSV (no header) of `--query-compute-apps`; an empty answer and
 /// `No running processes found` are no processes. Lines that do not start
-/// with a pid are ignored (error lines are judged separately).
+/// with a pid are ignored here (error lines are judged separately, the rest
+/// by [`unparsed_compute_lines`]).
 pub fn parse_compute_apps(stdout: &str) -> Vec<ComputeApp> {
     stdout
         .lines()
@@ -638,6 +794,23 @@ pub fn parse_compute_apps(stdout: &str) -> Vec<ComputeApp> {
         .collect()
 }
 
+/// Non-empty lines of `--query-compute-apps` that are neither a process,
+/// `No running processes found` nor an error line (e.g.
+/// `[Insufficient Permissions]` in the pid column): not understood.
+pub fn unparsed_compute_lines(stdout: &str) -> Vec<String> {
+    let parsed = |line: &str| {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        fields.len() >= 4 && fields[0].parse::<u32>().is_ok()
+    };
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.eq_ignore_ascii_case("no running processes found"))
+        .filter(|l| !is_error_line(l) && !parsed(l))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Decides the `processes` probe: fails when a compute process that is not
 /// `ours` runs on one of the job's GPUs (matched by UUID). The MPS server
 /// (`nvidia-cuda-mps-server`) is not foreign.
@@ -646,9 +819,9 @@ pub fn judge_processes(
     errors: &[String],
     gpus: &JobGpus,
     ours: impl Fn(u32) -> bool,
-) -> Result<String, String> {
+) -> Judged {
     if let Some(first) = errors.first() {
-        return Err(bound(format!("nvidia-smi reports: {first}")));
+        return faulty(format!("nvidia-smi reports: {first}"));
     }
     let foreign: Vec<String> = apps
         .iter()
@@ -662,11 +835,11 @@ pub fn judge_processes(
         })
         .collect();
     if !foreign.is_empty() {
-        return Err(bound(format!(
+        return faulty(format!(
             "{} foreign compute process(es) on the job's GPUs: {}",
             foreign.len(),
             foreign.join("; ")
-        )));
+        ));
     }
     Ok(format!(
         "no foreign compute process on the job's {} GPU(s) ({} on the node's other GPUs)",
@@ -713,9 +886,9 @@ fn run_processes(
     cuda_visible_devices: Option<&str>,
     gpus: &JobGpus,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Judged {
     if gpus.mig {
-        return Ok(
+        return inconclusive(
             "skipped: the job runs on MIG instances; processes on other instances of the same GPU belong to other jobs"
                 .to_string(),
         );
@@ -731,12 +904,18 @@ fn run_processes(
     )?;
     // At probe time the workload has not started: any process is foreign
     // unless it is the wrapper's own.
-    judge_processes(
+    let detail = judge_processes(
         &parse_compute_apps(&out.stdout),
         &error_lines(&out),
         gpus,
         is_descendant,
-    )
+    )?;
+    match unparsed_compute_lines(&out.stdout).first() {
+        Some(line) => inconclusive(format!(
+            "nvidia-smi --query-compute-apps printed a line this version does not understand: {line}"
+        )),
+        None => Ok(detail),
+    }
 }
 
 // -------------------------------------------------------------------- cuda
@@ -766,29 +945,50 @@ for i in range(n):
 sys.exit(1 if bad else 0)
 "#;
 
+/// A line of CUDA's or torch's stderr that names a hardware or driver fault.
+fn is_cuda_fault_line(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    is_error_line(line) || l.contains("ecc error") || l.contains("no cuda-capable device")
+}
+
 /// Decides the `cuda` probe from the program's exit code (`None`: killed) and
 /// output, for a job that should see `expected` devices (`mig`: CUDA may show
 /// only one MIG instance per process).
+///
+/// Faulty: a device computed a wrong result, CUDA sees fewer devices than the
+/// job should, or stderr names a hardware or driver fault (uncorrectable
+/// ECC, GPU lost, …). Inconclusive: no framework, or a failure without such
+/// a line (a torch built for another CUDA or GPU architecture is the
+/// environment's, not the node's).
 pub fn judge_cuda(
     code: Option<i32>,
     stdout: &str,
     stderr: &str,
     expected: usize,
     mig: bool,
-) -> Result<String, String> {
+) -> Judged {
     if code == Some(3) && stdout.contains("NOFRAMEWORK") {
-        return Ok(CUDA_SKIPPED.to_string());
+        return inconclusive(CUDA_SKIPPED.to_string());
     }
     let last_err = stderr
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
         .unwrap_or("");
+    let fault_line = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| is_cuda_fault_line(l));
+    let judged = |detail: String| match fault_line {
+        Some(_) => faulty(detail),
+        None => inconclusive(detail),
+    };
     if let Some(line) = stdout.lines().find(|l| l.starts_with("UNAVAILABLE")) {
-        return Err(bound(format!(
-            "torch.cuda.is_available() is False ({}) {last_err}",
-            line.trim_start_matches("UNAVAILABLE ")
-        )));
+        return judged(format!(
+            "torch.cuda.is_available() is False ({}) {}",
+            line.trim_start_matches("UNAVAILABLE "),
+            fault_line.unwrap_or(last_err)
+        ));
     }
     let count: Option<usize> = stdout
         .lines()
@@ -801,19 +1001,23 @@ pub fn judge_cuda(
         .copied()
         .filter(|l| l.contains(" bad "))
         .collect();
-    if code != Some(0) || count.is_none() || !bad.is_empty() || devs.len() != count.unwrap_or(0) {
-        let status = code.map_or("killed".to_string(), |c| format!("exit {c}"));
-        let what = if bad.is_empty() {
-            last_err.to_string()
-        } else {
-            format!("wrong result on {}", bad.join(", "))
-        };
-        return Err(bound(format!("CUDA smoke test failed ({status}): {what}")));
+    let status = code.map_or("killed".to_string(), |c| format!("exit {c}"));
+    if !bad.is_empty() {
+        return faulty(format!(
+            "CUDA smoke test failed ({status}): wrong result on {}",
+            bad.join(", ")
+        ));
+    }
+    if code != Some(0) || count.is_none() || devs.len() != count.unwrap_or(0) {
+        return judged(format!(
+            "CUDA smoke test failed ({status}): {}",
+            fault_line.unwrap_or(last_err)
+        ));
     }
     let count = count.unwrap_or(0);
     let enough = if mig { count >= 1 } else { count >= expected };
     if !enough {
-        return Err(format!(
+        return faulty(format!(
             "CUDA sees {count} device(s), the job should see {expected}"
         ));
     }
@@ -833,7 +1037,7 @@ fn run_cuda(
     cuda_visible_devices: Option<&str>,
     expect: &Expectation,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Judged {
     let mut inv = Invocation::new(python, timeout).args(["-c", CUDA_SCRIPT]);
     if let Some(cvd) = cuda_visible_devices {
         inv.env.push(("CUDA_VISIBLE_DEVICES".into(), cvd.into()));
@@ -846,11 +1050,13 @@ fn run_cuda(
             expect.count(),
             expect.mig,
         ),
-        Err(SlurmError::NotFound { .. }) => Ok(format!("{CUDA_SKIPPED} ({python} not found)")),
-        Err(SlurmError::TimedOut { after, .. }) => {
-            Err(format!("CUDA smoke test did not finish within {after:?}"))
+        Err(SlurmError::NotFound { .. }) => {
+            inconclusive(format!("{CUDA_SKIPPED} ({python} not found)"))
         }
-        Err(other) => Err(bound(format!("CUDA smoke test: {other}"))),
+        Err(SlurmError::TimedOut { after, .. }) => {
+            inconclusive(format!("CUDA smoke test did not finish within {after:?}"))
+        }
+        Err(other) => inconclusive(format!("CUDA smoke test: {other}")),
     }
 }
 
@@ -874,23 +1080,34 @@ pub struct Probing<'a> {
 }
 
 /// Runs the selected probes in [`ALL`]'s order and stops after the first
-/// failure; the last result is then the failed one.
+/// faulty one; the last result is then the faulty one. Inconclusive probes
+/// do not stop the probing.
 ///
 /// `health` and `processes` need the job's GPU UUIDs from `nvidia-smi -L`:
 /// when `visibility` was not selected they still run it (unrecorded), and
-/// fail with its detail when it fails.
+/// conclude what it concluded when it is not healthy. When the job's GPUs
+/// cannot be told, they are inconclusive.
 pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
     let wanted = |name: &str| p.only.is_none_or(|l| l.iter().any(|n| n == name));
     let listed = || list(p.nvidia_smi, p.cuda_visible_devices, p.requested, p.timeout);
-    let mut gpus: Option<Result<JobGpus, String>> = None;
+    let unknown = |e: String| Problem::Inconclusive(e);
+    let mut gpus: Option<Result<JobGpus, Problem>> = None;
     let mut results: Vec<ProbeResult> = Vec::new();
     for name in ALL.iter().copied().filter(|n| wanted(n)) {
         let result = match name {
             VISIBILITY => timed(name, || {
-                let (listing, expect) = listed()?;
-                let verdict = judge_listing(&listing, &expect);
-                if verdict.is_ok() {
-                    gpus = Some(job_gpus(&listing, &expect));
+                let verdict = listed().and_then(|(listing, expect)| {
+                    let verdict = judge_listing(&listing, &expect);
+                    if verdict.is_ok() {
+                        gpus = Some(job_gpus(&listing, &expect).map_err(unknown));
+                    }
+                    verdict
+                });
+                if let Err(problem) = &verdict {
+                    gpus = Some(Err(Problem::Inconclusive(bound(format!(
+                        "the job's GPUs are not known: visibility: {}",
+                        problem.detail()
+                    )))));
                 }
                 verdict
             }),
@@ -899,7 +1116,7 @@ pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
                     .get_or_insert_with(|| {
                         let (listing, expect) = listed()?;
                         judge_listing(&listing, &expect)?;
-                        job_gpus(&listing, &expect)
+                        job_gpus(&listing, &expect).map_err(unknown)
                     })
                     .clone()?;
                 if name == HEALTH {
@@ -909,13 +1126,14 @@ pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
                 }
             }),
             _ => timed(name, || {
-                let expect = expectation(p.cuda_visible_devices, p.requested)?;
+                let expect =
+                    expectation(p.cuda_visible_devices, p.requested).map_err(Problem::Faulty)?;
                 run_cuda(p.python, p.cuda_visible_devices, &expect, p.cuda_timeout)
             }),
         };
-        let ok = result.ok;
+        let stop = result.is_faulty();
         results.push(result);
-        if !ok {
+        if stop {
             break;
         }
     }
@@ -928,7 +1146,8 @@ pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
 /// by [`fake_nvidia_smi`]) picks a fault: `ecc` (volatile uncorrectable DRAM
 /// errors on the first GPU), `busy` (a foreign process on the first GPU),
 /// `na` (a consumer GPU: every ECC field N/A), `other` (a process on a GPU
-/// that is not the job's).
+/// that is not the job's), `refuse` (an old driver: `-d …ROW_REMAPPER` is
+/// refused as the real one does), `odd` (a `-q` layout nobody knows).
 #[cfg(test)]
 pub(crate) fn fake_nvidia_smi(mode: &str) -> String {
     format!(
@@ -946,6 +1165,15 @@ case $1 in
         echo "GPU $d: NVIDIA A100-SXM4-80GB (UUID: $(uuid "$d"))"
     done ;;
 -q)
+    case "$FAKE_MODE:$*" in
+    refuse:*ROW_REMAPPER*)
+        # Drivers before row remapping (about R450) refuse the display type.
+        echo "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help."
+        exit 2 ;;
+    odd:*)
+        printf 'GPU[0] bus=00000000:07:00.0\n  ecc.errors.uncorrected.volatile.total=0\n'
+        exit 0 ;;
+    esac
     printf '\n==============NVSMI LOG==============\n\n'
     echo 'Timestamp                                 : Thu Nov 26 10:44:51 2026'
     echo 'Driver Version                            : 535.129.03'
@@ -966,10 +1194,12 @@ case $1 in
         echo "            SRAM Uncorrectable            : ${{na:+N/A}}${{na:-0}}"
         echo "            DRAM Correctable              : ${{na:+N/A}}${{na:-0}}"
         echo "            DRAM Uncorrectable            : $dram"
+        case "$*" in *PAGE_RETIREMENT*) ;; *) echo; continue ;; esac
         echo '    Retired Pages'
         echo '        Single Bit ECC                    : N/A'
         echo '        Double Bit ECC                    : N/A'
         echo '        Pending Page Blacklist            : N/A'
+        case "$*" in *ROW_REMAPPER*) ;; *) echo; continue ;; esac
         if [ -n "$na" ]; then
             echo '    Remapped Rows                         : N/A'
         else
@@ -1070,7 +1300,7 @@ GPU 0: A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2)
             .map(|l| format!("{l}\n"))
             .collect();
         let l = parse_listing(&three);
-        let err = judge_listing(&l, &expect("0,1,2,3")).unwrap_err();
+        let err = judge_listing(&l, &expect("0,1,2,3")).unwrap_err().faulty();
         assert!(err.contains("lists 3 GPU(s)"), "{err}");
         assert!(err.contains("should see 4"), "{err}");
         assert!(err.contains("CUDA_VISIBLE_DEVICES=0,1,2,3"), "{err}");
@@ -1079,8 +1309,9 @@ GPU 0: A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2)
     #[test]
     fn a_missing_uuid_fails_even_when_the_count_is_right() {
         let l = parse_listing(FOUR_A100);
-        let err =
-            judge_listing(&l, &expect("GPU-00000000-0000-0000-0000-000000000000")).unwrap_err();
+        let err = judge_listing(&l, &expect("GPU-00000000-0000-0000-0000-000000000000"))
+            .unwrap_err()
+            .faulty();
         assert!(err.contains("does not list GPU-00000000"), "{err}");
     }
 
@@ -1095,11 +1326,13 @@ GPU 0: A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2)
         assert!(detail.contains("2 MIG instance(s) expected"), "{detail}");
         // Four MIG instances wanted, three listed (the GPU lines do not count).
         let e = expect("MIG-a,MIG-b,MIG-c,MIG-d");
-        let err = judge_listing(&l, &e).unwrap_err();
+        let err = judge_listing(&l, &e).unwrap_err().faulty();
         assert!(err.contains("lists 3 MIG instance(s)"), "{err}");
         let e = expect("MIG-GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2/1/0");
         judge_listing(&parse_listing(MIG_R450), &e).unwrap();
-        judge_listing(&parse_listing(FOUR_A100), &e).unwrap_err();
+        judge_listing(&parse_listing(FOUR_A100), &e)
+            .unwrap_err()
+            .faulty();
     }
 
     #[test]
@@ -1108,16 +1341,28 @@ GPU 0: A100-SXM4-40GB (UUID: GPU-e91edf3b-b297-37c1-a2a7-7601c3238fa2)
 GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-5b6a4d6e-1b7c-9f7d-2b3c-4d5e6f7a8b9c)
 Unable to determine the device handle for GPU0000:41:00.0: Unknown Error
 ";
-        let err = judge_listing(&parse_listing(broken), &expect("0")).unwrap_err();
+        let err = judge_listing(&parse_listing(broken), &expect("0"))
+            .unwrap_err()
+            .faulty();
         assert!(
             err.contains("Unable to determine the device handle"),
             "{err}"
         );
 
+        // Output nobody understands is no evidence against the node.
         let garbage = "Segmentation fault\n\u{0}\u{1}binary junk\nGPU x: not a gpu\nGPU : none\n";
-        let err = judge_listing(&parse_listing(garbage), &expect("0")).unwrap_err();
+        let err = judge_listing(&parse_listing(garbage), &expect("0"))
+            .unwrap_err()
+            .inconclusive();
+        assert!(
+            err.contains("no GPU line this version understands: Segmentation fault"),
+            "{err}"
+        );
+        // A successful, empty listing: no GPU at all is listed.
+        let err = judge_listing(&parse_listing(""), &expect("0"))
+            .unwrap_err()
+            .faulty();
         assert!(err.contains("lists 0 GPU(s)"), "{err}");
-        assert!(judge_listing(&parse_listing(""), &expect("0")).is_err());
 
         let long = format!("GPU 0: {}\n", "x".repeat(2000));
         let ok = judge_listing(&parse_listing(&long), &expect("0")).unwrap();
@@ -1184,13 +1429,38 @@ done"#,
 
         let missing = dir.path().join("no-such-nvidia-smi");
         let r = visibility(missing.to_str().unwrap(), Some("0"), 1, t);
-        assert!(!r.ok && r.detail.contains("cannot run"), "{r:?}");
+        assert_eq!(r.status, ProbeStatus::Inconclusive, "{r:?}");
+        assert!(r.ok && r.detail.contains("cannot run"), "{r:?}");
 
+        // A timeout without an error line is inconclusive, and bounded.
         let hang = fake(dir.path(), "exec sleep 30");
         let started = Instant::now();
         let r = visibility(&hang, Some("0"), 1, Duration::from_millis(300));
-        assert!(!r.ok && r.detail.contains("did not answer"), "{r:?}");
+        assert_eq!(r.status, ProbeStatus::Inconclusive, "{r:?}");
+        assert!(r.detail.contains("did not answer"), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+
+        // A non-zero exit without an error line: an option refused.
+        let refusing = fake(
+            dir.path(),
+            "echo \"Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\"; exit 2",
+        );
+        let r = visibility(&refusing, Some("0"), 1, t);
+        assert_eq!(r.status, ProbeStatus::Inconclusive, "{r:?}");
+        assert!(
+            r.detail.contains("failed (exit 2): Invalid combination"),
+            "{r:?}"
+        );
+
+        // The driver is not loaded on a node Slurm says has GPUs: evidence.
+        let no_driver = fake(
+            dir.path(),
+            "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\"; exit 9",
+        );
+        let r = visibility(&no_driver, Some("0"), 1, t);
+        assert!(r.is_faulty(), "{r:?}");
+        let none = fake(dir.path(), "echo 'No devices were found'; exit 6");
+        assert!(visibility(&none, Some("0"), 1, t).is_faulty());
     }
 
     // ------------------------------------------------------------- health
@@ -1464,7 +1734,7 @@ GPU 00000000:01:00.0
     Remapped Rows                         : N/A
 ";
 
-    fn health(text: &str, asked: usize) -> Result<String, String> {
+    fn health(text: &str, asked: usize) -> Judged {
         judge_health(&parse_health(text), &[], asked)
     }
 
@@ -1485,7 +1755,7 @@ GPU 00000000:01:00.0
 
     #[test]
     fn volatile_uncorrectable_ecc_errors_fail_health() {
-        let err = health(ECC_H100, 1).unwrap_err();
+        let err = health(ECC_H100, 1).unwrap_err().faulty();
         assert!(err.starts_with("GPU 00000000:18:00.0: "), "{err}");
         assert!(
             err.contains("volatile uncorrectable ECC errors: DRAM Uncorrectable 2"),
@@ -1495,7 +1765,7 @@ GPU 00000000:01:00.0
         // Only the volatile count, not the aggregate one.
         assert_eq!(parse_health(ECC_H100)[0].problems.len(), 2, "{err}");
 
-        let err = health(V100_DOUBLE_BIT, 1).unwrap_err();
+        let err = health(V100_DOUBLE_BIT, 1).unwrap_err().faulty();
         assert!(
             err.contains("volatile uncorrectable ECC errors: Double Bit Device Memory 1"),
             "{err}"
@@ -1511,16 +1781,16 @@ GPU 00000000:01:00.0
 
     #[test]
     fn pending_retirement_and_remapping_fail_health() {
-        let err = health(PENDING_RETIREMENT, 1).unwrap_err();
+        let err = health(PENDING_RETIREMENT, 1).unwrap_err().faulty();
         assert_eq!(
             err,
             "GPU 00000000:3B:00.0: page retirement pending (Pending: Yes)"
         );
-        let err = health(REMAP_FAILED, 1).unwrap_err();
+        let err = health(REMAP_FAILED, 1).unwrap_err().faulty();
         assert_eq!(err, "GPU 00000000:B7:00.0: row remapping failure occurred");
         // One bad GPU among good ones fails the probe and is named.
         let both = format!("{HEALTHY_A100}{REMAP_FAILED}");
-        let err = health(&both, 3).unwrap_err();
+        let err = health(&both, 3).unwrap_err().faulty();
         assert!(err.starts_with("GPU 00000000:B7:00.0"), "{err}");
     }
 
@@ -1534,16 +1804,26 @@ GPU 00000000:01:00.0
     }
 
     #[test]
-    fn health_without_gpu_sections_or_with_errors_fails() {
-        assert!(health("", 1).unwrap_err().contains("no GPU section"));
+    fn health_without_understood_sections_is_inconclusive_and_errors_fail() {
+        // No section, or a layout this version does not know: no evidence.
+        let err = health("", 1).unwrap_err().inconclusive();
+        assert!(err.contains("no GPU section"), "{err}");
         // `-L` output is not `-q` output.
-        assert!(health(FOUR_A100, 1).is_err());
-        let err = health(HEALTHY_A100, 3).unwrap_err();
+        health(FOUR_A100, 1).unwrap_err().inconclusive();
+        let odd = "GPU 00000000:07:00.0\n    Memory Health\n        Status : Good\n";
+        let err = health(odd, 1).unwrap_err().inconclusive();
+        assert!(err.contains("for GPU 00000000:07:00.0"), "{err}");
+        // A problem in one understood section is evidence whatever else.
+        let mixed = format!("{odd}{REMAP_FAILED}");
+        health(&mixed, 2).unwrap_err().faulty();
+        let err = health(HEALTHY_A100, 3).unwrap_err().inconclusive();
         assert!(err.contains("reports on 2 GPU(s), the job has 3"), "{err}");
         let errors = [
             "Unable to determine the device handle for GPU0000:41:00.0: GPU is lost".to_string(),
         ];
-        let err = judge_health(&parse_health(HEALTHY_A100), &errors, 2).unwrap_err();
+        let err = judge_health(&parse_health(HEALTHY_A100), &errors, 2)
+            .unwrap_err()
+            .faulty();
         assert!(err.contains("GPU is lost"), "{err}");
     }
 
@@ -1619,7 +1899,9 @@ GPU 00000000:01:00.0
         assert_eq!(apps[0].pid, 48213);
         assert_eq!(apps[0].name, "/usr/bin/python3");
         assert_eq!(apps[0].used_memory, "30522 MiB");
-        let err = judge_processes(&apps, &[], &two_gpus(), |_| false).unwrap_err();
+        let err = judge_processes(&apps, &[], &two_gpus(), |_| false)
+            .unwrap_err()
+            .faulty();
         assert!(err.starts_with("1 foreign compute process(es)"), "{err}");
         assert!(
             err.contains("pid 48213 (/usr/bin/python3, 30522 MiB) on GPU-1c2d3e4f"),
@@ -1652,7 +1934,9 @@ garbage
             "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
                 .to_string(),
         ];
-        let err = judge_processes(&[], &errors, &two_gpus(), |_| false).unwrap_err();
+        let err = judge_processes(&[], &errors, &two_gpus(), |_| false)
+            .unwrap_err()
+            .faulty();
         assert!(err.contains("NVIDIA-SMI has failed"), "{err}");
     }
 
@@ -1681,7 +1965,8 @@ garbage
             2,
             false,
         )
-        .unwrap();
+        .unwrap_err()
+        .inconclusive();
         assert_eq!(skipped, CUDA_SKIPPED);
 
         let good =
@@ -1691,7 +1976,9 @@ garbage
             detail,
             "a kernel ran on 2 CUDA device(s): NVIDIA A100-SXM4-80GB"
         );
-        let err = judge_cuda(Some(0), good, "", 4, false).unwrap_err();
+        let err = judge_cuda(Some(0), good, "", 4, false)
+            .unwrap_err()
+            .faulty();
         assert!(
             err.contains("CUDA sees 2 device(s), the job should see 4"),
             "{err}"
@@ -1700,6 +1987,8 @@ garbage
         let one = "COUNT 1 torch 2.3.1\nDEV 0 ok NVIDIA A100-SXM4-40GB MIG 1g.5gb\n";
         judge_cuda(Some(0), one, "", 2, true).unwrap();
 
+        // torch cannot use CUDA, and nothing names a broken GPU (a torch
+        // built for a newer driver): the environment's problem, not evidence.
         let err = judge_cuda(
             Some(1),
             "UNAVAILABLE torch 2.3.1 cuda 12.1\n",
@@ -1707,7 +1996,8 @@ garbage
             1,
             false,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .inconclusive();
         assert!(
             err.starts_with("torch.cuda.is_available() is False (torch 2.3.1 cuda 12.1)"),
             "{err}"
@@ -1721,7 +2011,7 @@ garbage
             2,
             false,
         )
-        .unwrap_err();
+        .unwrap_err().faulty();
         assert_eq!(
             err,
             "CUDA smoke test failed (exit 1): RuntimeError: CUDA error: uncorrectable ECC error encountered"
@@ -1733,10 +2023,33 @@ garbage
             1,
             false,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .faulty();
         assert!(err.contains("wrong result on DEV 0 bad"), "{err}");
-        let err = judge_cuda(None, "COUNT 1 torch 2.3.1\n", "", 1, false).unwrap_err();
+        let err = judge_cuda(None, "COUNT 1 torch 2.3.1\n", "", 1, false)
+            .unwrap_err()
+            .inconclusive();
         assert!(err.contains("(killed)"), "{err}");
+        // A torch without kernels for this GPU is the environment's.
+        judge_cuda(
+            Some(1),
+            "COUNT 1 torch 2.3.1\n",
+            "RuntimeError: CUDA error: no kernel image is available for execution on the device\n",
+            1,
+            false,
+        )
+        .unwrap_err()
+        .inconclusive();
+        let err = judge_cuda(
+            Some(1),
+            "UNAVAILABLE torch 2.3.1 cuda 12.1\n",
+            "RuntimeError: Unable to determine the device handle for GPU0000:41:00.0: GPU is lost\n",
+            1,
+            false,
+        )
+        .unwrap_err()
+        .faulty();
+        assert!(err.contains("GPU is lost"), "{err}");
     }
 
     #[test]
@@ -1865,12 +2178,81 @@ garbage
         p.timeout = Duration::from_millis(500);
         let started = Instant::now();
         let results = run_all(&p);
-        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        // Inconclusive: the probing goes on.
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert_eq!(results[1].status, ProbeStatus::Inconclusive);
         assert!(
             results[1].detail.contains("-q did not answer"),
             "{results:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_refused_or_unknown_health_query_is_no_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = "/nonexistent/python3";
+        // An old driver refuses ROW_REMAPPER: asked again with fewer display
+        // types, the ECC is still checked.
+        let smi = write_exe(&dir.path().join("refuse"), &fake_nvidia_smi("refuse"));
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), ALL, "{results:?}");
+        let health = &results[1];
+        assert_eq!(health.status, ProbeStatus::Healthy, "{health:?}");
+        assert_eq!(
+            health.detail,
+            "2 GPU(s) checked: no volatile uncorrectable ECC error, no pending page retirement or row remapping \
+             (this driver refused -d ECC,PAGE_RETIREMENT,ROW_REMAPPER: checked -d ECC,PAGE_RETIREMENT only)"
+        );
+        // Refused with an ECC fault on the GPU: the fallback finds it.
+        let smi = write_exe(
+            &dir.path().join("refuse-ecc"),
+            &fake_nvidia_smi("refuse").replace(
+                r#"if [ "$FAKE_MODE" = ecc ]"#,
+                r#"if [ "$FAKE_MODE" = refuse ]"#,
+            ),
+        );
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
+        assert!(results[1].is_faulty(), "{results:?}");
+        // Every display type refused.
+        let smi = fake(
+            dir.path(),
+            r#"[ "$1" = -L ] && { echo "GPU 0: Tesla V100-SXM2-32GB (UUID: GPU-0)"; exit 0; }
+echo "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help."; exit 2"#,
+        );
+        let mut p = probing(&smi, python, "0");
+        p.requested = 1;
+        let results = run_all(&p);
+        assert_eq!(results[1].status, ProbeStatus::Inconclusive, "{results:?}");
+        assert!(
+            results[1]
+                .detail
+                .starts_with("nvidia-smi refused every health query (ECC,PAGE_RETIREMENT,ROW_REMAPPER, ECC,PAGE_RETIREMENT, ECC)"),
+            "{results:?}"
+        );
+        // A layout nobody knows.
+        let smi = write_exe(&dir.path().join("odd"), &fake_nvidia_smi("odd"));
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert_eq!(results[1].status, ProbeStatus::Inconclusive, "{results:?}");
+        assert!(results[1].detail.contains("no GPU section"), "{results:?}");
+        // When visibility cannot tell, the others say so rather than guess.
+        let smi = fake(dir.path(), "echo 'Segmentation fault'");
+        let results = run_all(&probing(&smi, python, "0,1"));
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert!(
+            results[..3]
+                .iter()
+                .all(|r| r.status == ProbeStatus::Inconclusive),
+            "{results:?}"
+        );
+        assert!(
+            results[1]
+                .detail
+                .starts_with("the job's GPUs are not known"),
+            "{results:?}"
+        );
     }
 
     #[test]
@@ -1928,14 +2310,22 @@ for i in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do echo "DEV $i ok NVIDIA A
         );
         let r = run("echo NOFRAMEWORK ModuleNotFoundError; exit 3", "none");
         assert!(r.ok && r.detail == CUDA_SKIPPED, "{r:?}");
+        assert_eq!(r.status, ProbeStatus::Inconclusive);
         let r = run(
             "echo 'RuntimeError: CUDA error: no kernel image' >&2; exit 1",
             "bad",
         );
-        assert!(!r.ok && r.detail.contains("no kernel image"), "{r:?}");
+        assert_eq!(r.status, ProbeStatus::Inconclusive, "{r:?}");
+        assert!(r.detail.contains("no kernel image"), "{r:?}");
+        let r = run(
+            "echo 'RuntimeError: CUDA error: uncorrectable ECC error encountered' >&2; exit 1",
+            "ecc",
+        );
+        assert!(r.is_faulty() && !r.ok, "{r:?}");
         let started = Instant::now();
         let r = run("exec sleep 30", "hang");
-        assert!(!r.ok && r.detail.contains("did not finish within"), "{r:?}");
+        assert_eq!(r.status, ProbeStatus::Inconclusive, "{r:?}");
+        assert!(r.detail.contains("did not finish within"), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
@@ -2010,5 +2400,21 @@ for i in $(echo "$CUDA_VISIBLE_DEVICES" | tr , ' '); do echo "DEV $i ok NVIDIA A
             assert_eq!(names(&results), [probe], "{fault}: {results:?}");
             assert!(!results[0].ok);
         }
+
+        // An old driver's refusal: asked again with fewer display types.
+        let results = run("a100-2", Some("refuse-q"), "0,1");
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert_eq!(results[1].status, ProbeStatus::Healthy, "{results:?}");
+        assert!(
+            results[1]
+                .detail
+                .contains("refused -d ECC,PAGE_RETIREMENT,ROW_REMAPPER"),
+            "{results:?}"
+        );
+        // A layout nobody knows: inconclusive, and the probing goes on.
+        let results = run("a100-2", Some("odd-layout"), "0,1");
+        assert_eq!(names(&results), ALL, "{results:?}");
+        assert_eq!(results[1].status, ProbeStatus::Inconclusive, "{results:?}");
+        assert!(results[1].detail.contains("no GPU section"), "{results:?}");
     }
 }

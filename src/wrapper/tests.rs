@@ -440,15 +440,104 @@ fn gpu_probe_failures_blame_the_node_and_skip_the_workload() {
     }
     assert!(!f.marker("ran").exists());
 
-    // nvidia-smi missing.
+    // nvidia-smi missing: no evidence either way (inconclusive), the
+    // workload runs, and the outcome says what could not be checked.
     let f = Fixture::new(r#"echo ran > "$S/ran""#, Some(1));
     let mut ctx = f.context();
     ctx.cuda_visible_devices = Some("0".into());
-    assert_eq!(
-        run_attempt(ctx, &Signals::new().unwrap()).exit_code,
-        EXIT_PROBE_FAILED
+    assert_eq!(run_attempt(ctx, &Signals::new().unwrap()).exit_code, 0);
+    assert!(f.marker("ran").exists());
+    let o = f.outcome();
+    assert_eq!(o.verdict, Verdict::Exited { code: 0 });
+    assert!(
+        o.probes
+            .iter()
+            .all(|p| p.status == ProbeStatus::Inconclusive && p.ok),
+        "{:?}",
+        o.probes
     );
-    assert!(!f.marker("ran").exists());
+    assert!(o.probes[0].detail.contains("cannot run"), "{:?}", o.probes);
+}
+
+#[test]
+fn inconclusive_probes_are_recorded_and_the_workload_runs() {
+    for (mode, sign) in [
+        ("refuse", "refused -d ECC,PAGE_RETIREMENT,ROW_REMAPPER"),
+        ("odd", "no GPU section"),
+    ] {
+        let f = Fixture::new(r#"echo ran > "$S/ran""#, Some(2));
+        let mut ctx = f.context();
+        ctx.cuda_visible_devices = Some("0,1".into());
+        ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi(mode));
+        let finished = run_attempt(ctx, &Signals::new().unwrap());
+        assert_eq!(finished.exit_code, 0, "{mode}");
+        assert!(f.marker("ran").exists(), "{mode}");
+        let o = f.outcome();
+        let health = o.probes.iter().find(|p| p.name == "health").unwrap();
+        assert!(health.detail.contains(sign), "{mode}: {health:?}");
+        let want = if mode == "refuse" {
+            // The older display types still got the ECC checked.
+            ProbeStatus::Healthy
+        } else {
+            ProbeStatus::Inconclusive
+        };
+        assert_eq!(health.status, want, "{mode}: {health:?}");
+        assert!(o.probes.iter().all(|p| !p.is_faulty()), "{:?}", o.probes);
+    }
+
+    // While the workload runs, its heartbeat carries the probes (so that
+    // `status` shows an inconclusive one before the attempt ends).
+    let f = Fixture::new(
+        r#"hb="$SHEPHERD_RUN_DIR/attempts/1/heartbeat-$SHEPHERD_JOB_ID-0.json"
+for i in $(seq 200); do
+    grep -q '"inconclusive"' "$hb" 2>/dev/null && { echo ran > "$S/ran"; exit 0; }
+    sleep 0.05
+done
+exit 7"#,
+        Some(2),
+    );
+    let mut ctx = f.context();
+    ctx.cuda_visible_devices = Some("0,1".into());
+    ctx.nvidia_smi = f.fake_nvidia_smi_text(&probe::fake_nvidia_smi("odd"));
+    assert_eq!(run_attempt(ctx, &Signals::new().unwrap()).exit_code, 0);
+    let hb = f.heartbeat().unwrap();
+    assert_eq!(hb.phase, Phase::Running);
+    let health = hb.probes.iter().find(|p| p.name == "health").unwrap();
+    assert_eq!(health.status, ProbeStatus::Inconclusive, "{hb:?}");
+}
+
+#[test]
+fn a_workload_that_cannot_be_executed_is_a_launch_failure() {
+    for (script, sign) in [
+        ("#!/bin/sh\r\necho ran\r\n", "CRLF"),
+        (
+            "#!/bin/no-such-shell\necho ran\n",
+            "/bin/no-such-shell does not exist",
+        ),
+    ] {
+        let f = Fixture::new("exit 0", None);
+        write_script(&f.run_dir.script(), script);
+        let finished = run_attempt(f.context(), &Signals::new().unwrap());
+        assert_eq!(finished.exit_code, EXIT_LAUNCH_FAILED, "{script:?}");
+        match f.outcome().verdict {
+            Verdict::LaunchFailed { detail } => {
+                assert!(detail.contains("No such file or directory"), "{detail}");
+                assert!(detail.contains(sign), "{detail}");
+            }
+            v => panic!("{script:?}: {v:?}"),
+        }
+    }
+    // Not executable.
+    let f = Fixture::new("exit 0", None);
+    fs::set_permissions(f.run_dir.script(), fs::Permissions::from_mode(0o644)).unwrap();
+    let finished = run_attempt(f.context(), &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, EXIT_LAUNCH_FAILED);
+    match f.outcome().verdict {
+        Verdict::LaunchFailed { detail } => {
+            assert!(detail.contains("Permission denied"), "{detail}")
+        }
+        v => panic!("{v:?}"),
+    }
 }
 
 #[test]
@@ -559,7 +648,10 @@ fn setup_failures_exit_98_with_an_outcome() {
     assert_eq!(finished.exit_code, EXIT_SETUP_FAILED);
     match f.outcome().verdict {
         Verdict::SetupFailed { detail } => {
-            assert!(detail.contains("cannot start the workload"), "{detail}")
+            assert!(
+                detail.contains("cannot read the script snapshot"),
+                "{detail}"
+            )
         }
         v => panic!("{v:?}"),
     }

@@ -18,4 +18,5 @@ mod recovery_support;
 mod remote;
 mod security;
 mod tui;
+mod verdicts;
 mod verdicts_daemon;

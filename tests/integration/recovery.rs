@@ -260,13 +260,10 @@ fn bad_scripts_are_refused_and_nothing_is_created() {
     );
 
     // A run whose state file is damaged is reported, not fatal to the others.
+    // Once it has ended, so that the daemon does not write it again (it
+    // would replace the damage with its own state before `status` reads it).
     let state = shep.state.join("runs/twice/state.json");
-    poll(LONG, "the daemon to write twice's state", || {
-        state
-            .exists()
-            .then_some(())
-            .ok_or_else(|| "no state yet".to_string())
-    });
+    shep.wait_status("twice", &["completed"], LONG);
     std::fs::write(&state, "{\"version\": 1, \"stat").unwrap();
     let out = shep.run(&["status", "twice"]);
     assert_eq!(out.status.code(), Some(1));
