@@ -187,6 +187,59 @@ pub struct Prepared {
     pub script: Vec<u8>,
 }
 
+/// The largest batch script accepted: Slurm's own limit is 4 MiB (sbatch
+/// refuses larger ones), and a script is copied into every run directory.
+pub const MAX_SCRIPT_BYTES: u64 = 4 << 20;
+
+/// Reads the user's script: a regular file (a FIFO would block `run`
+/// forever, a device like `/dev/zero` never end), at most
+/// [`MAX_SCRIPT_BYTES`].
+fn read_script(script: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (no such file)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot read the script {}: {e}{hint}", script.display())
+    };
+    let meta = std::fs::metadata(script).map_err(cannot)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "a named pipe (FIFO)"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else {
+                "a socket or other special file"
+            }
+        };
+        anyhow::bail!(
+            "the script {} is {what}, not a regular file; Shepherd keeps a copy of the script for every attempt, so give it a file",
+            script.display()
+        );
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(script)
+        .map_err(cannot)?
+        .take(MAX_SCRIPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        anyhow::bail!(
+            "the script {} is larger than 4 MiB (Slurm refuses batch scripts that large); \
+             keep the data it needs in files beside it",
+            script.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// Reads and checks the script, merges its directives with the command line,
 /// and builds the run's spec. Writes nothing.
 /// `defaults` come from the configuration file; the script's `#SHEPHERD`
@@ -198,14 +251,7 @@ pub fn prepare(
     submit_dir: &Path,
     now: Timestamp,
 ) -> anyhow::Result<Prepared> {
-    let bytes = std::fs::read(script).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            " (no such file)".to_string()
-        } else {
-            String::new()
-        };
-        anyhow::anyhow!("cannot read the script {}: {e}{hint}", script.display())
-    })?;
+    let bytes = read_script(script)?;
     let text = String::from_utf8_lossy(&bytes);
     let parsed =
         directives::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", script.display()))?;
@@ -469,6 +515,42 @@ mod tests {
         );
         let warnings = check("#!/usr/bin/env no-such-prog-xyz\n", None, true).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn only_a_regular_file_of_sane_size_is_a_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.sh");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let big = dir.path().join("big.sh");
+        let mut body = b"#!/bin/bash\n".to_vec();
+        body.resize((MAX_SCRIPT_BYTES + 1) as usize, b'#');
+        std::fs::write(&big, body).unwrap();
+        for (path, says) in [
+            (fifo.as_path(), "named pipe"),
+            (Path::new("/dev/zero"), "a device"),
+            (dir.path(), "a directory"),
+            (big.as_path(), "larger than 4 MiB"),
+        ] {
+            // Returns at once: nothing is read from the pipe or the device.
+            let e = prepare(
+                path,
+                RunOptions::default(),
+                RunOptions::default(),
+                dir.path(),
+                Timestamp::UNIX_EPOCH,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", path.display()))
+            .to_string();
+            assert!(e.contains(says), "{}: {e}", path.display());
+        }
     }
 
     #[test]
