@@ -44,6 +44,46 @@ pub struct BlacklistConfig {
     /// A directory the lab shares (on the shared filesystem, writable by all
     /// its members): everyone's runs then learn from everyone's failures.
     pub shared_dir: Option<PathBuf>,
+    /// The circuit breaker on probe blame ([`crate::policy::breaker`]):
+    /// off unless `true` (docs/node-health.md says why).
+    #[serde(default)]
+    pub probe_breaker: bool,
+    /// Distinct nodes blamed identically that trip it (2).
+    pub breaker_nodes: Option<usize>,
+    /// How close together those blames must be (`1h`).
+    pub breaker_window: Option<String>,
+    /// How long a tripped breaker stays open (`1d`).
+    pub breaker_hold: Option<String>,
+}
+
+impl BlacklistConfig {
+    /// The breaker's rules, when it is on.
+    pub fn breaker_rules(&self) -> Result<Option<crate::policy::breaker::BreakerRules>, String> {
+        if !self.probe_breaker {
+            return Ok(None);
+        }
+        let mut rules = crate::policy::breaker::BreakerRules::default();
+        let duration = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| crate::duration::parse(s).map_err(|e| format!("[blacklist] {key}: {e}")))
+                .transpose()
+        };
+        if let Some(n) = self.breaker_nodes {
+            if n < 2 {
+                return Err(format!(
+                    "[blacklist] breaker_nodes = {n}: at least 2 (one node alone is the node's fault)"
+                ));
+            }
+            rules.nodes = n;
+        }
+        if let Some(d) = duration("breaker_window", &self.breaker_window)? {
+            rules.window = d;
+        }
+        if let Some(d) = duration("breaker_hold", &self.breaker_hold)? {
+            rules.hold = d;
+        }
+        Ok(Some(rules))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,6 +335,32 @@ shared_dir = "/shared/lab/shepherd"
         assert_eq!(
             c.blacklist.shared_dir.unwrap(),
             PathBuf::from("/shared/lab/shepherd")
+        );
+    }
+
+    #[test]
+    fn the_probe_breaker_is_off_unless_asked_for() {
+        assert_eq!(parse("").unwrap().blacklist.breaker_rules(), Ok(None));
+        let on = parse("[blacklist]\nprobe_breaker = true\n").unwrap();
+        assert_eq!(
+            on.blacklist.breaker_rules(),
+            Ok(Some(crate::policy::breaker::BreakerRules::default()))
+        );
+        let tuned = parse(
+            "[blacklist]\nprobe_breaker = true\nbreaker_nodes = 3\nbreaker_window = \"30m\"\nbreaker_hold = \"6h\"\n",
+        )
+        .unwrap();
+        let r = tuned.blacklist.breaker_rules().unwrap().unwrap();
+        assert_eq!(
+            (r.nodes, r.window.as_secs(), r.hold.as_secs()),
+            (3, 1800, 21600)
+        );
+        let bad = parse("[blacklist]\nprobe_breaker = true\nbreaker_nodes = 1\n").unwrap();
+        assert!(
+            bad.blacklist
+                .breaker_rules()
+                .unwrap_err()
+                .contains("at least 2")
         );
     }
 

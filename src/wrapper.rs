@@ -124,6 +124,14 @@ pub fn wrap(args: &WrapArgs) -> i32 {
         restarts: ident.restarts,
         node: ident.node,
         cuda_visible_devices: std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+        skip_probes: std::env::var(SKIP_PROBES_ENV)
+            .map(|v| {
+                v.split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
         nvidia_smi: "nvidia-smi".to_string(),
         probe_timeout: probe::NVIDIA_SMI_TIMEOUT,
         python: "python3".to_string(),
@@ -191,6 +199,10 @@ impl Identity {
     }
 }
 
+/// Set by the job script to the probes whose circuit breaker is open
+/// ([`crate::policy::breaker`]), comma-separated.
+pub const SKIP_PROBES_ENV: &str = "SHEPHERD_SKIP_PROBES";
+
 /// Everything [`run_attempt`] needs, explicitly.
 pub struct Context {
     pub run_dir: RunDir,
@@ -199,6 +211,9 @@ pub struct Context {
     pub restarts: u32,
     pub node: String,
     pub cuda_visible_devices: Option<String>,
+    /// Probes not to run: their circuit breaker is open (the daemon says so
+    /// in the job script, [`SKIP_PROBES_ENV`]).
+    pub skip_probes: Vec<String>,
     /// The `nvidia-smi` to run (found on `PATH` unless a path).
     pub nvidia_smi: String,
     /// Per `nvidia-smi` call of a probe.
@@ -281,6 +296,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
             timeout: ctx.probe_timeout,
             cuda_timeout: ctx.cuda_timeout,
             only: spec.policy.probes.as_deref(),
+            skip: &ctx.skip_probes,
         });
         for p in probes
             .iter()

@@ -5,14 +5,28 @@ use jiff::Timestamp;
 
 use super::tick::{Loaded, Ticker, stamp};
 use crate::policy::blacklist::Strike;
+use crate::policy::breaker::{Judgement, ProbeBlame, Tripped};
 use crate::policy::decide;
 use crate::policy::notices::Notice;
 use crate::policy::signatures::SignatureAction;
 use crate::policy::state::{AttemptPhase, Blame, RunState};
 use crate::slurm::{PendingUpdate, Slurm};
+use crate::store::records::ProbeStatus;
 
 /// A leaf switch and the nodes under it.
 pub(super) type SwitchGroup = (String, Vec<String>);
+
+/// What the blacklist made of a node blame.
+enum Judged {
+    Struck(
+        crate::policy::blacklist::Ban,
+        Option<crate::policy::blacklist::Incident>,
+    ),
+    /// The blaming probe's breaker is open: no strike.
+    Held(Tripped),
+    /// This blame tripped the breaker; these bans were lifted.
+    Tripped(Tripped, Vec<String>),
+}
 
 impl<S: Slurm + ?Sized> Ticker<'_, S> {
     /// True when the blacklist changed since the last call.
@@ -92,10 +106,93 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
                 (Blame::Node, _) => {
                     let groups = self.switch_groups();
-                    let incident = self.state_dir.update_blacklist(&cluster, |bl| {
-                        let ban = bl.strike(node, evidence, ttl);
-                        (ban, bl.correlate(node, &groups, now, ttl))
+                    // A faulty probe's blame goes through its circuit
+                    // breaker first; other node blame (NODE_FAIL, a lost
+                    // heartbeat, a hardware signature) strikes as it is.
+                    let probe = self
+                        .breaker
+                        .and_then(|_| end.probes.iter().find(|p| p.status == ProbeStatus::Faulty))
+                        .filter(|_| {
+                            !matches!(end.slurm_state.as_deref(), Some("NODE_FAIL" | "BOOT_FAIL"))
+                        });
+                    let rules = self.breaker.unwrap_or_default();
+                    let corroborated = end.signature.is_some() || self.slurm_says_down(node, now);
+                    let judged = self.state_dir.update_blacklist(&cluster, |bl| {
+                        let judgement = probe.map(|p| {
+                            bl.breakers.judge(
+                                ProbeBlame {
+                                    probe: &p.name,
+                                    node,
+                                    detail: &p.detail,
+                                    corroborated,
+                                    time: now,
+                                },
+                                &rules,
+                            )
+                        });
+                        match judgement {
+                            Some(Judgement::Held(t)) => Judged::Held(t),
+                            Some(Judgement::Tripped { tripped, lift }) => {
+                                let lifted = lift.into_iter().filter(|n| bl.lift(n)).collect();
+                                Judged::Tripped(tripped, lifted)
+                            }
+                            None | Some(Judgement::Ban) => {
+                                let ban = bl.strike(node, evidence, ttl);
+                                Judged::Struck(ban, bl.correlate(node, &groups, now, ttl))
+                            }
+                        }
                     });
+                    let incident = match judged {
+                        Ok(Judged::Struck(ban, incident)) => Ok((ban, incident)),
+                        Ok(Judged::Held(t)) => {
+                            let event = decide::Event {
+                                kind: "probe_blame_held",
+                                attempt: Some(a.attempt),
+                                job_id: a.job_id,
+                                message: format!(
+                                    "GPU probe {} blamed {node}, but its circuit breaker is open (it blamed {} the same way since {}): node not banned",
+                                    t.probe,
+                                    t.nodes.join(", "),
+                                    t.since
+                                ),
+                            };
+                            let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+                            continue;
+                        }
+                        Ok(Judged::Tripped(t, lifted)) => {
+                            let event = decide::Event {
+                                kind: "probe_breaker_tripped",
+                                attempt: Some(a.attempt),
+                                job_id: a.job_id,
+                                message: format!(
+                                    "GPU probe {} blamed {} the same way ({}), with nothing else saying they are bad: not banning on it until {}, runs skip it{}",
+                                    t.probe,
+                                    t.nodes.join(", "),
+                                    t.key,
+                                    t.until,
+                                    if lifted.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!("; lifted the bans on {}", lifted.join(", "))
+                                    }
+                                ),
+                            };
+                            let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+                            let notice = Notice::probe_distrusted(
+                                run.id.as_str(),
+                                a.attempt,
+                                &t,
+                                &lifted,
+                                now,
+                            );
+                            for p in self.notify(run, &[notice], now) {
+                                super::service::Log::new(self.state_dir)
+                                    .line(&format!("problem: {p}"));
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    };
                     if let Ok((_, Some(inc))) = &incident {
                         self.notify_ban(
                             run,
@@ -158,6 +255,27 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 let _ = run.dir.append_events(&[event], after.status.as_str(), now);
             }
         }
+    }
+
+    /// Whether Slurm itself says the node is unusable (down, drained, not
+    /// responding): evidence beside a probe's, from the cached inventory.
+    fn slurm_says_down(&self, node: &str, now: Timestamp) -> bool {
+        self.inventory(now, false)
+            .is_some_and(|nodes| nodes.iter().any(|n| n.name == node && !n.state.is_usable()))
+    }
+
+    /// The probes whose circuit breaker is open on this cluster: the next
+    /// jobs skip them.
+    pub(super) fn skipped_probes(&self, now: Timestamp) -> Vec<String> {
+        // Off here: breakers tripped elsewhere (a lab member's daemon on a
+        // shared blacklist) do not change what this user's jobs probe.
+        let (Some(_), Some(cluster)) = (self.breaker, self.cluster_name()) else {
+            return Vec::new();
+        };
+        self.state_dir
+            .load_blacklist(&cluster)
+            .map(|bl| bl.breakers.skipped_probes(now))
+            .unwrap_or_default()
     }
 
     fn notify_ban(

@@ -86,6 +86,9 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// Where notices go, from the configuration file.
     pub(super) channels: Vec<crate::notify::Channel>,
     pub(super) outbox: crate::notify::outbox::Outbox,
+    /// The circuit breaker on probe blame, when the configuration turns it
+    /// on.
+    pub(super) breaker: Option<crate::policy::breaker::BreakerRules>,
 }
 
 pub(super) fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
@@ -110,6 +113,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             blacklist_stamp: RefCell::new(None),
             channels: Vec::new(),
             outbox: crate::notify::outbox::Outbox::new(state_dir),
+            breaker: None,
         }
     }
 
@@ -119,6 +123,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         self.signatures = std::sync::Arc::new(config.signatures()?);
         self.groups = config.node_groups()?;
         self.channels = config.channels()?;
+        self.breaker = config.blacklist.breaker_rules()?;
         Ok(self)
     }
 
@@ -409,7 +414,14 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         })?;
         atomic::write_bytes(
             &dir.job_script(),
-            attempt::job_script(&run.spec, &run.dir, attempt, &self.exe).as_bytes(),
+            attempt::job_script(
+                &run.spec,
+                &run.dir,
+                attempt,
+                &self.exe,
+                &self.skipped_probes(now),
+            )
+            .as_bytes(),
         )?;
         let env = run.dir.load_env()?;
         let result = match self.plan(&run.spec, &run.state, now) {

@@ -27,15 +27,19 @@ pub enum NoticeKind {
     RunRecovered,
     NodeBanned,
     RunWaiting,
+    /// A GPU probe blamed several nodes identically: its blame no longer
+    /// bans ([`super::breaker`]).
+    ProbeDistrusted,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 5] = [
+    pub const ALL: [NoticeKind; 6] = [
         NoticeKind::RunCompleted,
         NoticeKind::RunFailed,
         NoticeKind::RunRecovered,
         NoticeKind::NodeBanned,
         NoticeKind::RunWaiting,
+        NoticeKind::ProbeDistrusted,
     ];
 
     /// The short name users write in `events = [...]`.
@@ -46,6 +50,7 @@ impl NoticeKind {
             NoticeKind::RunRecovered => "recovered",
             NoticeKind::NodeBanned => "banned",
             NoticeKind::RunWaiting => "waiting",
+            NoticeKind::ProbeDistrusted => "breaker",
         }
     }
 
@@ -101,6 +106,54 @@ impl Notice {
             node: None,
             partition: None,
             nodes: Vec::new(),
+        }
+    }
+
+    /// A probe's circuit breaker tripped: one notice per trip (its id is the
+    /// probe and the time it tripped), whichever run saw it.
+    pub fn probe_distrusted(
+        run_id: &str,
+        attempt: u32,
+        tripped: &super::breaker::Tripped,
+        lifted: &[String],
+        now: Timestamp,
+    ) -> Notice {
+        let mut details = vec![
+            format!(
+                "the same finding on {}: {}",
+                tripped.nodes.join(", "),
+                tripped.key
+            ),
+            "nothing else (Slurm's node state, a hardware signature) said those nodes are bad, so the probe is more likely wrong than the nodes".to_string(),
+            format!(
+                "runs skip the {} probe until {}",
+                tripped.probe,
+                tripped.until.strftime("%Y-%m-%d %H:%M UTC")
+            ),
+        ];
+        if !lifted.is_empty() {
+            details.push(format!(
+                "lifted the ban(s) it made on {}",
+                lifted.join(", ")
+            ));
+        }
+        Notice {
+            id: format!("breaker.{}.{}", tripped.probe, tripped.since.as_second()),
+            kind: NoticeKind::ProbeDistrusted,
+            time: now,
+            run_id: Some(run_id.to_string()),
+            status: None,
+            summary: format!(
+                "GPU probe {} blamed {} nodes the same way: not banning on it",
+                tripped.probe,
+                tripped.nodes.len()
+            ),
+            details,
+            down_secs: None,
+            attempt: Some(attempt),
+            node: None,
+            partition: None,
+            nodes: tripped.nodes.clone(),
         }
     }
 

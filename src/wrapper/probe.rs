@@ -1077,6 +1077,9 @@ pub struct Probing<'a> {
     pub cuda_timeout: Duration,
     /// Only these probes (`--probes`); `None`: all.
     pub only: Option<&'a [String]>,
+    /// Probes not to run although selected: their circuit breaker is open.
+    /// Each is recorded as inconclusive, saying why.
+    pub skip: &'a [String],
 }
 
 /// Runs the selected probes in [`ALL`]'s order and stops after the first
@@ -1094,6 +1097,15 @@ pub fn run_all(p: &Probing) -> Vec<ProbeResult> {
     let mut gpus: Option<Result<JobGpus, Problem>> = None;
     let mut results: Vec<ProbeResult> = Vec::new();
     for name in ALL.iter().copied().filter(|n| wanted(n)) {
+        if p.skip.iter().any(|s| s == name) {
+            results.push(ProbeResult::new(
+                name,
+                ProbeStatus::Inconclusive,
+                "not run: its circuit breaker is open (it blamed several nodes the same way; see `shepherd events`)".to_string(),
+                0,
+            ));
+            continue;
+        }
         let result = match name {
             VISIBILITY => timed(name, || {
                 let verdict = listed().and_then(|(listing, expect)| {
@@ -2078,6 +2090,7 @@ garbage
             timeout: Duration::from_secs(10),
             cuda_timeout: Duration::from_secs(10),
             only: None,
+            skip: &[],
         }
     }
 
@@ -2280,6 +2293,23 @@ echo "Invalid combination of input arguments. Please run 'nvidia-smi -h' for hel
         let results = run_all(&p);
         assert_eq!(names(&results), [VISIBILITY, HEALTH], "{results:?}");
         assert!(results.iter().all(|r| r.ok));
+    }
+
+    #[test]
+    fn a_probe_whose_breaker_is_open_is_not_run_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // `busy`: the processes probe would blame the node.
+        let smi = write_exe(&dir.path().join("busy"), &fake_nvidia_smi("busy"));
+        let only = vec![VISIBILITY.to_string(), PROCESSES.to_string()];
+        let skip = vec![PROCESSES.to_string()];
+        let mut p = probing(&smi, "/nonexistent/python3", "0,1");
+        p.only = Some(&only);
+        p.skip = &skip;
+        let results = run_all(&p);
+        assert_eq!(names(&results), [VISIBILITY, PROCESSES], "{results:?}");
+        assert_eq!(results[0].status, ProbeStatus::Healthy);
+        assert_eq!(results[1].status, ProbeStatus::Inconclusive);
+        assert!(results[1].detail.contains("circuit breaker"), "{results:?}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl Fixture {
             restarts: 0,
             node: "gpu-node-7".into(),
             cuda_visible_devices: None,
+            skip_probes: vec![],
             nvidia_smi: "/nonexistent/nvidia-smi".into(),
             probe_timeout: Duration::from_secs(10),
             python: "/nonexistent/python3".into(),

@@ -235,3 +235,67 @@ fn probes_that_cannot_ask_their_question_ban_no_node() {
     no_bans(&shep);
     shep.assert_no_duplicates();
 }
+
+/// A probe that blames node after node in the same words, with nothing else
+/// saying they are bad, trips its circuit breaker: the ban it made is
+/// lifted, the probe is skipped, and the run completes.
+#[test]
+fn identical_probe_blame_on_two_nodes_trips_the_breaker_and_the_run_completes() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    // The same error line on both nodes of the partition (the same PCI
+    // address too): what a wrong probe, not two bad nodes, looks like.
+    for node in ["a100-1", "a100-2"] {
+        cluster.inject(&["gpu-fault", node, "error"]);
+    }
+    // The breaker is off unless the configuration turns it on.
+    std::fs::create_dir_all(&shep.state).unwrap();
+    std::fs::write(
+        shep.state.join("config.toml"),
+        "[blacklist]\nprobe_breaker = true\n",
+    )
+    .unwrap();
+    let run = shep.submit(
+        "breaker.sh",
+        &format!("#!/bin/bash\n#SBATCH --partition=a100\n{FAST}echo \"trained on $(hostname)\"\n"),
+        &["--gpus", "1", "--probes", "visibility"],
+    );
+    let s = shep.wait_status(&run, &["completed", "failed"], LONG);
+    assert_eq!(outcomes(&s), ["node_fault", "node_fault", "success"], "{s}");
+    let nodes: Vec<&str> = s["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .map(|a| a["node"].as_str().unwrap())
+        .collect();
+    assert_ne!(nodes[0], nodes[1], "two distinct nodes: {s}");
+    assert_eq!(s["workload_failures"], 0);
+    // The third attempt ran without the probe, and says so.
+    let third = &s["attempts"][2]["probes"][0];
+    assert_eq!(
+        (third["name"].as_str(), third["status"].as_str()),
+        (Some("visibility"), Some("inconclusive")),
+        "{s}"
+    );
+    assert!(
+        third["detail"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker"),
+        "{third}"
+    );
+    // The first node's ban was lifted, the second never made.
+    no_bans(&shep);
+    let events = shep.ok(&["events", &run]);
+    assert_eq!(
+        events.matches("probe_breaker_tripped").count(),
+        1,
+        "{events}"
+    );
+    assert!(
+        events.contains(&format!("lifted the bans on {}", nodes[0])),
+        "{events}"
+    );
+    shep.assert_no_duplicates();
+}
