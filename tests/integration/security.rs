@@ -137,41 +137,37 @@ fn a_lab_member_cannot_make_another_write_through_a_planted_link() {
     );
     let o = attacker.run_as(&plant);
     assert!(o.status.success(), "{}", text(&o));
+    let victim_bans = || {
+        victim.shepherd(&[
+            "nodes",
+            "ban",
+            "a100-1",
+            "--ttl",
+            "1h",
+            "--reason",
+            "victim's ban",
+        ])
+    };
+    let intact = || {
+        assert_eq!(
+            std::fs::read_to_string(&precious).unwrap(),
+            "the victim's data\n",
+            "the victim's file was written through a link"
+        )
+    };
 
-    let ban = victim.shepherd(&[
-        "nodes",
-        "ban",
-        "a100-1",
-        "--ttl",
-        "1h",
-        "--reason",
-        "victim's ban",
-    ]);
+    let ban = victim_bans();
     assert!(
         !ban.status.success(),
         "a link is never written through: {}",
         text(&ban)
     );
-    assert_eq!(
-        std::fs::read_to_string(&precious).unwrap(),
-        "the victim's data\n"
-    );
+    intact();
     std::fs::remove_file(cdir.join("blacklist.lock")).unwrap();
-    let ban = victim.shepherd(&[
-        "nodes",
-        "ban",
-        "a100-1",
-        "--ttl",
-        "1h",
-        "--reason",
-        "victim's ban",
-    ]);
+    let ban = victim_bans();
     assert!(!ban.status.success(), "{}", text(&ban));
     assert!(text(&ban).contains("symbolic link"), "{}", text(&ban));
-    assert_eq!(
-        std::fs::read_to_string(&precious).unwrap(),
-        "the victim's data\n"
-    );
+    intact();
 
     // Without the links the lab's blacklist works for both of them: the
     // victim's file is readable by the lab and replaced by the attacker's
@@ -197,20 +193,9 @@ fn a_lab_member_cannot_make_another_write_through_a_planted_link() {
         )
         .unwrap();
     }
-    let ban = victim.shepherd(&[
-        "nodes",
-        "ban",
-        "a100-1",
-        "--ttl",
-        "1h",
-        "--reason",
-        "victim's ban",
-    ]);
+    let ban = victim_bans();
     assert!(ban.status.success(), "{}", text(&ban));
-    assert_eq!(
-        std::fs::read_to_string(&precious).unwrap(),
-        "the victim's data\n"
-    );
+    intact();
     let meta = std::fs::metadata(cdir.join("blacklist.json")).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o644));
     let ban = attacker.shepherd(&[
