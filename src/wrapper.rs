@@ -199,6 +199,12 @@ impl Identity {
     }
 }
 
+/// The spawn errors that are the node's state, not the script's.
+mod libc_errno {
+    pub const EAGAIN: i32 = rustix::io::Errno::AGAIN.raw_os_error();
+    pub const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+}
+
 /// Set by the job script to the probes whose circuit breaker is open
 /// ([`crate::policy::breaker`]), comma-separated.
 pub const SKIP_PROBES_ENV: &str = "SHEPHERD_SKIP_PROBES";
@@ -349,6 +355,21 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
                 let detail = format!(
                     "cannot read the script snapshot {} on {}: {read}",
                     script.display(),
+                    ctx.node
+                );
+                return report.setup_failed(Some(run_id), detail, probes);
+            }
+            // EAGAIN and ENOMEM (no process or memory left) are this node's
+            // state, not the script's: positive evidence against the node.
+            // Everything else (ENOENT, ENOEXEC, EACCES from the shebang or
+            // the mode, E2BIG from the environment) would be the same on
+            // every node: the submission's.
+            if matches!(
+                e.raw_os_error(),
+                Some(libc_errno::EAGAIN | libc_errno::ENOMEM)
+            ) {
+                let detail = format!(
+                    "cannot start the workload on {}: {e} (the node, not the script: it has no process or memory to spare)",
                     ctx.node
                 );
                 return report.setup_failed(Some(run_id), detail, probes);

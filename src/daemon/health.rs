@@ -133,7 +133,13 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                         match judgement {
                             Some(Judgement::Held(t)) => Judged::Held(t),
                             Some(Judgement::Tripped { tripped, lift }) => {
-                                let lifted = lift.into_iter().filter(|n| bl.lift(n)).collect();
+                                // Only the bans this probe made (classify's
+                                // words for a faulty probe).
+                                let made_by = format!("GPU probe {} failed", tripped.probe);
+                                let lifted = lift
+                                    .into_iter()
+                                    .filter(|n| bl.lift(n, |r| r.starts_with(&made_by)))
+                                    .collect();
                                 Judged::Tripped(tripped, lifted)
                             }
                             None | Some(Judgement::Ban) => {

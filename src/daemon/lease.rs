@@ -136,6 +136,13 @@ impl Held {
         })
     }
 
+    /// Another daemon's lease, if one replaced ours: a tick that ran longer
+    /// than the lease lives (slow Slurm calls) lets a daemon elsewhere take
+    /// over, and this one must then stop, not overwrite it.
+    pub fn taken_over(&self) -> Option<Lease> {
+        read_lease(&self.dir).filter(|l| l.host != self.lease.host || l.pid != self.lease.pid)
+    }
+
     pub fn renew(&mut self, now: Timestamp) -> Result<(), StoreError> {
         self.lease.heartbeat_at = now;
         atomic::write_json(&lease_path(&self.dir), &self.lease)
@@ -304,6 +311,23 @@ mod tests {
         assert!(!lock_is_held(dir.path()));
         // The probe left the lock free.
         Held::acquire(dir.path(), Duration::from_secs(10), Timestamp::now()).unwrap();
+    }
+
+    #[test]
+    fn a_lease_taken_over_is_noticed_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let held = Held::acquire(dir.path(), Duration::from_secs(10), now).unwrap();
+        assert_eq!(held.taken_over(), None);
+        let other = Lease {
+            host: "login-2".into(),
+            pid: 4242,
+            ..held.lease().clone()
+        };
+        atomic::write_json(&lease_path(dir.path()), &other).unwrap();
+        assert_eq!(held.taken_over(), Some(other.clone()));
+        drop(held);
+        assert_eq!(read_lease(dir.path()), Some(other), "not removed on drop");
     }
 
     #[test]

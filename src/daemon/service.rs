@@ -92,6 +92,16 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let now = Timestamp::now();
+        if let Some(other) = held.taken_over() {
+            let why = format!(
+                "another daemon took the lease over ({}); stopping so that no two daemons act",
+                other.describe()
+            );
+            log.line(&why);
+            eprintln!("{why}");
+            drop(sender);
+            bail!(why);
+        }
         // A daemon acts only under a lease it has just renewed. One that
         // cannot renew it (full disk, quota, a read-only remount) stops
         // acting at once, and exits before another daemon could take the

@@ -165,11 +165,16 @@ impl Blacklist {
 
     /// Takes back an automatic ban a tripped breaker showed to be wrong:
     /// the ban goes, with the strike that made it. Manual bans stay.
-    pub fn lift(&mut self, node: &str) -> bool {
+    /// Only a ban whose reason `made_by` recognises is lifted: on a shared
+    /// blacklist the node may since have been banned for something else.
+    pub fn lift(&mut self, node: &str, made_by: impl Fn(&str) -> bool) -> bool {
         let Some(r) = self.nodes.get_mut(node) else {
             return false;
         };
-        if r.ban.as_ref().is_none_or(|b| b.manual) {
+        if r.ban
+            .as_ref()
+            .is_none_or(|b| b.manual || !made_by(&b.reason))
+        {
             return false;
         }
         r.ban = None;
@@ -360,12 +365,13 @@ mod tests {
             reason: reason.into(),
         };
         bl.strike("n1", strike("probe"), Duration::from_secs(3600));
-        assert!(bl.lift("n1"));
+        assert!(!bl.lift("n1", |r| r == "ecc"), "made by something else");
+        assert!(bl.lift("n1", |r| r == "probe"));
         assert_eq!(bl.strikes("n1", now), 0);
         assert!(bl.nodes["n1"].ban.is_none() && bl.nodes["n1"].history.is_empty());
-        assert!(!bl.lift("n1"), "nothing left to lift");
+        assert!(!bl.lift("n1", |_| true), "nothing left to lift");
         bl.ban("n2", "by hand", None, now);
-        assert!(!bl.lift("n2"));
+        assert!(!bl.lift("n2", |_| true));
         assert!(bl.nodes["n2"].ban.is_some());
     }
     use proptest::prelude::*;

@@ -749,14 +749,33 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
         // Nothing ran: not charged. A refusal waits in `submitted`; this is
         // a job Slurm accepted and then ended unplaced, so try again after a
         // pause that keeps such ends from looping.
+        // Consecutive ones back off (doubling, up to --backoff-max): a
+        // standing cause (a QOS that ends pending jobs) must not loop every
+        // 30 s forever.
         FailureClass::NeverStarted => {
-            cx.st.not_before = Some(add(cx.now, RECONCILE_AFTER));
+            let in_a_row = cx
+                .st
+                .attempts
+                .iter()
+                .rev()
+                .take_while(|a| {
+                    a.end
+                        .as_ref()
+                        .is_some_and(|e| e.class == FailureClass::NeverStarted)
+                })
+                .count()
+                .max(1);
+            let factor = 1u32 << (in_a_row - 1).min(16);
+            let delay = RECONCILE_AFTER
+                .saturating_mul(factor)
+                .min(spec.policy.backoff_max.max(RECONCILE_AFTER));
+            cx.st.not_before = Some(add(cx.now, delay));
             cx.set_status(
                 RunStatus::Queued,
                 format!(
-                    "{}; not charged, submitting again in {}",
+                    "{}; not charged, submitting again in {} ({in_a_row} in a row)",
                     end.detail,
-                    crate::duration::format(RECONCILE_AFTER)
+                    crate::duration::format(delay)
                 ),
             );
         }

@@ -793,6 +793,28 @@ fn a_refused_submissions_record_found_by_name_is_not_adopted() {
 }
 
 #[test]
+fn jobs_that_never_start_again_and_again_back_off() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.backoff_max = Duration::from_secs(600);
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for k in 0..6u32 {
+        s.tick(now, Observation::nothing())
+            .accept(now, 100 + u64::from(k));
+        s.tick(now + 1, seen(phantom(100 + u64::from(k), k + 1)));
+        let until = s.state.not_before.unwrap();
+        waits.push(until.duration_since(t(now + 1)).as_secs());
+        now = until.duration_since(t(0)).as_secs() + 1;
+    }
+    assert_eq!(
+        waits,
+        [30, 60, 120, 240, 480, 600],
+        "doubling up to --backoff-max"
+    );
+    assert_eq!(s.state.workload_failures, 0);
+}
+
+#[test]
 fn a_job_that_never_reached_a_node_is_not_charged() {
     let mut s = Sim::new(Mode::RunOnce);
     s.tick(0, Observation::nothing()).accept(0, 9);

@@ -89,6 +89,11 @@ pub fn write_bytes_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Stor
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(err)?;
+    // tempfile's mode is filtered by the umask; a shared file must be
+    // readable by the lab whatever the writer's umask (077 is common).
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     // On failure the temporary file is removed when `PersistError` drops.
@@ -269,7 +274,11 @@ mod tests {
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        write_json_mode(&p, &doc, SHARED).unwrap();
+        // A shared file is readable by the lab whatever the writer's umask.
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        let shared = write_json_mode(&p, &doc, SHARED);
+        rustix::process::umask(old);
+        shared.unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o644

@@ -50,7 +50,19 @@ impl StateDir {
         }
         let lock = open_lock(&dir.join("blacklist.lock")).map_err(io)?;
         let deadline = Instant::now() + LOCK_WAIT;
-        while flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+        loop {
+            match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                // Held by another Shepherd process: wait for it.
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                // Anything else (NFS refusing the lock, a bad descriptor)
+                // will not pass by waiting: say so at once.
+                Err(e) => {
+                    return Err(io(std::io::Error::other(format!(
+                        "cannot lock the blacklist: {e}"
+                    ))));
+                }
+            }
             if Instant::now() > deadline {
                 return Err(io(std::io::Error::other(format!(
                     "the blacklist is locked by another Shepherd process for more than {}s",
@@ -101,7 +113,17 @@ fn open_lock(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         .mode(0o664)
         .custom_flags(nofollow)
         .open(path)
-    {
+        .and_then(|f| {
+            // The creator makes it writable by the lab whatever its umask,
+            // so that others lock it read-write too (NFS refuses an
+            // exclusive lock on a read-only descriptor).
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let m = f.metadata()?;
+            if m.uid() == rustix::process::getuid().as_raw() && m.mode() & 0o777 != 0o664 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o664))?;
+            }
+            Ok(f)
+        }) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => OpenOptions::new()
             .read(true)
             .custom_flags(nofollow)
