@@ -56,8 +56,13 @@ pub fn terminal_safe(text: &str) -> String {
                 out.push(char::from(b'@' + c as u8));
             }
             '\x7f' => out.push_str("^?"),
-            // C1 controls (U+0080–U+009F): some terminals obey them too.
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            // C1 controls (U+0080–U+009F): some terminals obey them too;
+            // bidirectional overrides reorder what the line seems to say.
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
             c => out.push(c),
         }
         rest = &rest[c.len_utf8()..];
@@ -66,12 +71,21 @@ pub fn terminal_safe(text: &str) -> String {
 }
 
 /// The length of a colour escape as [`paint::paint`] writes it at the start
-/// of `s` (`ESC [`, digits, `m`), if there is one.
+/// of `s` (`ESC [`, one of its codes, `m`), if there is one. Only those
+/// codes: `ESC[8m` (conceal) in a stored string could hide what follows.
 fn own_sgr(s: &str) -> Option<usize> {
     let body = s.strip_prefix("\x1b[")?;
     let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-    (digits > 0 && digits <= 3 && body.as_bytes().get(digits) == Some(&b'm'))
-        .then_some(2 + digits + 1)
+    let code = &body[..digits];
+    let ours = [
+        "0",
+        paint::RED,
+        paint::GREEN,
+        paint::YELLOW,
+        paint::BLUE,
+        paint::DIM,
+    ];
+    (ours.contains(&code) && body.as_bytes().get(digits) == Some(&b'm')).then_some(2 + digits + 1)
 }
 
 /// Writes to stdout; a broken pipe exits 0 at once, like other Unix filters.
@@ -279,6 +293,12 @@ mod tests {
         let safe = terminal_safe(hostile);
         assert!(!safe.chars().any(|c| c.is_control()), "{safe:?}");
         assert_eq!(safe, "ban^[]52;c;ZXZpbA==^G ^[[2J^[[1;1H^M^H\\u{9b}31m^?");
+        // Not every SGR: conceal (8) would hide the rest; bidi overrides
+        // would reorder it.
+        assert_eq!(
+            terminal_safe("a\x1b[8mhidden\u{202e}x"),
+            "a^[[8mhidden\\u{202e}x"
+        );
         // Our own colours, newlines and tabs pass.
         let ours = format!("{}\tx\n", paint::status(true, "failed"));
         assert_eq!(terminal_safe(&ours), ours);
