@@ -266,15 +266,18 @@ pub fn wait(
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut watched = true;
     let mut last_lease_check: Option<Instant> = None;
+    let unreadable = |e: crate::store::atomic::StoreError| {
+        anyhow::Error::new(e).context(format!(
+            "run {id} cannot be read, so its end cannot be known"
+        ))
+    };
+    // The spec is written once, at creation: read it once; the state each
+    // time round.
+    dir.load_spec().map_err(unreadable)?;
     let code = loop {
-        let status = match (dir.load_spec(), dir.load_state()) {
-            (Ok(_), Ok(Some(st))) => st.status,
-            (Ok(_), Ok(None)) => crate::policy::state::RunStatus::Queued,
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "run {id} cannot be read, so its end cannot be known"
-                )));
-            }
+        let status = match dir.load_state().map_err(unreadable)? {
+            Some(st) => st.status,
+            None => crate::policy::state::RunStatus::Queued,
         };
         if let Some(code) = super::exit::for_ended_run(status) {
             break code;

@@ -116,7 +116,10 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                             !matches!(end.slurm_state.as_deref(), Some("NODE_FAIL" | "BOOT_FAIL"))
                         });
                     let rules = self.breaker.unwrap_or_default();
-                    let corroborated = end.signature.is_some() || self.slurm_says_down(node, now);
+                    // Asked only when a probe is to be judged: the node
+                    // inventory may cost a Slurm call.
+                    let corroborated = probe.is_some()
+                        && (end.signature.is_some() || self.slurm_says_down(node, now));
                     let judged = self.state_dir.update_blacklist(&cluster, |bl| {
                         let judgement = probe.map(|p| {
                             bl.breakers.judge(

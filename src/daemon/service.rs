@@ -97,10 +97,7 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
                 "another daemon took the lease over ({}); stopping so that no two daemons act",
                 other.describe()
             );
-            log.line(&why);
-            eprintln!("{why}");
-            drop(sender);
-            bail!(why);
+            return Err(fenced(&log, why));
         }
         // A daemon acts only under a lease it has just renewed. One that
         // cannot renew it (full disk, quota, a read-only remount) stops
@@ -119,10 +116,7 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
                         "cannot renew the lease for {}: {e}; stopping so that no two daemons act (start one again with `shepherd daemon start` once the state directory is writable)",
                         crate::duration::format(since.elapsed())
                     );
-                    log.line(&why);
-                    eprintln!("{why}");
-                    drop(sender);
-                    bail!(why);
+                    return Err(fenced(&log, why));
                 }
                 log.line(&format!(
                     "cannot renew the lease, not acting this tick: {e}"
@@ -140,6 +134,15 @@ pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::R
     // cut short is sent again by the next daemon (at least once).
     drop(sender);
     Ok(())
+}
+
+/// A daemon that must stop acting says why in its log and on stderr
+/// (daemon.out), then exits with that error (the sender thread goes with
+/// it, as on a signal).
+fn fenced(log: &Log, why: String) -> anyhow::Error {
+    log.line(&why);
+    eprintln!("{why}");
+    anyhow::anyhow!(why)
 }
 
 /// Sleeps in short slices so a stop request is honoured promptly.
