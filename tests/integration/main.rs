@@ -9,6 +9,7 @@ mod adapter_faults;
 mod adapter_inventory;
 mod adapter_jobs;
 mod cli;
+mod golden;
 mod health;
 mod notify;
 mod parsers_on_fixtures;
