@@ -255,6 +255,7 @@ fn visible_width(s: &str) -> usize {
 
 /// ANSI colours, only the basic eight (every terminal has them).
 pub mod paint {
+    use crate::view::{DocStatus, Word};
     pub const RED: &str = "31";
     pub const GREEN: &str = "32";
     pub const YELLOW: &str = "33";
@@ -271,15 +272,18 @@ pub mod paint {
     }
 
     /// A run status, coloured by what it asks of the user.
-    pub fn status(on: bool, status: &str) -> String {
-        let code = match status {
-            "running" | "completed" => GREEN,
-            "failed" | "error" => RED,
-            "pending" | "queued" | "submitting" | "stopping" | "expiring" => YELLOW,
-            "paused" => BLUE,
-            _ => DIM,
+    pub fn status(on: bool, status: &Word<DocStatus>) -> String {
+        use crate::policy::state::RunStatus as S;
+        let code = match status.known() {
+            Some(DocStatus::Run(S::Running | S::Completed)) => GREEN,
+            Some(DocStatus::Run(S::Failed) | DocStatus::Error) => RED,
+            Some(DocStatus::Run(
+                S::Pending | S::Queued | S::Submitting | S::Stopping | S::Expiring,
+            )) => YELLOW,
+            Some(DocStatus::Run(S::Paused)) => BLUE,
+            Some(DocStatus::Run(S::Stopped | S::Expired)) | None => DIM,
         };
-        paint(on, code, status)
+        paint(on, code, status.as_str())
     }
 }
 
@@ -300,7 +304,7 @@ mod tests {
             "a^[[8mhidden\\u{202e}x"
         );
         // Our own colours, newlines and tabs pass.
-        let ours = format!("{}\tx\n", paint::status(true, "failed"));
+        let ours = format!("{}\tx\n", paint::status(true, &"failed".into()));
         assert_eq!(terminal_safe(&ours), ours);
     }
 
@@ -324,7 +328,7 @@ mod tests {
     #[test]
     fn colour_escapes_do_not_break_alignment() {
         let mut t = Table::new(&["A", "B"]);
-        t.row(vec![paint::status(true, "running"), "x".into()]);
+        t.row(vec![paint::status(true, &"running".into()), "x".into()]);
         t.row(vec!["failed-long".into(), "y".into()]);
         let text = t.render();
         let plain: String = {

@@ -14,7 +14,8 @@ use crate::policy::decide::Control;
 use crate::policy::state::RunState;
 use crate::slurm::{SlurmCli, SlurmCliConfig};
 use crate::store::StateDir;
-use crate::view::{RunDoc, find_run, run_doc, run_docs, snake};
+use crate::store::records::ProbeStatus;
+use crate::view::{RunDoc, Word, find_run, run_doc, run_docs, snake};
 
 pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     let root = match &global.state_dir {
@@ -218,8 +219,10 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
                     a.job_id.map_or("-".into(), |j| j.to_string()),
                     a.partition.clone().unwrap_or_else(|| "-".into()),
                     a.node.clone().unwrap_or_else(|| "-".into()),
-                    a.outcome.clone().unwrap_or_else(|| a.phase.clone()),
-                    a.blame.clone().unwrap_or_else(|| "-".into()),
+                    a.outcome
+                        .as_ref()
+                        .map_or_else(|| a.phase.to_string(), Word::to_string),
+                    a.blame.as_ref().map_or_else(|| "-".into(), Word::to_string),
                     a.detail.clone().unwrap_or_default(),
                 ]);
             }
@@ -228,7 +231,11 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
             // Probes that did not find the node healthy, said plainly:
             // an inconclusive one was not held against the node.
             for a in &d.attempts {
-                for p in a.probes.iter().filter(|p| p.status != "healthy") {
+                for p in a
+                    .probes
+                    .iter()
+                    .filter(|p| !p.status.is(ProbeStatus::Healthy))
+                {
                     s.push_str(&format!(
                         "attempt {} GPU probe {}: {}: {}\n",
                         a.attempt, p.name, p.status, p.detail

@@ -66,6 +66,19 @@ pub fn text(s: &str) -> String {
 }
 
 /// Cleans an optional string in place.
+/// A word from a newer Shepherd is free text too.
+pub fn word<T>(w: &mut crate::view::Word<T>) {
+    if let crate::view::Word::Unknown(s) = w {
+        *s = line(s);
+    }
+}
+
+pub fn opt_word<T>(w: &mut Option<crate::view::Word<T>>) {
+    if let Some(w) = w {
+        word(w);
+    }
+}
+
 pub fn opt(s: &mut Option<String>) {
     if let Some(v) = s {
         *v = line(v);

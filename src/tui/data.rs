@@ -105,7 +105,7 @@ pub struct RunExtra {
     /// Slurm's pending reason of the live attempt, as the daemon last saw it.
     pub pending_reason: Option<String>,
     /// The live attempt's phase (`pending`, `running`, …).
-    pub live_phase: Option<String>,
+    pub live_phase: Option<crate::policy::state::AttemptPhase>,
     pub not_before: Option<Timestamp>,
 }
 

@@ -55,13 +55,14 @@ pub fn load_runs(sd: &StateDir) -> Result<Vec<RunRow>, String> {
 /// for the terminal.
 pub(crate) fn clean_doc(doc: &mut RunDoc) {
     doc.reason = clean::line(&doc.reason);
+    clean::word(&mut doc.status);
     clean::opt(&mut doc.error);
     clean::opt(&mut doc.node);
     clean::opt(&mut doc.partition);
     for a in &mut doc.attempts {
         clean::opt(&mut a.detail);
-        clean::opt(&mut a.outcome);
-        clean::opt(&mut a.blame);
+        clean::opt_word(&mut a.outcome);
+        clean::opt_word(&mut a.blame);
         clean::opt(&mut a.slurm_state);
         clean::opt(&mut a.node);
         clean::opt(&mut a.partition);
@@ -595,7 +596,7 @@ fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> 
     let live = state.live_attempt();
     let extra = RunExtra {
         pending_reason: live.and_then(|a| a.pending_reason.as_deref().map(clean::line)),
-        live_phase: live.map(|a| crate::view::snake(&a.phase)),
+        live_phase: live.map(|a| a.phase),
         not_before: state.not_before,
     };
     if w.extra.as_ref() != Some(&extra) {
@@ -784,7 +785,7 @@ mod tests {
             match u {
                 DetailUpdate::Events(e) => saw.0 = e.len() == 1,
                 DetailUpdate::Script(s) => saw.1 = s.as_ref().unwrap().contains("echo hi"),
-                DetailUpdate::Extra(x) => saw.2 = x.live_phase.as_deref() == Some("running"),
+                DetailUpdate::Extra(x) => saw.2 = x.live_phase == Some(AttemptPhase::Running),
                 DetailUpdate::Log(c) => {
                     saw.3 = c.reset && c.lines == ["line 1", "line 2"] && c.attempt == Some(1)
                 }

@@ -14,17 +14,15 @@ use std::time::Duration;
 
 use anyhow::bail;
 use jiff::Timestamp;
-use serde::Deserialize;
 
 use super::app::Msg;
 use super::clean;
 use super::data::{DetailRequest, DetailUpdate, LOG_LINES, LogChunk, RunRow, split_key};
 use super::loaders::{DetailBox, clean_doc};
-use crate::model::Mode;
 use crate::remote::registry::Remote;
 use crate::store::logs::Stream;
 use crate::store::runs::JournalEntry;
-use crate::view::{AttemptDoc, RunDoc};
+use crate::view::RunDoc;
 
 /// How often each remote's run list is asked for (each ask is one round
 /// trip over the shared connection).
@@ -55,98 +53,6 @@ pub fn pick(all: Vec<Remote>, names: &[String]) -> anyhow::Result<Vec<Remote>> {
     Ok(out)
 }
 
-/// `list --json`'s run document, read back.
-#[derive(Deserialize)]
-struct DocIn {
-    run_id: String,
-    status: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    paused: bool,
-    slurm_job_id: Option<u64>,
-    node: Option<String>,
-    partition: Option<String>,
-    #[serde(default)]
-    workload_failures: u32,
-    #[serde(default)]
-    max_retries: u32,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    #[serde(default)]
-    run_dir: std::path::PathBuf,
-    #[serde(default)]
-    attempts: Vec<AttemptIn>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AttemptIn {
-    attempt: u32,
-    job_id: Option<u64>,
-    #[serde(default)]
-    phase: String,
-    partition: Option<String>,
-    node: Option<String>,
-    #[serde(default)]
-    restarts: u32,
-    submitted_at: Timestamp,
-    running_since: Option<Timestamp>,
-    ended_at: Option<Timestamp>,
-    outcome: Option<String>,
-    blame: Option<String>,
-    slurm_state: Option<String>,
-    exit_code: Option<i32>,
-    detail: Option<String>,
-    #[serde(default)]
-    probes: Vec<crate::view::ProbeDoc>,
-}
-
-impl From<DocIn> for RunDoc {
-    fn from(d: DocIn) -> RunDoc {
-        RunDoc {
-            run_id: d.run_id,
-            status: d.status,
-            reason: d.reason,
-            mode: d.mode,
-            paused: d.paused,
-            slurm_job_id: d.slurm_job_id,
-            node: d.node,
-            partition: d.partition,
-            workload_failures: d.workload_failures,
-            max_retries: d.max_retries,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            run_dir: d.run_dir,
-            attempts: d
-                .attempts
-                .into_iter()
-                .map(|a| AttemptDoc {
-                    attempt: a.attempt,
-                    job_id: a.job_id,
-                    phase: a.phase,
-                    partition: a.partition,
-                    node: a.node,
-                    restarts: a.restarts,
-                    submitted_at: a.submitted_at,
-                    running_since: a.running_since,
-                    ended_at: a.ended_at,
-                    outcome: a.outcome,
-                    blame: a.blame,
-                    slurm_state: a.slurm_state,
-                    exit_code: a.exit_code,
-                    detail: a.detail,
-                    fingerprint: None,
-                    probes: a.probes,
-                })
-                .collect(),
-            error: d.error,
-        }
-    }
-}
-
 /// The rows of a remote's `list --json` answer, labelled by the remote.
 /// A run id that is not one (it would break the `REMOTE/RUN` keys) is left
 /// out.
@@ -155,15 +61,13 @@ pub fn parse_runs(remote: &str, answer: &serde_json::Value) -> Result<Vec<RunRow
         .get("runs")
         .cloned()
         .ok_or_else(|| "unreadable answer: no runs".to_string())?;
-    let docs: Vec<DocIn> =
+    let docs: Vec<RunDoc> =
         serde_json::from_value(runs).map_err(|e| format!("unreadable answer: {e}"))?;
     Ok(docs
         .into_iter()
         .filter(|d| d.run_id.parse::<crate::model::RunId>().is_ok())
-        .map(|d| {
-            let mut doc = RunDoc::from(d);
+        .map(|mut doc| {
             clean_doc(&mut doc);
-            doc.status = clean::line(&doc.status);
             RunRow::on_remote(remote, doc)
         })
         .collect())

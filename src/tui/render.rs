@@ -191,9 +191,10 @@ fn draw_help(theme: Theme, f: &mut Frame) {
         .collect();
     lines.push(Line::raw(""));
     let mut icons = vec![Span::raw(" ")];
-    for (i, (icon, what)) in ICONS.iter().enumerate() {
+    for (i, (status, what)) in ICONS.iter().enumerate() {
         let word = what.split([' ', ',', ':']).next().unwrap_or(what);
-        icons.push(Span::styled(*icon, theme.status(status_word(i)).1));
+        let (icon, style) = theme.known_status(*status);
+        icons.push(Span::styled(icon, style));
         icons.push(Span::raw(format!(" {word}  ")));
         if i == 3 {
             lines.push(Line::from(std::mem::replace(
@@ -209,20 +210,6 @@ fn draw_help(theme: Theme, f: &mut Frame) {
         Paragraph::new(lines).block(Block::bordered().title(" keys (any key closes) ")),
         area,
     );
-}
-
-/// A status for each entry of [`ICONS`], to colour the help the same way.
-fn status_word(i: usize) -> &'static str {
-    [
-        "running",
-        "pending",
-        "paused",
-        "stopping",
-        "completed",
-        "failed",
-        "stopped",
-        "error",
-    ][i.min(7)]
 }
 
 fn draw_confirm(c: &Confirm, theme: Theme, f: &mut Frame) {

@@ -212,7 +212,7 @@ fn app() -> App {
         )),
         DetailUpdate::Extra(RunExtra {
             pending_reason: None,
-            live_phase: Some("running".into()),
+            live_phase: Some(crate::policy::state::AttemptPhase::Running),
             not_before: None,
         }),
         DetailUpdate::Log(LogChunk {

@@ -4,6 +4,9 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
+use crate::policy::state::RunStatus;
+use crate::view::{DocStatus, Word};
+
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {
     pub color: bool,
@@ -85,36 +88,63 @@ impl Theme {
         }
     }
 
-    /// The status icon and its style.
-    pub fn status(self, status: &str) -> (&'static str, Style) {
+    /// The status icon and its style; a status from a newer Shepherd is
+    /// drawn plainly.
+    pub fn status(self, status: &Word<DocStatus>) -> (&'static str, Style) {
+        match status.known() {
+            Some(s) => self.known_status(s),
+            None => ("?", self.plain()),
+        }
+    }
+
+    pub fn known_status(self, status: DocStatus) -> (&'static str, Style) {
+        use RunStatus as S;
+        let DocStatus::Run(status) = status else {
+            return ("!", self.bad());
+        };
         match status {
-            "running" => ("▶", self.good()),
-            "pending" | "queued" | "submitting" => ("…", self.warn()),
-            "paused" => ("‖", self.info()),
-            "stopping" | "expiring" => ("■", self.accent()),
-            "completed" => ("✓", self.good()),
-            "failed" => ("✗", self.bad()),
-            "error" => ("!", self.bad()),
-            // stopped, expired
-            _ => ("□", self.plain()),
+            S::Running => ("▶", self.good()),
+            S::Pending | S::Queued | S::Submitting => ("…", self.warn()),
+            S::Paused => ("‖", self.info()),
+            S::Stopping | S::Expiring => ("■", self.accent()),
+            S::Completed => ("✓", self.good()),
+            S::Failed => ("✗", self.bad()),
+            S::Stopped | S::Expired => ("□", self.plain()),
         }
     }
 }
 
-/// The status icons, for the help screen and `docs/tui.md`.
-pub const ICONS: &[(&str, &str)] = &[
-    ("▶", "running"),
-    ("…", "queued, submitting or pending in Slurm"),
-    (
-        "‖",
-        "paused (the current job goes on; nothing new is submitted)",
-    ),
-    (
-        "■",
-        "stopping or expiring: waiting for Slurm to end the job",
-    ),
-    ("✓", "completed"),
-    ("✗", "failed: retries exhausted or unrecoverable"),
-    ("□", "stopped by you, or expired (indefinite runs)"),
-    ("!", "unreadable: the run's files cannot be read"),
-];
+/// The status icons for the help screen (and `docs/tui.md`): one status
+/// of each kind, drawn with [`Theme::known_status`], so icon and colour
+/// cannot drift from the list.
+pub const ICONS: &[(DocStatus, &str)] = {
+    use RunStatus as S;
+    &[
+        (DocStatus::Run(S::Running), "running"),
+        (
+            DocStatus::Run(S::Pending),
+            "queued, submitting or pending in Slurm",
+        ),
+        (
+            DocStatus::Run(S::Paused),
+            "paused (the current job goes on; nothing new is submitted)",
+        ),
+        (
+            DocStatus::Run(S::Stopping),
+            "stopping or expiring: waiting for Slurm to end the job",
+        ),
+        (DocStatus::Run(S::Completed), "completed"),
+        (
+            DocStatus::Run(S::Failed),
+            "failed: retries exhausted or unrecoverable",
+        ),
+        (
+            DocStatus::Run(S::Stopped),
+            "stopped by you, or expired (indefinite runs)",
+        ),
+        (
+            DocStatus::Error,
+            "unreadable: the run's files cannot be read",
+        ),
+    ]
+};

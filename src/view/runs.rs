@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Mode, RunId, RunSpec};
-use crate::policy::state::{Attempt, RunState};
+use crate::policy::state::{Attempt, AttemptPhase, Blame, FailureClass, RunState};
 use crate::store::atomic;
 use crate::store::records::{HEARTBEAT_VERSION, Heartbeat, ProbeStatus};
 use crate::store::{RunDir, StateDir};
+use crate::view::words::{DocStatus, Word};
 
 /// The run named on the command line does not exist.
 #[derive(Debug, thiserror::Error)]
@@ -28,22 +29,31 @@ fn suggest(s: &[String]) -> String {
     }
 }
 
-/// `status --json` and `list --json`: the documented per-run document.
-#[derive(Debug, Serialize)]
+/// `status --json` and `list --json`: the documented per-run document. It
+/// reads back (a remote's answer) with the defaults an older Shepherd's
+/// document needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunDoc {
     pub run_id: String,
-    pub status: String,
+    pub status: Word<DocStatus>,
+    #[serde(default)]
     pub reason: String,
+    #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
     pub paused: bool,
     pub slurm_job_id: Option<u64>,
     pub node: Option<String>,
     pub partition: Option<String>,
+    #[serde(default)]
     pub workload_failures: u32,
+    #[serde(default)]
     pub max_retries: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    #[serde(default)]
     pub run_dir: PathBuf,
+    #[serde(default)]
     pub attempts: Vec<AttemptDoc>,
     /// Set when the run's files cannot be read: the run is quarantined.
     pub error: Option<String>,
@@ -52,45 +62,44 @@ pub struct RunDoc {
 impl RunDoc {
     /// The run reached an end (completed, failed, stopped, expired).
     pub fn is_ended(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "completed" | "failed" | "stopped" | "expired"
-        )
+        self.status.known().is_some_and(DocStatus::is_ended)
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptDoc {
     pub attempt: u32,
     pub job_id: Option<u64>,
-    pub phase: String,
+    pub phase: Word<AttemptPhase>,
     pub partition: Option<String>,
     pub node: Option<String>,
+    #[serde(default)]
     pub restarts: u32,
     pub submitted_at: Timestamp,
     pub running_since: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     /// The failure class (`success`, `node_fault`, `workload_failure`, …).
-    pub outcome: Option<String>,
+    pub outcome: Option<Word<FailureClass>>,
     /// `node`, `workload` or `none`.
-    pub blame: Option<String>,
+    pub blame: Option<Word<Blame>>,
     pub slurm_state: Option<String>,
     pub exit_code: Option<i32>,
     pub detail: Option<String>,
     /// A workload failure's fingerprint (exit, normalised stderr lines,
     /// time to failure): the same-failure rule compares these.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<crate::policy::state::Fingerprint>,
     /// The GPU probes of the attempt and what each concluded (`healthy`,
     /// `faulty`, `inconclusive`); empty for CPU jobs and unended attempts.
+    #[serde(default)]
     pub probes: Vec<ProbeDoc>,
 }
 
 /// One GPU probe of an attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeDoc {
     pub name: String,
-    pub status: String,
+    pub status: Word<ProbeStatus>,
     pub detail: String,
 }
 
@@ -107,7 +116,7 @@ pub fn snake<T: Serialize>(v: &T) -> String {
 fn probe_docs(a: &Attempt, run_dir: &Path) -> Vec<ProbeDoc> {
     let doc = |name: &str, status: ProbeStatus, detail: &str| ProbeDoc {
         name: name.to_string(),
-        status: status.as_str().to_string(),
+        status: status.into(),
         detail: detail.to_string(),
     };
     if let Some(end) = &a.end {
@@ -137,15 +146,15 @@ fn attempt_doc(a: &Attempt, run_dir: &Path) -> AttemptDoc {
     AttemptDoc {
         attempt: a.attempt,
         job_id: a.job_id.map(|j| j.0),
-        phase: snake(&a.phase),
+        phase: a.phase.into(),
         partition: a.partition.clone(),
         node: a.node.clone(),
         restarts: a.restarts,
         submitted_at: a.submitted_at,
         running_since: a.running_since,
         ended_at: a.ended_at,
-        outcome: a.end.as_ref().map(|e| snake(&e.class)),
-        blame: a.end.as_ref().map(|e| snake(&e.blame)),
+        outcome: a.end.as_ref().map(|e| e.class.into()),
+        blame: a.end.as_ref().map(|e| e.blame.into()),
         slurm_state: a.end.as_ref().and_then(|e| e.slurm_state.clone()),
         exit_code: a.end.as_ref().and_then(|e| e.exit.map(|x| x.code)),
         detail: a.end.as_ref().map(|e| e.detail.clone()),
@@ -166,7 +175,7 @@ pub fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
         }
         Err(e) => RunDoc {
             run_id: id.to_string(),
-            status: "error".into(),
+            status: DocStatus::Error.into(),
             reason: e.to_string(),
             mode: Mode::RunOnce,
             paused: false,
@@ -217,7 +226,7 @@ fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
         .collect();
     RunDoc {
         run_id: spec.run_id.to_string(),
-        status: state.status.as_str().to_string(),
+        status: DocStatus::Run(state.status).into(),
         reason: state.reason.clone(),
         mode: spec.mode,
         paused: state.paused,

@@ -1203,7 +1203,7 @@ fn check_invariants(s: &SimSlurm) {
 }
 
 #[test]
-fn a_thousand_jobs_run_in_well_under_a_second() {
+fn a_thousand_jobs_run_to_completion_with_their_records() {
     let started = Instant::now();
     let s = sim();
     s.on_start(|job| Behaviour::Exit {
@@ -1242,9 +1242,10 @@ fn a_thousand_jobs_run_in_well_under_a_second() {
     assert_eq!((completed, failed), (900, 100));
     let records = s.accounting(&ids).unwrap();
     assert_eq!(records.len(), 1000);
+    // Speed is the recovery_loop benchmark's to measure (a timed assertion
+    // fails on a loaded machine); this prints the figure only.
     let elapsed = started.elapsed();
     eprintln!("1000 jobs over {ticks} virtual minutes in {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 }
 
 #[test]

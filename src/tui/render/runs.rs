@@ -5,11 +5,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, Tabs};
 
+use crate::policy::state::{AttemptPhase, Blame, FailureClass, RunStatus};
 use crate::store::logs::Stream;
 use crate::tui::app::{App, Focus, LOCAL, Tab, age};
 use crate::tui::data::RunRow;
 use crate::tui::theme::Theme;
-use crate::view::AttemptDoc;
+use crate::view::{AttemptDoc, DocStatus, Word};
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     if app.fullscreen {
@@ -118,7 +119,7 @@ fn run_row(app: &App, r: &RunRow, theme: Theme) -> Row<'static> {
     let mut cells = vec![
         Line::from(Span::styled(icon, style)),
         Line::raw(r.run_id().to_string()),
-        Line::from(Span::styled(d.status.clone(), style)),
+        Line::from(Span::styled(d.status.to_string(), style)),
         Line::raw(crate::view::snake(&d.mode)),
         Line::raw(d.partition.clone().unwrap_or_else(|| "-".into())),
         Line::raw(d.node.clone().unwrap_or_else(|| "-".into())),
@@ -219,11 +220,13 @@ pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
         Line::from(vec![
             Span::styled(format!(" {:<10} ", "status"), theme.dim()),
             Span::styled(format!("{icon} {}", d.status), style),
-            Span::raw(if d.paused && d.status != "paused" {
-                " (paused)"
-            } else {
-                ""
-            }),
+            Span::raw(
+                if d.paused && !d.status.is(DocStatus::Run(RunStatus::Paused)) {
+                    " (paused)"
+                } else {
+                    ""
+                },
+            ),
         ]),
         kv("reason", d.reason.clone(), theme),
         kv(
@@ -282,20 +285,23 @@ pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
             theme,
         ));
     }
-    let failed = d
-        .attempts
-        .iter()
-        .rev()
-        .find(|a| a.outcome.as_deref().is_some_and(|o| o != "success"));
+    let failed = d.attempts.iter().rev().find(|a| {
+        a.outcome
+            .as_ref()
+            .is_some_and(|o| !o.is(FailureClass::Success))
+    });
     lines.push(match failed {
         Some(a) => Line::from(vec![
             Span::styled(format!(" {:<10} ", "last fail"), theme.dim()),
             Span::raw(format!(
                 "attempt {}: {} · ",
                 a.attempt,
-                a.outcome.as_deref().unwrap_or("?").replace('_', " ")
+                a.outcome
+                    .as_ref()
+                    .map_or("?", Word::as_str)
+                    .replace('_', " ")
             )),
-            Span::styled(blame_words(a.blame.as_deref()), theme.warn()),
+            Span::styled(blame_words(a.blame.as_ref()), theme.warn()),
             Span::raw(format!(" · {}", a.detail.as_deref().unwrap_or(""))),
         ]),
         None => kv("last fail", "none", theme),
@@ -317,12 +323,12 @@ pub fn info_lines(app: &App, run: &RunRow, theme: Theme) -> Vec<Line<'static>> {
     lines
 }
 
-fn blame_words(blame: Option<&str>) -> String {
+fn blame_words(blame: Option<&Word<Blame>>) -> String {
     match blame {
-        Some("node") => "blamed on the node".into(),
-        Some("workload") => "blamed on the workload".into(),
-        Some("none") | None => "nobody to blame".into(),
-        Some(other) => format!("blame: {other}"),
+        Some(Word::Known(Blame::Node)) => "blamed on the node".into(),
+        Some(Word::Known(Blame::Workload)) => "blamed on the workload".into(),
+        Some(Word::Known(Blame::None)) | None => "nobody to blame".into(),
+        Some(Word::Unknown(other)) => format!("blame: {other}"),
     }
 }
 
@@ -337,15 +343,15 @@ fn slurm_line(app: &App, a: &AttemptDoc) -> String {
             (None, None) => "ended".into(),
         };
     }
-    match x.live_phase.as_deref() {
-        Some("pending") => match &x.pending_reason {
+    match x.live_phase {
+        Some(AttemptPhase::Pending) => match &x.pending_reason {
             Some(r) => format!("PENDING ({r}): {}", pending_words(r)),
             None => "PENDING".into(),
         },
-        Some("running") => "RUNNING".into(),
-        Some("submitting") => "being submitted (sbatch has not answered yet)".into(),
-        Some(other) => other.to_uppercase(),
-        None => a.phase.to_uppercase(),
+        Some(AttemptPhase::Running) => "RUNNING".into(),
+        Some(AttemptPhase::Submitting) => "being submitted (sbatch has not answered yet)".into(),
+        Some(AttemptPhase::Ended) => "ENDED".into(),
+        None => a.phase.as_str().to_uppercase(),
     }
 }
 
@@ -397,11 +403,11 @@ fn attempts(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
             };
             let outcome = a
                 .outcome
-                .clone()
-                .unwrap_or_else(|| a.phase.clone())
+                .as_ref()
+                .map_or_else(|| a.phase.as_str(), Word::as_str)
                 .replace('_', " ");
-            let style = match a.outcome.as_deref() {
-                Some("success") => theme.good(),
+            let style = match &a.outcome {
+                Some(o) if o.is(FailureClass::Success) => theme.good(),
                 Some(_) => theme.bad(),
                 None => theme.plain(),
             };
@@ -411,7 +417,7 @@ fn attempts(app: &App, run: &RunRow, theme: Theme, f: &mut Frame, area: Rect) {
                 Line::raw(a.partition.clone().unwrap_or_else(|| "-".into())),
                 Line::raw(a.node.clone().unwrap_or_else(|| "-".into())),
                 Line::from(Span::styled(outcome, style)),
-                Line::raw(a.blame.clone().unwrap_or_else(|| "-".into())),
+                Line::raw(a.blame.as_ref().map_or_else(|| "-".into(), Word::to_string)),
                 Line::raw(took),
                 Line::raw(a.detail.clone().unwrap_or_default()),
             ])
