@@ -9,6 +9,7 @@ pub mod hostlist;
 pub mod parse;
 pub mod reasons;
 pub mod runner;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod types;
 
