@@ -6,6 +6,7 @@ pub mod exit;
 mod logs_cmd;
 mod nodes_cmd;
 pub(crate) mod output;
+mod remote_cmd;
 mod runs_cmd;
 mod slurm_cmd;
 
@@ -13,16 +14,9 @@ use std::process::ExitCode;
 
 use std::io::IsTerminal;
 
-pub use crate::view::{RunDoc, UnknownRun};
 pub use args::{Cli, ColorChoice, Command, ExternalRun};
 
 use crate::policy::decide::Control;
-
-/// An error already shown in full on stdout (with `--json`, as the one JSON
-/// document of the invocation): nothing more is printed; it exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("reported above")]
-pub struct Reported;
 
 /// Whether the command line asks for JSON, read before clap has parsed it
 /// (for its own errors). `--json` after `--` belongs to sbatch.
@@ -60,7 +54,7 @@ fn parse_or_exit<T: clap::Parser>(argv: impl IntoIterator<Item = std::ffi::OsStr
 pub fn main() -> ExitCode {
     let cli: Cli = parse_or_exit(std::env::args_os());
     // `--remote HOST`: the whole invocation runs on HOST (docs/remote.md).
-    if let Some(code) = crate::remote::dispatch(&cli) {
+    if let Some(code) = remote_cmd::dispatch(&cli) {
         return code;
     }
     let json = cli.global.json;
@@ -119,26 +113,26 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
         Some(Command::Slurm(cmd)) => slurm_cmd::run(&cli.global, cmd),
-        Some(Command::Remotes { command }) => crate::remote::registry::command(json, command),
+        Some(Command::Remotes { command }) => remote_cmd::remotes(json, command),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(err) => {
             output::error(json, &err);
-            ExitCode::from(exit::code_for(&err))
+            ExitCode::from(exit::code(err.kind()))
         }
     }
 }
 
-fn tui(global: &args::GlobalArgs, remotes: Option<Vec<String>>) -> anyhow::Result<()> {
+fn tui(global: &args::GlobalArgs, remotes: Option<Vec<String>>) -> crate::ops::Result<()> {
     let remotes = match remotes {
         None => Vec::new(),
         Some(names) => crate::tui::remotes::pick(crate::remote::registry::load()?, &names)?,
     };
-    crate::tui::run(crate::tui::TuiOptions {
+    Ok(crate::tui::run(crate::tui::TuiOptions {
         state_dir: runs_cmd::state_dir(global)?,
         remotes,
         slurm_timeout: global.slurm_timeout,
         color: global.color.enabled(true),
-    })
+    })?)
 }

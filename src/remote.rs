@@ -13,22 +13,12 @@ pub mod argv;
 mod bootstrap;
 pub mod quote;
 pub mod registry;
-pub mod sha256;
+mod sha256;
 pub mod ssh;
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use serde_json::json;
-
-use crate::cli::{Cli, Command, ExternalRun};
-pub use registry::RemotesCommand;
 use ssh::{Io, SSH_FAILED, Ssh};
-
-/// Exit status of a `--remote` command whose connection failed or was lost;
-/// distinct from every code the remote `shepherd` itself returns.
-pub use crate::cli::exit::REMOTE_UNREACHABLE;
 
 /// Where `shepherd SCRIPT --remote HOST` puts the script without
 /// `--remote-dir`: a directory of the remote user's home.
@@ -76,15 +66,8 @@ fn detail_suffix(detail: &str) -> String {
 }
 
 impl RemoteError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            RemoteError::Unreachable { .. } => REMOTE_UNREACHABLE,
-            RemoteError::BadHost(_) | RemoteError::NotUtf8(_) => crate::cli::exit::USAGE,
-            _ => crate::cli::exit::FAILURE,
-        }
-    }
-
-    fn hint(&self) -> Option<String> {
+    /// What the user can do about it, when that is known.
+    pub fn hint(&self) -> Option<String> {
         Some(match self {
             RemoteError::BadHost(_) => {
                 "give a Host of ~/.ssh/config, [user@]hostname, or a name from `shepherd remotes list`".into()
@@ -112,37 +95,6 @@ impl RemoteError {
             _ => return None,
         })
     }
-}
-
-/// Prints `err` like the rest of the CLI (`error:`/`caused by:`/`hint:` on
-/// stderr, or one JSON object on stdout with `--json`).
-fn report(json: bool, err: &RemoteError) {
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    let hint = err.hint();
-    if json {
-        let doc = json!({
-            "schema_version": crate::cli::output::SCHEMA_VERSION,
-            "error": {"kind": "remote", "message": err.to_string(), "causes": causes, "hint": hint},
-        });
-        crate::cli::output::print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
-        ));
-        return;
-    }
-    let mut text = format!("error: {err}\n");
-    for c in causes {
-        text.push_str(&format!("caused by: {c}\n"));
-    }
-    if let Some(h) = hint {
-        text.push_str(&format!("hint: {h}\n"));
-    }
-    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 /// Where and how to run: a named remote's settings, or a bare ssh host.
@@ -176,120 +128,26 @@ impl Target {
 }
 
 /// What the invocation asks of the remote.
-struct Plan {
+pub struct Plan {
     /// The words after `shepherd`.
-    words: Vec<String>,
+    pub words: Vec<String>,
     /// `run`: the local script and the index of its word.
-    script: Option<(PathBuf, usize)>,
+    pub script: Option<(PathBuf, usize)>,
     /// An interactive terminal is needed (the TUI).
-    terminal: bool,
+    pub terminal: bool,
     /// Keep the output instead of showing it.
-    capture: bool,
-}
-
-/// The early branch of `cli::main`: when `--remote` is given anywhere, runs
-/// the whole invocation on the remote and returns its exit status.
-pub fn dispatch(cli: &Cli) -> Option<ExitCode> {
-    let mut json = cli.global.json;
-    let mut remote = cli.global.remote.clone();
-    let mut remote_dir = cli.global.remote_dir.clone();
-    let mut copy = cli.global.remote_copy.clone();
-    let mut script = None;
-    // `shepherd SCRIPT --remote H`: clap sees the words after SCRIPT only
-    // when it re-reads them as `run`.
-    if let Some(Command::External(words)) = &cli.command {
-        use clap::Parser;
-        let argv = std::iter::once("shepherd".into()).chain(words.iter().cloned());
-        let ext = ExternalRun::parse_from(argv);
-        json |= ext.global.json;
-        remote = remote.or(ext.global.remote);
-        remote_dir = remote_dir.or(ext.global.remote_dir);
-        copy.extend(ext.global.remote_copy);
-        script = Some(ext.run.script);
-    }
-    let remote = remote?;
-    if let Some(Command::Run(args)) = &cli.command {
-        script = Some(args.script.clone());
-    }
-    let local_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let terminal = match &cli.command {
-        Some(Command::Tui { .. }) => true,
-        None => !json && local_terminal,
-        Some(Command::Gpus { interactive, .. }) => *interactive && local_terminal,
-        _ => false,
-    };
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let result = argv::strip_local(&args).and_then(|mut words| {
-        // The remote's output is a pipe: carry over our `--color auto` choice.
-        let colour = !terminal
-            && cli.global.color == crate::cli::ColorChoice::Auto
-            && cli.global.color.enabled(std::io::stdout().is_terminal())
-            && !words.iter().any(|w| w.starts_with("--color"));
-        let script = match script {
-            Some(path) => {
-                // `shepherd run run`: the script comes after the subcommand.
-                let from = match &cli.command {
-                    Some(Command::Run(_)) => {
-                        words.iter().position(|w| w == "run").map_or(0, |i| i + 1)
-                    }
-                    _ => 0,
-                };
-                let at = words
-                    .iter()
-                    .skip(from)
-                    .position(|w| Path::new(w) == path)
-                    .map(|i| i + from)
-                    .ok_or_else(|| {
-                        RemoteError::Config("cannot find the script's argument".into())
-                    })?;
-                Some((path, at))
-            }
-            None => None,
-        };
-        if colour {
-            // After the script for `shepherd SCRIPT` (whose options clap reads
-            // after it), before everything else otherwise.
-            let at = match (&cli.command, &script) {
-                (Some(Command::External(_)), Some((_, i))) => i + 1,
-                _ => 0,
-            };
-            words.splice(at..at, ["--color".to_string(), "always".to_string()]);
-        }
-        let mut target = Target::resolve(&remote, remote_dir.as_deref())?;
-        if !copy.is_empty() && script.is_none() {
-            return Err(RemoteError::Config(
-                "--remote-copy only applies to `shepherd SCRIPT --remote HOST`".into(),
-            ));
-        }
-        target.copy = copy;
-        run(
-            &target,
-            Plan {
-                words,
-                script,
-                terminal,
-                capture: false,
-            },
-        )
-        .map(|done| done.code)
-    });
-    Some(match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            report(json, &err);
-            ExitCode::from(err.exit_code())
-        }
-    })
+    pub capture: bool,
 }
 
 /// How a remote command ended: its exit status and, when captured, output.
-struct Done {
-    code: u8,
-    stdout: Vec<u8>,
+pub struct Done {
+    /// The remote command's exit status (0–255).
+    pub code: i32,
+    pub stdout: Vec<u8>,
 }
 
 /// Runs the plan on the target, installing shepherd there first if needed.
-fn run(target: &Target, plan: Plan) -> Result<Done, RemoteError> {
+pub fn run(target: &Target, plan: Plan) -> Result<Done, RemoteError> {
     let ssh = Ssh::new(&target.host)?;
     let local = bootstrap::LocalBinary::current()?;
     let mut installed = false;
@@ -315,7 +173,7 @@ fn run(target: &Target, plan: Plan) -> Result<Done, RemoteError> {
             }
             code => {
                 return Ok(Done {
-                    code: u8::try_from(code).unwrap_or(crate::cli::exit::FAILURE),
+                    code,
                     stdout: done.stdout,
                 });
             }
@@ -323,92 +181,43 @@ fn run(target: &Target, plan: Plan) -> Result<Done, RemoteError> {
     }
 }
 
-/// `shepherd remotes runs`: `list --json` on every named remote at once (one
-/// thread each, over each remote's shared connection), shown as one list
-/// with a REMOTE column. A remote that cannot be reached is a line of the
-/// output, not the end of it.
-pub fn runs_everywhere(json: bool, remotes: Vec<registry::Remote>) -> anyhow::Result<()> {
-    use crate::cli::output::{Table, emit};
-    #[derive(serde::Serialize)]
-    struct Of {
-        remote: String,
-        host: String,
-        /// The remote's `list --json` runs; `null` when it could not be asked.
-        runs: Option<serde_json::Value>,
-        error: Option<String>,
-    }
-    if remotes.is_empty() {
-        anyhow::bail!("no remotes; add one with `shepherd remotes add NAME --host HOST`");
-    }
-    let ask = |r: &registry::Remote| -> Result<serde_json::Value, String> {
-        let doc = remote_json(r, &["list", "--json"])?;
-        doc.get("runs")
-            .cloned()
-            .ok_or_else(|| "unreadable answer: no runs".to_string())
-    };
-    let all: Vec<Of> = std::thread::scope(|scope| {
-        let handles: Vec<_> = remotes
-            .iter()
-            .map(|r| (r, scope.spawn(move || ask(r))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|(r, h)| {
-                let answer = h.join().unwrap_or_else(|_| Err("internal error".into()));
-                Of {
-                    remote: r.name.clone(),
-                    host: r.host.clone(),
-                    error: answer.as_ref().err().cloned(),
-                    runs: answer.ok(),
-                }
-            })
-            .collect()
-    });
-    emit(json, "remotes", &all, |all| {
-        let mut t = Table::new(&[
-            "REMOTE", "RUN", "STATUS", "JOB", "NODE", "ATTEMPTS", "REASON",
-        ]);
-        let mut unreachable = String::new();
-        for of in all {
-            if let Some(e) = &of.error {
-                unreachable.push_str(&format!("{} ({}): {e}\n", of.remote, of.host));
-            }
-            for r in of
-                .runs
-                .as_ref()
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-                t.row(vec![
-                    of.remote.clone(),
-                    s("run_id"),
-                    s("status"),
-                    r["slurm_job_id"]
-                        .as_u64()
-                        .map_or("-".into(), |j| j.to_string()),
-                    s("node"),
-                    r["attempts"].as_array().map_or(0, Vec::len).to_string(),
-                    s("reason"),
-                ]);
-            }
+/// How asking a named remote for a JSON answer went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// ssh, or the remote machinery (install, copy), failed.
+    #[error(transparent)]
+    Transport(#[from] RemoteError),
+    /// The remote `shepherd` answered with an error: its `--json` error
+    /// document (or only its exit status).
+    #[error("{message}")]
+    Refused {
+        code: i32,
+        message: String,
+        hint: Option<String>,
+    },
+    /// The answer is not the JSON asked for.
+    #[error("unreadable answer (exit {code}): {detail}")]
+    Unreadable { code: i32, detail: String },
+}
+
+impl AskError {
+    fn refused(code: i32, doc: Option<&serde_json::Value>) -> AskError {
+        let error = doc.map(|d| &d["error"]);
+        AskError::Refused {
+            code,
+            message: error
+                .and_then(|e| e["message"].as_str())
+                .map_or_else(|| format!("exit {code}"), str::to_string),
+            hint: error.and_then(|e| e["hint"].as_str()).map(str::to_string),
         }
-        let mut out = t.render();
-        if !unreachable.is_empty() {
-            out.push_str("\nnot reached:\n");
-            out.push_str(&unreachable);
-        }
-        out
-    });
-    Ok(())
+    }
 }
 
 /// Runs `shepherd WORDS` on a named remote over its shared connection
 /// (installing shepherd there first if needed) and returns its exit status
 /// and standard output; a failure of the connection is an error that names
 /// the host.
-fn remote_capture(remote: &registry::Remote, words: &[&str]) -> Result<(u8, Vec<u8>), String> {
+fn remote_capture(remote: &registry::Remote, words: &[&str]) -> Result<Done, RemoteError> {
     let target = Target {
         host: remote.host.clone(),
         remote_dir: remote
@@ -424,48 +233,47 @@ fn remote_capture(remote: &registry::Remote, words: &[&str]) -> Result<(u8, Vec<
         terminal: false,
         capture: true,
     };
-    let done = run(&target, plan).map_err(|e| e.to_string())?;
-    Ok((done.code, done.stdout))
-}
-
-/// The message of a `--json` error document, or the exit status.
-fn error_of(code: u8, doc: Option<&serde_json::Value>) -> String {
-    doc.and_then(|d| d["error"]["message"].as_str())
-        .map_or_else(|| format!("exit {code}"), str::to_string)
+    run(&target, plan)
 }
 
 /// `shepherd WORDS` on a named remote, whose answer is one JSON document
 /// (the words should include `--json`): the document when the command
-/// succeeded, else its error message (or the connection's).
-pub(crate) fn remote_json(
+/// succeeded, else its error.
+pub fn remote_json(
     remote: &registry::Remote,
     words: &[&str],
-) -> Result<serde_json::Value, String> {
-    let (code, stdout) = remote_capture(remote, words)?;
-    let doc: serde_json::Value = serde_json::from_slice(&stdout)
-        .map_err(|e| format!("unreadable answer (exit {code}): {e}"))?;
+) -> Result<serde_json::Value, AskError> {
+    let Done { code, stdout } = remote_capture(remote, words)?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&stdout).map_err(|e| AskError::Unreadable {
+            code,
+            detail: e.to_string(),
+        })?;
     if code == 0 && doc.get("error").is_none() {
         Ok(doc)
     } else {
-        Err(error_of(code, Some(&doc)))
+        Err(AskError::refused(code, Some(&doc)))
     }
 }
 
 /// The same for a command whose `--json` answer is JSON Lines (`logs`):
 /// one value per line.
-pub(crate) fn remote_json_lines(
+pub fn remote_json_lines(
     remote: &registry::Remote,
     words: &[&str],
-) -> Result<Vec<serde_json::Value>, String> {
-    let (code, stdout) = remote_capture(remote, words)?;
+) -> Result<Vec<serde_json::Value>, AskError> {
+    let Done { code, stdout } = remote_capture(remote, words)?;
     let values: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&stdout)
         .into_iter()
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("unreadable answer (exit {code}): {e}"))?;
+        .map_err(|e| AskError::Unreadable {
+            code,
+            detail: e.to_string(),
+        })?;
     if code == 0 {
         Ok(values)
     } else {
-        Err(error_of(code, values.first()))
+        Err(AskError::refused(code, values.first()))
     }
 }
 

@@ -10,8 +10,8 @@
 pub mod atomic;
 pub mod blacklist;
 pub mod layout;
+pub mod log;
 pub mod logs;
-pub mod records;
 pub mod runs;
 
 pub use layout::{AttemptDir, RunDir, StateDir, safe_file_name};

@@ -32,7 +32,7 @@ use ratatui::backend::Backend;
 
 use self::app::{App, Effect, Msg, update};
 use self::data::DetailRequest;
-use crate::policy::decide::Control;
+use crate::ops::{self, Local, Ops};
 use crate::slurm::{SlurmCli, SlurmCliConfig};
 use crate::store::StateDir;
 
@@ -260,73 +260,71 @@ fn input_thread(tx: Sender<Msg>) -> std::io::Result<()> {
 }
 
 /// Runs an effect on its own thread; its result comes back as [`Msg::Done`].
+/// Every action is an operation ([`crate::ops`]): on this cluster's state
+/// directory and daemon, or on a remote's over ssh for a `REMOTE/…` key,
+/// as the same commands from a shell would do it.
 fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::Result<()> {
     let sd = shell.opts.state_dir.clone();
     let timeout = shell.opts.slurm_timeout;
+    let remotes = shell.opts.remotes.clone();
     let tx = shell.tx.clone();
     let refresh = shell.refresh_tx.clone();
     let remote_again = shell.remote_again.clone();
-    // After an action on a remote's run (or node): ask it again at once.
-    let again = move |remote: &str| {
-        if let Some(w) = remote_again.get(remote) {
-            let _ = w.try_send(());
-        }
-    };
     std::thread::Builder::new()
         .name("effect".into())
         .spawn(move || {
-            let result = match effect {
-                // A remote's run: `shepherd --remote NAME OP RUN`.
-                Effect::Control { run, control } => match data::split_key(&run) {
-                    (Some(remote), run) => {
-                        let r = on_remote(remote, timeout, &[&crate::view::snake(&control), run]);
-                        again(remote);
-                        r
-                    }
-                    (None, run) => control_run(&sd, run, control, timeout),
-                },
-                Effect::Ban { node, ttl, reason } if data::split_key(&node).0.is_some() => {
-                    let (remote, node) = data::split_key(&node);
-                    let ttl = ttl.map(|t| format!("{}s", t.as_secs().max(1)));
-                    let mut words = vec!["nodes", "ban", node, "--reason", &reason];
-                    if let Some(t) = &ttl {
-                        words.extend(["--ttl", t]);
-                    }
-                    let r = on_remote(remote.unwrap_or_default(), timeout, &words);
-                    again(remote.unwrap_or_default());
-                    r
+            let local = || Local::new(sd.clone(), timeout).with_cluster(cluster.clone());
+            // A remote's operations; after one, its runs are asked for again
+            // at once.
+            let on = |remote: &str, op: &dyn Fn(&ops::Remote) -> ops::Result<String>| {
+                let result = match remotes.iter().find(|r| r.name == remote) {
+                    Some(r) => op(&ops::Remote::new(r.clone(), timeout))
+                        .map(|said| format!("{remote}: {said}")),
+                    None => Err(ops::Error::new(
+                        ops::Kind::RemoteUsage,
+                        anyhow::anyhow!("{remote}: not a remote of this view"),
+                    )),
+                };
+                if let Some(w) = remote_again.get(remote) {
+                    let _ = w.try_send(());
                 }
+                result
+            };
+            let result: ops::Result<String> = match effect {
+                Effect::Control { run, control } => match data::split_key(&run) {
+                    (Some(remote), run) => on(remote, &|r| Ok(r.control(run, control)?.sentence())),
+                    (None, run) => local().control(run, control).map(|r| r.sentence()),
+                },
                 Effect::Ban { node, ttl, reason } => {
-                    let r = blacklist(&sd, cluster, timeout, |bl, now| {
-                        bl.ban(&node, &reason, ttl, now);
-                        match ttl {
-                            Some(t) => format!("banned {node} for {}", crate::duration::format(t)),
-                            None => format!("banned {node} until unbanned"),
+                    let r = match data::split_key(&node) {
+                        (Some(remote), node) => {
+                            on(remote, &|r| Ok(r.ban(node, ttl, &reason)?.sentence()))
                         }
-                    });
+                        (None, node) => local().ban(node, ttl, &reason).map(|b| b.sentence()),
+                    };
                     let _ = refresh.send(());
                     r
                 }
                 Effect::Unban { node } => {
-                    let r = blacklist(&sd, cluster, timeout, |bl, _| {
-                        if bl.unban(&node) {
-                            format!("unbanned {node}")
-                        } else {
-                            format!("{node} was not banned")
-                        }
-                    });
+                    let r = match data::split_key(&node) {
+                        (Some(remote), node) => on(remote, &|r| Ok(r.unban(node)?.sentence())),
+                        (None, node) => local().unban(node).map(|u| u.sentence()),
+                    };
                     let _ = refresh.send(());
                     r
                 }
-                Effect::NewRun { path } => shepherd(&sd, timeout, &["run", &path]),
+                Effect::NewRun { path } => new_run(&local(), &path),
                 Effect::Remove { run } => {
                     let r = match data::split_key(&run) {
-                        (Some(remote), run) => {
-                            let r = on_remote(remote, timeout, &["rm", run]);
-                            again(remote);
-                            r
-                        }
-                        (None, run) => shepherd(&sd, timeout, &["rm", run]),
+                        (Some(remote), run) => on(remote, &|r| {
+                            Ok(format!(
+                                "removed run {}",
+                                r.remove(run, false, RM_WAIT)?.run_id
+                            ))
+                        }),
+                        (None, run) => local()
+                            .remove(run, false, RM_WAIT)
+                            .map(|r| format!("removed run {}", r.run_id)),
                     };
                     let _ = refresh.send(());
                     r
@@ -350,97 +348,28 @@ fn perform(shell: &Shell, effect: Effect, cluster: Option<String>) -> std::io::R
     Ok(())
 }
 
-/// Files a control request and makes sure a daemon will apply it, as
-/// `shepherd stop|pause|unpause|restart` do.
-fn control_run(
-    sd: &StateDir,
-    run: &str,
-    control: Control,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let id = crate::view::find_run(sd, run)?;
-    sd.run(&id).request_control(control, Timestamp::now())?;
-    let poll = crate::daemon::service::default_poll_interval();
-    crate::daemon::service::start(sd, poll, timeout)?;
-    Ok(format!(
-        "{} requested for {id}; the daemon applies it within one tick",
-        crate::view::snake(&control)
-    ))
-}
+/// `rm` from the TUI removes ended runs only (no `--force`): unused.
+const RM_WAIT: Duration = Duration::from_secs(120);
 
-fn blacklist(
-    sd: &StateDir,
-    cluster: Option<String>,
-    timeout: Duration,
-    change: impl FnOnce(&mut crate::policy::blacklist::Blacklist, Timestamp) -> String,
-) -> anyhow::Result<String> {
-    use crate::slurm::Slurm;
-    let cluster = match cluster {
-        Some(c) => c,
-        None => {
-            SlurmCli::new(SlurmCliConfig {
-                timeout,
-                ..SlurmCliConfig::default()
-            })
-            .cluster()
-            .context("cannot learn the cluster's name")?
-            .name
-        }
-    };
-    let now = Timestamp::now();
-    sd.update_blacklist(&cluster, |bl| change(bl, now))
-        .context("cannot update the blacklist")
-}
-
-/// `shepherd ARGS` with the same binary (`run PATH`, `rm RUN`): exactly what
-/// the shell does.
-fn shepherd(sd: &StateDir, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
-    let mut cmd = std::process::Command::new(
-        std::env::current_exe().context("cannot locate the shepherd binary")?,
-    );
-    cmd.arg("--state-dir").arg(sd.root());
-    run_shepherd(cmd, timeout, args)
-}
-
-/// `shepherd --remote REMOTE ARGS` (a remote run's actions): the remote's
-/// own state directory and daemon do the work, as from a shell.
-fn on_remote(remote: &str, timeout: Duration, args: &[&str]) -> anyhow::Result<String> {
-    let mut cmd = std::process::Command::new(
-        std::env::current_exe().context("cannot locate the shepherd binary")?,
-    );
-    cmd.arg("--remote").arg(remote);
-    run_shepherd(cmd, timeout, args)
-        .map_err(|e| anyhow::anyhow!("{remote}: {e:#}"))
-        .map(|said| format!("{remote}: {said}"))
-}
-
-fn run_shepherd(
-    mut cmd: std::process::Command,
-    timeout: Duration,
-    args: &[&str],
-) -> anyhow::Result<String> {
-    let out = cmd
-        .arg("--slurm-timeout")
-        .arg(format!("{}s", timeout.as_secs().max(1)))
-        .arg("--color")
-        .arg("never")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `shepherd {}`", args[0]))?;
-    // One line for the status line: what it said, without the hints.
-    let text = |b: &[u8]| {
-        String::from_utf8_lossy(b)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
-            .collect::<Vec<_>>()
-            .join(" — ")
-    };
-    if out.status.success() {
-        let said = text(&out.stdout);
-        Ok(said.split(" — ").next().unwrap_or_default().to_string())
-    } else {
-        anyhow::bail!("{}", text(&out.stderr))
+/// `n` (a new run): `shepherd PATH` from the directory the TUI was started
+/// in, with the configuration's defaults and the script's directives; what
+/// the checks only warn about is said after the run's id.
+fn new_run(local: &Local, path: &str) -> ops::Result<String> {
+    let cwd = ops::Context::context(std::env::current_dir(), "cannot read the current directory")?;
+    let mut warnings = Vec::new();
+    let created = local.submit(
+        ops::Submission {
+            script: std::path::Path::new(path),
+            options: crate::submit::RunOptions::default(),
+            cwd: &cwd,
+            check_script: true,
+            poll: crate::daemon::service::default_poll_interval(),
+        },
+        &mut |w| warnings.push(w.to_string()),
+    )?;
+    let mut said = created.sentence();
+    for w in warnings {
+        said.push_str(&format!("; warning: {w}"));
     }
+    Ok(said)
 }

@@ -122,7 +122,7 @@ proptest! {
     #[test]
     fn state_files(s in prop_oneof![any::<String>(), state_like()]) {
         use crate::store::atomic::parse_json;
-        use crate::store::records::*;
+        use crate::records::*;
         let p = std::path::Path::new("x.json");
         let b = s.as_bytes();
         let _ = parse_json::<crate::policy::state::RunState>(p, b, crate::policy::state::STATE_VERSION);

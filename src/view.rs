@@ -7,5 +7,5 @@ pub mod nodes;
 pub mod runs;
 pub mod words;
 
-pub use runs::{AttemptDoc, ProbeDoc, RunDoc, UnknownRun, find_run, run_doc, run_docs, snake};
+pub use runs::{AttemptDoc, ProbeDoc, RunDoc, UnknownRun, run_doc, run_docs, snake};
 pub use words::{DocStatus, Vocabulary, Word};

@@ -30,55 +30,22 @@ use anyhow::Context as _;
 use jiff::Timestamp;
 
 use crate::model::RunId;
-use crate::slurm::JobId;
-use crate::store::atomic;
-use crate::store::records::{
+use crate::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Phase, ProbeResult,
     ProbeStatus, Progress, SPEC_VERSION, SpecFile, Verdict,
 };
+use crate::slurm::JobId;
+use crate::store::atomic;
 use crate::store::{AttemptDir, RunDir};
 
 use heartbeat::Heartbeats;
 pub use signals::Signals;
 use workload::Event;
 
-/// The `visibility` GPU probe (or one this version does not name) failed:
-/// the node is to blame; the workload did not run.
-pub const EXIT_PROBE_FAILED: i32 = 97;
-/// The `health` probe failed (ECC errors, pages pending retirement, rows
-/// pending remapping).
-pub const EXIT_PROBE_HEALTH: i32 = 94;
-/// The `processes` probe failed (another job's process on our GPUs).
-pub const EXIT_PROBE_PROCESSES: i32 = 95;
-/// The `cuda` probe failed (a kernel launch did not work).
-pub const EXIT_PROBE_CUDA: i32 = 96;
-/// Every exit code that means "a GPU probe failed".
-pub const EXIT_PROBE_CODES: [i32; 4] = [
-    EXIT_PROBE_HEALTH,
-    EXIT_PROBE_PROCESSES,
-    EXIT_PROBE_CUDA,
-    EXIT_PROBE_FAILED,
-];
-
-/// The exit code of a failed probe: each has its own, so even Slurm's
-/// accounting tells which probe a node failed.
-pub fn probe_exit_code(probe: &str) -> i32 {
-    match probe {
-        "health" => EXIT_PROBE_HEALTH,
-        "processes" => EXIT_PROBE_PROCESSES,
-        "cuda" => EXIT_PROBE_CUDA,
-        _ => EXIT_PROBE_FAILED,
-    }
-}
-/// The run directory, its spec or its script is unusable, or the wrapper runs
-/// outside a Slurm job; the workload did not run.
-pub const EXIT_SETUP_FAILED: i32 = 98;
-/// The workload could not be started: the kernel refused to execute the
-/// script (missing interpreter, CRLF shebang, no shebang, not executable).
-/// The submission's fault, not the node's.
-pub const EXIT_LAUNCH_FAILED: i32 = 93;
-/// A bug in the wrapper.
-pub const EXIT_INTERNAL: i32 = 99;
+pub use crate::records::{
+    EXIT_INTERNAL, EXIT_LAUNCH_FAILED, EXIT_PROBE_CODES, EXIT_PROBE_CUDA, EXIT_PROBE_FAILED,
+    EXIT_PROBE_HEALTH, EXIT_PROBE_PROCESSES, EXIT_SETUP_FAILED, probe_exit_code,
+};
 
 /// How long the workload may take to stop after SIGTERM before its process
 /// group gets SIGKILL. Slurm's own KillWait (30 s by default) ends everything

@@ -206,7 +206,7 @@ pub enum Command {
     /// Named remote clusters for --remote: `remotes list|add NAME --host H|rm NAME`
     Remotes {
         #[command(subcommand)]
-        command: Option<crate::remote::RemotesCommand>,
+        command: Option<RemotesCommand>,
     },
     /// `shepherd SCRIPT [OPTIONS]`: the same as `shepherd run SCRIPT [OPTIONS]`
     #[command(external_subcommand)]
@@ -332,4 +332,29 @@ pub struct SubmitArgs {
     /// Arguments passed to sbatch before the script (after `--`)
     #[arg(last = true, value_name = "SBATCH_ARGS")]
     pub sbatch_args: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RemotesCommand {
+    /// Every named remote (the default)
+    List,
+    /// Name a cluster: `shepherd remotes add a100 --host login.a100.example.org`
+    Add {
+        /// The name to use with --remote
+        name: String,
+        /// The ssh destination: a Host of ~/.ssh/config, or [user@]hostname
+        #[arg(long)]
+        host: String,
+        /// Where scripts go on the remote [default: ~/shepherd-runs]
+        #[arg(long, value_name = "DIR")]
+        remote_dir: Option<String>,
+        /// Shell commands run on the remote before every shepherd command
+        /// (e.g. `module load slurm`)
+        #[arg(long, value_name = "SNIPPET")]
+        setup: Option<String>,
+    },
+    /// Forget a named remote
+    Rm { name: String },
+    /// The runs of every named remote, in one list labelled by remote
+    Runs,
 }

@@ -2,7 +2,7 @@
 //! codes are reported to the daemon). Documented in `docs/exit-codes.md`;
 //! changing a value is a breaking change.
 
-use crate::slurm::SlurmError;
+use crate::ops::Kind;
 
 /// The command did what was asked.
 pub const SUCCESS: u8 = 0;
@@ -45,21 +45,18 @@ pub fn for_ended_run(status: crate::policy::state::RunStatus) -> Option<u8> {
     }
 }
 
-/// The one place errors become exit codes.
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<super::UnknownRun>().is_some() {
-        return NOT_FOUND;
-    }
-    match err.downcast_ref::<SlurmError>() {
-        Some(
-            SlurmError::NotFound { .. }
-            | SlurmError::Misconfigured { .. }
-            | SlurmError::TimedOut { .. }
-            | SlurmError::Unreachable { .. }
-            | SlurmError::AccountingUnavailable { .. },
-        ) => SLURM_UNAVAILABLE,
-        Some(SlurmError::Rejected { .. }) => REJECTED,
-        Some(SlurmError::UnknownJob { .. }) => NOT_FOUND,
-        Some(SlurmError::Failed { .. } | SlurmError::Parse { .. }) | None => FAILURE,
+/// The one place errors become exit codes: by their kind, decided where
+/// each error was made (`ops::Error`).
+pub fn code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Failure | Kind::Reported | Kind::Remote => FAILURE,
+        Kind::Usage | Kind::RemoteUsage => USAGE,
+        Kind::UnknownRun | Kind::SlurmUnknownJob(_) => NOT_FOUND,
+        Kind::SlurmUnavailable(_) => SLURM_UNAVAILABLE,
+        Kind::SlurmRejected(_) => REJECTED,
+        Kind::SlurmFailed(_) => FAILURE,
+        Kind::RemoteUnreachable => REMOTE_UNREACHABLE,
+        // The remote's own table made it.
+        Kind::RemoteRefused(code) => code,
     }
 }

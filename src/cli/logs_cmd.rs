@@ -5,16 +5,15 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use crate::fail;
 
 use super::args::{GlobalArgs, LogsArgs};
 use super::output::print;
-use super::runs_cmd::state_dir;
+use super::runs_cmd::local;
 use crate::model::RunSpec;
 use crate::policy::state::{Attempt, RunState};
 use crate::store::RunDir;
 use crate::store::logs::{Stream, attempt_file, tail};
-use crate::view::find_run;
 
 /// The attempt to show and its output file, once it has a job.
 fn pick(
@@ -35,7 +34,7 @@ fn pick(
     ))
 }
 
-fn load(run: &RunDir, spec: &RunSpec) -> anyhow::Result<RunState> {
+fn load(run: &RunDir, spec: &RunSpec) -> crate::ops::Result<RunState> {
     Ok(run
         .load_state()?
         .unwrap_or_else(|| RunState::new(spec.created_at)))
@@ -99,9 +98,10 @@ impl Sink {
     }
 }
 
-pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, &args.run)?;
+pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> crate::ops::Result<()> {
+    let local = local(global)?;
+    let sd = local.state_dir();
+    let id = local.find_run(&args.run)?;
     let run = sd.run(&id);
     let spec = run.load_spec()?;
     let stream = if args.stderr {
@@ -113,7 +113,7 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
     if let Some(k) = args.attempt
         && !state.attempts.iter().any(|a| a.attempt == k)
     {
-        bail!(
+        fail!(
             "run {id} has no attempt {k} (it has {})",
             state.attempts.len()
         );
@@ -135,15 +135,15 @@ pub fn logs(global: &GlobalArgs, args: &LogsArgs) -> anyhow::Result<()> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !args.follow {
-                    bail!(
+                    fail!(
                         "no output yet at {} (the job may not have started)",
                         path.display()
                     );
                 }
             }
-            Err(e) => bail!("cannot read {}: {e}", path.display()),
+            Err(e) => fail!("cannot read {}: {e}", path.display()),
         },
-        None if !args.follow => bail!("run {id} has no job yet; nothing to show"),
+        None if !args.follow => fail!("run {id} has no job yet; nothing to show"),
         None => {}
     }
     if !args.follow {

@@ -1,18 +1,20 @@
 //! `shepherd nodes [list | ban NODE | unban NODE]` and `shepherd gpus`.
 
-use anyhow::{Context, bail};
+use crate::fail;
 use jiff::Timestamp;
 
 use super::args::{GlobalArgs, NodesCommand};
 use super::output::{Table, emit, paint};
-use super::runs_cmd::{slurm, state_dir};
+use super::runs_cmd::local;
+use crate::ops::Ops;
 use crate::slurm::Slurm;
 use crate::view::nodes::nodes_doc;
 
-pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let slurm = slurm(global);
-    let cluster = slurm.cluster()?.name;
+pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> crate::ops::Result<()> {
+    let local = local(global)?;
+    let sd = local.state_dir();
+    let slurm = local.slurm();
+    let cluster = local.cluster()?;
     let now = Timestamp::now();
     match cmd.unwrap_or(NodesCommand::List) {
         NodesCommand::List => {
@@ -84,30 +86,15 @@ pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> anyhow::Result<()>
             });
         }
         NodesCommand::Ban { node, ttl, reason } => {
-            let known = slurm.nodes()?;
-            if !known.iter().any(|n| n.name == node) {
-                bail!("cluster {cluster} has no node {node:?}; `shepherd nodes` lists them");
-            }
-            sd.update_blacklist(&cluster, |bl| bl.ban(&node, &reason, ttl, now))
-                .context("cannot update the blacklist")?;
-            let until = ttl.map(crate::duration::format);
-            emit(global.json, "banned", &node, |n| match &until {
-                Some(t) => format!("banned {n} for {t} on cluster {cluster}\n"),
-                None => {
-                    format!("banned {n} on cluster {cluster} until `shepherd nodes unban {n}`\n")
-                }
+            let banned = local.ban(&node, ttl, &reason)?;
+            emit(global.json, "banned", &banned.node, |_| {
+                format!("{}\n", banned.sentence())
             });
         }
         NodesCommand::Unban { node } => {
-            let was = sd
-                .update_blacklist(&cluster, |bl| bl.unban(&node))
-                .context("cannot update the blacklist")?;
-            emit(global.json, "unbanned", &node, |n| {
-                if was {
-                    format!("unbanned {n}\n")
-                } else {
-                    format!("{n} was not banned\n")
-                }
+            let unbanned = local.unban(&node)?;
+            emit(global.json, "unbanned", &unbanned.node, |_| {
+                format!("{}\n", unbanned.sentence())
             });
         }
     }
@@ -119,13 +106,13 @@ pub fn gpus(
     global: &GlobalArgs,
     interactive: bool,
     every: std::time::Duration,
-) -> anyhow::Result<()> {
+) -> crate::ops::Result<()> {
     use std::io::IsTerminal;
     if !interactive {
         return gpus_once(global);
     }
     if global.json || !std::io::stdout().is_terminal() {
-        bail!("`gpus -i` refreshes a terminal; without one, run `shepherd gpus` repeatedly");
+        fail!("`gpus -i` refreshes a terminal; without one, run `shepherd gpus` repeatedly");
     }
     loop {
         // Clear and redraw; a Slurm that does not answer becomes a line on
@@ -143,13 +130,14 @@ pub fn gpus(
     }
 }
 
-fn gpus_once(global: &GlobalArgs) -> anyhow::Result<()> {
+fn gpus_once(global: &GlobalArgs) -> crate::ops::Result<()> {
     use crate::placement::catalog::Catalog;
     use crate::placement::inventory::partition_gpus;
     use std::io::IsTerminal;
 
-    let sd = state_dir(global)?;
-    let slurm = slurm(global);
+    let local = local(global)?;
+    let sd = local.state_dir();
+    let slurm = local.slurm();
     let nodes = slurm.nodes()?;
     let partitions = slurm.partitions()?;
     let now = Timestamp::now();

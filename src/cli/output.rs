@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::slurm::SlurmError;
+use crate::ops::{Error, Kind};
 
 /// Version of every JSON document the CLI prints. Bumped only on incompatible
 /// changes; new fields may appear without a bump.
@@ -99,21 +99,20 @@ pub fn print(text: &str) {
 }
 
 /// Renders an error: `error: …`, `caused by: …` lines and a hint, or a JSON
-/// object on stdout in JSON mode.
-pub fn error(json: bool, err: &anyhow::Error) {
-    if err.downcast_ref::<super::Reported>().is_some() {
+/// object on stdout in JSON mode. The JSON `kind` and the hint come from the
+/// error's kind; a full or read-only disk names its own fix first.
+pub fn error(json: bool, err: &Error) {
+    if err.kind() == Kind::Reported {
         return;
     }
-    let hint = hint_for(err);
+    let hint = io_hint(err).or(err.hint());
     if json {
-        let causes = causes(err);
-        let slurm = err.downcast_ref::<SlurmError>();
         let doc = json!({
             "schema_version": SCHEMA_VERSION,
             "error": {
-                "kind": slurm.map_or("error", SlurmError::kind_name),
+                "kind": err.kind().json_name(),
                 "message": err.to_string(),
-                "causes": causes,
+                "causes": causes(err),
                 "hint": hint,
             }
         });
@@ -136,7 +135,7 @@ pub fn error(json: bool, err: &anyhow::Error) {
 /// The causes worth printing: one whose text the previous message already
 /// includes ("cannot write X: Permission denied", then "Permission denied")
 /// is left out.
-fn causes(err: &anyhow::Error) -> Vec<String> {
+fn causes(err: &Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut previous = err.to_string();
     for cause in err.chain().skip(1) {
@@ -149,42 +148,21 @@ fn causes(err: &anyhow::Error) -> Vec<String> {
     out
 }
 
-fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
-    if let Some(io) = err.chain().find_map(|c| c.downcast_ref::<io::Error>()) {
-        match io.kind() {
-            io::ErrorKind::PermissionDenied => {
-                return Some(
-                    "Shepherd cannot write its state directory: fix its permissions, or use another with --state-dir or SHEPHERD_STATE_DIR",
-                );
-            }
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                return Some(
-                    "the filesystem of the state directory is full (or over quota): free space; nothing was half-written",
-                );
-            }
-            io::ErrorKind::ReadOnlyFilesystem => {
-                return Some(
-                    "the state directory is on a read-only filesystem: use another with --state-dir or SHEPHERD_STATE_DIR",
-                );
-            }
-            _ => {}
-        }
+/// The state directory's filesystem refusing, whatever the operation was.
+fn io_hint(err: &Error) -> Option<&'static str> {
+    let io = err.chain().find_map(|c| c.downcast_ref::<io::Error>())?;
+    match io.kind() {
+        io::ErrorKind::PermissionDenied => Some(
+            "Shepherd cannot write its state directory: fix its permissions, or use another with --state-dir or SHEPHERD_STATE_DIR",
+        ),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Some(
+            "the filesystem of the state directory is full (or over quota): free space; nothing was half-written",
+        ),
+        io::ErrorKind::ReadOnlyFilesystem => Some(
+            "the state directory is on a read-only filesystem: use another with --state-dir or SHEPHERD_STATE_DIR",
+        ),
+        _ => None,
     }
-    Some(match err.downcast_ref::<SlurmError>()? {
-        SlurmError::NotFound { .. } => {
-            "install the Slurm client tools (sbatch, squeue, scontrol) or put them on PATH"
-        }
-        SlurmError::Misconfigured { .. } => {
-            "point SLURM_CONF at your cluster's slurm.conf, or unset it to use the default"
-        }
-        SlurmError::TimedOut { .. } | SlurmError::Unreachable { .. } => {
-            "check `scontrol ping` and SLURM_CONF; raise --slurm-timeout if the controller is just slow"
-        }
-        SlurmError::Rejected { .. } => {
-            "change the request (partition, GPUs, excluded nodes) and retry"
-        }
-        _ => return None,
-    })
 }
 
 /// A plain text table with aligned columns.

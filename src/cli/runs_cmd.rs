@@ -3,21 +3,19 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use jiff::Timestamp;
-use serde::Serialize;
 
 use super::args::{DaemonCommand, GlobalArgs, RunArgs};
 use super::output::{Table, emit, paint, print};
 use crate::daemon::service;
+use crate::fail;
+use crate::ops::{Context, Error, Kind, Local, Ops, Result, Submission};
 use crate::policy::decide::Control;
-use crate::policy::state::RunState;
-use crate::slurm::{SlurmCli, SlurmCliConfig};
+use crate::records::ProbeStatus;
 use crate::store::StateDir;
-use crate::store::records::ProbeStatus;
-use crate::view::{RunDoc, Word, find_run, run_doc, run_docs, snake};
+use crate::view::{RunDoc, Word, run_doc, snake};
 
-pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
+pub fn state_dir(global: &GlobalArgs) -> Result<StateDir> {
     let root = match &global.state_dir {
         // Absolute: the run directory is written into every job's batch
         // script, and the job runs in another directory (its --chdir), as
@@ -38,50 +36,25 @@ pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<StateDir> {
     Ok(StateDir::new(root).with_shared_blacklists(shared))
 }
 
-pub(super) fn slurm(global: &GlobalArgs) -> SlurmCli {
-    SlurmCli::new(SlurmCliConfig {
-        timeout: global.slurm_timeout,
-        ..SlurmCliConfig::default()
-    })
+/// The operations on this login node, as the command line asks for them.
+pub(super) fn local(global: &GlobalArgs) -> Result<Local> {
+    Ok(Local::new(state_dir(global)?, global.slurm_timeout))
 }
 
 /// `shepherd run SCRIPT`: create the run and make sure a daemon watches it.
-pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
+pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<()> {
+    let local = local(global)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let (config, _) = crate::config::load(sd.root())?;
-    let defaults = config
-        .defaults
-        .run_options()
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let prepared =
-        crate::submit::prepare(&args.script, defaults, args.options, &cwd, Timestamp::now())?;
-    for warning in crate::submit::check_launch(&args.script, &prepared, !args.no_script_check)? {
-        eprintln!("warning: {warning}");
-    }
-    check_partitions(global, &prepared.spec.resources.partitions)?;
-    let channels = config.channels().map_err(|e| anyhow::anyhow!(e))?;
-    crate::notify::channels::for_run(&channels, prepared.spec.notify.as_deref())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let run = crate::submit::create(&sd, &prepared)?;
-    let (lease, started) = service::start(&sd, args.poll.poll_interval, global.slurm_timeout)
-        .context(
-            "the run was created, but the daemon could not be started; try `shepherd daemon start`",
-        )?;
-    let id = prepared.spec.run_id.to_string();
-    #[derive(Serialize)]
-    struct Created {
-        run_id: String,
-        run_dir: PathBuf,
-        daemon_pid: u32,
-        daemon_started: bool,
-    }
-    let created = Created {
-        run_id: id.clone(),
-        run_dir: run.path().to_path_buf(),
-        daemon_pid: lease.pid,
-        daemon_started: started,
-    };
+    let created = local.submit(
+        Submission {
+            script: &args.script,
+            options: args.options,
+            cwd: &cwd,
+            check_script: !args.no_script_check,
+            poll: args.poll.poll_interval,
+        },
+        &mut |warning| eprintln!("warning: {warning}"),
+    )?;
     emit(global.json, "run", &created, |c| {
         let daemon = if c.daemon_started {
             format!("started the daemon (pid {})", c.daemon_pid)
@@ -89,35 +62,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
             format!("daemon running (pid {})", c.daemon_pid)
         };
         format!(
-            "created run {}\n  {daemon}; follow it with `shepherd status {}`\n",
-            c.run_id, c.run_id
+            "{}\n  {daemon}; follow it with `shepherd status {}`\n",
+            c.sentence(),
+            c.run_id
         )
     });
-    Ok(())
-}
-
-/// Pinned partitions must exist. When Slurm cannot be asked now, the run is
-/// created anyway: the daemon will meet sbatch's verdict.
-fn check_partitions(global: &GlobalArgs, pinned: &[String]) -> anyhow::Result<()> {
-    if pinned.is_empty() {
-        return Ok(());
-    }
-    let slurm = SlurmCli::new(SlurmCliConfig {
-        timeout: global.slurm_timeout.min(std::time::Duration::from_secs(10)),
-        ..SlurmCliConfig::default()
-    });
-    let Ok(parts) = crate::slurm::Slurm::partitions(&slurm) else {
-        return Ok(());
-    };
-    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-    for p in pinned {
-        if !names.contains(&p.as_str()) {
-            bail!(
-                "unknown partition {p:?} in --partitions; this cluster has: {}",
-                names.join(", ")
-            );
-        }
-    }
     Ok(())
 }
 
@@ -147,10 +96,10 @@ fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
     }
 }
 
-pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let docs = run_docs(&sd, &sd.run_ids()?);
-    warn_if_unwatched(&sd, &docs);
+pub fn list(global: &GlobalArgs) -> Result<()> {
+    let local = local(global)?;
+    let docs = local.list()?;
+    warn_if_unwatched(local.state_dir(), &docs);
     let colour = colour(global);
     emit(global.json, "runs", &docs, |docs| {
         if docs.is_empty() {
@@ -181,11 +130,11 @@ pub fn list(global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, run)?;
-    let doc = run_doc(&sd, &id);
-    warn_if_unwatched(&sd, std::slice::from_ref(&doc));
+pub fn status(global: &GlobalArgs, run: &str) -> Result<()> {
+    let local = local(global)?;
+    let doc = local.status(run)?;
+    let id = doc.run_id.clone();
+    warn_if_unwatched(local.state_dir(), std::slice::from_ref(&doc));
     let quarantined = doc.error.clone();
     let colour = colour(global);
     emit(global.json, "run", &doc, |d| {
@@ -249,9 +198,12 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
         if global.json {
             // The run document above says it all (`status: error`, `error`):
             // one JSON document per invocation, and the exit code says it failed.
-            return Err(super::Reported.into());
+            return Err(Error::new(
+                Kind::Reported,
+                anyhow::anyhow!("run {id} cannot be read: {e}"),
+            ));
         }
-        bail!("run {id} cannot be read: {e}");
+        fail!("run {id} cannot be read: {e}");
     }
     Ok(())
 }
@@ -260,21 +212,18 @@ pub fn status(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
 /// `status` does) and return the exit code of its end
 /// ([`super::exit::for_ended_run`]). Reads only the run's `state.json`, so
 /// waiting costs Slurm nothing; the daemon does the watching.
-pub fn wait(
-    global: &GlobalArgs,
-    run: &str,
-    timeout: Option<std::time::Duration>,
-) -> anyhow::Result<u8> {
+pub fn wait(global: &GlobalArgs, run: &str, timeout: Option<std::time::Duration>) -> Result<u8> {
     use std::time::{Duration, Instant};
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, run)?;
+    let local = local(global)?;
+    let sd = local.state_dir();
+    let id = local.find_run(run)?;
     let dir = sd.run(&id);
     // Bounded at parse time (crate::duration), so this cannot overflow.
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut watched = true;
     let mut last_lease_check: Option<Instant> = None;
     let unreadable = |e: crate::store::atomic::StoreError| {
-        anyhow::Error::new(e).context(format!(
+        Error::from(e).context(format!(
             "run {id} cannot be read, so its end cannot be known"
         ))
     };
@@ -297,7 +246,7 @@ pub fn wait(
         // `shepherd` command that starts a daemon lets the run go on.
         if last_lease_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             last_lease_check = Some(Instant::now());
-            let now_watched = service::status(&sd).is_some();
+            let now_watched = service::status(sd).is_some();
             if watched && !now_watched {
                 eprintln!(
                     "note: no daemon is running, so run {id} is not being watched and cannot end; \
@@ -308,7 +257,7 @@ pub fn wait(
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let doc = run_doc(&sd, &id);
+    let doc = run_doc(sd, &id);
     let colour = colour(global);
     emit(global.json, "run", &doc, |d| {
         if code == super::exit::WAIT_TIMED_OUT {
@@ -331,10 +280,8 @@ pub fn wait(
     Ok(code)
 }
 
-pub fn events(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, run)?;
-    let events = sd.run(&id).read_events()?;
+pub fn events(global: &GlobalArgs, run: &str) -> Result<()> {
+    let events = local(global)?.events(run)?;
     emit(global.json, "events", &events, |evs| {
         let mut t = Table::new(&["TIME", "ATTEMPT", "JOB", "EVENT", "STATUS", "MESSAGE"]);
         for e in evs {
@@ -353,145 +300,43 @@ pub fn events(global: &GlobalArgs, run: &str) -> anyhow::Result<()> {
 }
 
 /// stop, pause, unpause, restart: file the request; the daemon applies it.
-pub fn control(global: &GlobalArgs, run: &str, control: Control) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, run)?;
-    let dir = sd.run(&id);
-    dir.request_control(control, Timestamp::now())?;
-    let (lease, _) = service::start(&sd, service::default_poll_interval(), global.slurm_timeout)?;
-    #[derive(Serialize)]
-    struct Requested {
-        run_id: String,
-        control: Control,
-        daemon_pid: u32,
-    }
-    let r = Requested {
-        run_id: id.to_string(),
-        control,
-        daemon_pid: lease.pid,
-    };
-    emit(global.json, "requested", &r, |r| {
-        format!(
-            "{} requested for run {}; the daemon applies it within one tick\n",
-            snake(&r.control),
-            r.run_id
-        )
+pub fn control(global: &GlobalArgs, run: &str, control: Control) -> Result<()> {
+    let requested = local(global)?.control(run, control)?;
+    emit(global.json, "requested", &requested, |r| {
+        format!("{}\n", r.sentence())
     });
     Ok(())
 }
 
 /// `rm RUN [--force]`: delete an ended run; with `--force`, stop it first
 /// through the daemon (which cancels its job) and wait until it has ended.
-pub fn rm(
-    global: &GlobalArgs,
-    run: &str,
-    force: bool,
-    wait: std::time::Duration,
-) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
-    let id = find_run(&sd, run)?;
-    let dir = sd.run(&id);
-    let still_active = |dir: &crate::store::RunDir| -> Option<RunState> {
-        match (dir.load_spec(), dir.load_state()) {
-            (Ok(_), Ok(Some(st))) if !st.status.is_terminal() => Some(st),
-            (Ok(spec), Ok(None)) => Some(RunState::new(spec.created_at)),
-            _ => None,
-        }
-    };
-    // A run whose files cannot be read (corrupt, or written by a newer
-    // Shepherd) may still have a live job that no daemon can see any more.
-    if let Err(e) = dir.load_spec().and_then(|_| dir.load_state()) {
-        if !force {
-            bail!(
-                "run {id} cannot be read ({e}), so Shepherd cannot tell whether its job still runs; \
-                 `shepherd rm --force {id}` cancels any job of it still in Slurm, then removes it \
-                 (or upgrade shepherd if a newer one wrote it)"
-            );
-        }
-        cancel_jobs_of_unreadable_run(global, &dir, &id)?;
+pub fn rm(global: &GlobalArgs, run: &str, force: bool, wait: std::time::Duration) -> Result<()> {
+    let removed = local(global)?.remove(run, force, wait)?;
+    if !removed.cancelled.is_empty() {
+        eprintln!(
+            "cancelled job(s) {} of run {}",
+            removed
+                .cancelled
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            removed.run_id
+        );
     }
-    if let Some(st) = still_active(&dir) {
-        if !force {
-            bail!(
-                "run {id} is {} ({}); stop it first with `shepherd stop {id}`, or remove it with `shepherd rm --force {id}`",
-                st.status.as_str(),
-                st.reason
-            );
-        }
-        dir.request_control(Control::Stop, Timestamp::now())?;
-        let poll = service::default_poll_interval();
-        service::start(&sd, poll, global.slurm_timeout)?;
-        let deadline = std::time::Instant::now() + wait;
-        while still_active(&dir).is_some() {
-            if std::time::Instant::now() >= deadline {
-                bail!(
-                    "the daemon did not stop run {id} within {}; nothing was removed (see `shepherd daemon status`)",
-                    crate::duration::format(wait)
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    }
-    sd.remove_run(&id)
-        .with_context(|| format!("cannot remove run {id}"))?;
-    emit(global.json, "removed", &id.to_string(), |id| {
+    emit(global.json, "removed", &removed.run_id, |id| {
         format!("removed run {id}\n")
     });
     Ok(())
 }
 
-/// `rm --force` of a run whose files cannot be read: its jobs are found by
-/// name (`shepherd.RUN.K` for every attempt directory, and the next one, in
-/// case it was being submitted) and cancelled. When Slurm cannot be asked,
-/// nothing is removed.
-fn cancel_jobs_of_unreadable_run(
-    global: &GlobalArgs,
-    dir: &crate::store::RunDir,
-    id: &crate::model::RunId,
-) -> anyhow::Result<()> {
-    use crate::slurm::Slurm;
-    let mut attempts: Vec<u32> = std::fs::read_dir(dir.path().join("attempts"))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    attempts.push(attempts.iter().max().map_or(1, |m| m + 1));
-    let names: Vec<String> = attempts
-        .iter()
-        .map(|k| crate::policy::decide::job_name_of(id, *k))
-        .collect();
-    let slurm = slurm(global);
-    let live: Vec<_> = slurm
-        .jobs_by_name(&names)
-        .with_context(|| format!("cannot look for jobs of run {id}; nothing was removed"))?
-        .into_iter()
-        .filter(|j| !j.state.is_terminal())
-        .map(|j| j.id)
-        .collect();
-    if !live.is_empty() {
-        slurm
-            .cancel(&live)
-            .with_context(|| format!("cannot cancel the jobs of run {id}; nothing was removed"))?;
-        eprintln!(
-            "cancelled job(s) {} of run {id}",
-            live.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(())
-}
-
-pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
-    let sd = state_dir(global)?;
+pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
+    let local = local(global)?;
+    let sd = local.state_dir();
     match cmd {
-        DaemonCommand::Run(poll) => service::run(&slurm(global), &sd, poll.poll_interval),
+        DaemonCommand::Run(poll) => Ok(service::run(&local.slurm(), sd, poll.poll_interval)?),
         DaemonCommand::Start(poll) => {
-            let (lease, started) = service::start(&sd, poll.poll_interval, global.slurm_timeout)?;
+            let (lease, started) = service::start(sd, poll.poll_interval, global.slurm_timeout)?;
             emit(global.json, "daemon", &lease, |l| {
                 if started {
                     format!("daemon started ({})\n", l.describe())
@@ -502,7 +347,7 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DaemonCommand::Stop => {
-            let stopped = service::stop(&sd)?;
+            let stopped = service::stop(sd)?;
             emit(global.json, "stopped", &stopped, |s| match s {
                 Some(l) => format!("daemon stopped (was {})\n", l.describe()),
                 None => "no daemon was running\n".to_string(),
@@ -510,18 +355,18 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DaemonCommand::Status => {
-            let lease = service::status(&sd);
+            let lease = service::status(sd);
             emit(global.json, "daemon", &lease, |l| match l {
                 Some(l) => format!(
                     "daemon running ({}), last tick {}\nlog: {}\n",
                     l.describe(),
                     l.heartbeat_at.strftime("%H:%M:%S UTC"),
-                    service::log_path(&sd).display()
+                    service::log_path(sd).display()
                 ),
                 None => {
                     let mut s = "no daemon running; runs are not watched (start one with `shepherd daemon start`)\n"
                         .to_string();
-                    if let Some(last) = service::last_log_line(&sd) {
+                    if let Some(last) = service::last_log_line(sd) {
                         s.push_str(&format!("the last daemon's last log line: {last}\n"));
                     }
                     s
@@ -532,7 +377,7 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> anyhow::Result<()> {
     }
 }
 
-pub fn progress(step: Option<u64>, message: Option<String>) -> anyhow::Result<()> {
+pub fn progress(step: Option<u64>, message: Option<String>) -> Result<()> {
     crate::wrapper::report_progress(step, message)?;
     print("");
     Ok(())

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use crate::fail;
+use crate::ops::Context;
 
 use super::args::{GlobalArgs, SlurmCommand, SubmitArgs};
 use super::output::{Table, emit};
@@ -11,7 +12,7 @@ use crate::slurm::{
     JobInfo, JobRecord, NodeInfo, ScriptSource, Slurm, SlurmCli, SlurmCliConfig, SubmitRequest,
 };
 
-pub fn run(global: &GlobalArgs, cmd: SlurmCommand) -> anyhow::Result<()> {
+pub fn run(global: &GlobalArgs, cmd: SlurmCommand) -> crate::ops::Result<()> {
     let slurm = SlurmCli::new(SlurmCliConfig {
         timeout: global.slurm_timeout,
         ..SlurmCliConfig::default()
@@ -104,7 +105,7 @@ pub fn run(global: &GlobalArgs, cmd: SlurmCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
+fn request(args: &SubmitArgs) -> crate::ops::Result<SubmitRequest> {
     let script = std::fs::canonicalize(&args.script)
         .with_context(|| format!("cannot read batch script {}", args.script.display()))?;
     Ok(SubmitRequest {
@@ -114,7 +115,7 @@ fn request(args: &SubmitArgs) -> anyhow::Result<SubmitRequest> {
     })
 }
 
-fn submit(slurm: &SlurmCli, json: bool, args: SubmitArgs) -> anyhow::Result<()> {
+fn submit(slurm: &SlurmCli, json: bool, args: SubmitArgs) -> crate::ops::Result<()> {
     let id = slurm.submit(&request(&args)?)?;
     if !args.wait {
         emit(json, "job_id", &id, |id| format!("{id}\n"));
@@ -136,7 +137,7 @@ fn submit(slurm: &SlurmCli, json: bool, args: SubmitArgs) -> anyhow::Result<()> 
             break;
         }
         if Instant::now() > deadline {
-            bail!(
+            fail!(
                 "job {id} did not end within {}; it is still in Slurm (cancel it with `shepherd slurm cancel {id}`)",
                 crate::duration::format(args.wait_timeout)
             );

@@ -10,8 +10,8 @@ use crate::policy::decide;
 use crate::policy::notices::Notice;
 use crate::policy::signatures::SignatureAction;
 use crate::policy::state::{AttemptPhase, Blame, RunState};
+use crate::records::ProbeStatus;
 use crate::slurm::{PendingUpdate, Slurm};
-use crate::store::records::ProbeStatus;
 
 /// A leaf switch and the nodes under it.
 pub(super) type SwitchGroup = (String, Vec<String>);

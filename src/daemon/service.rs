@@ -1,7 +1,6 @@
 //! The daemon as a process: the loop (`shepherd daemon run`), and starting,
 //! stopping and inspecting it from the CLI.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -16,32 +15,7 @@ use super::tick::{TickReport, Ticker};
 use crate::slurm::Slurm;
 use crate::store::StateDir;
 
-/// Appends timestamped lines to `daemon/daemon.log`.
-pub struct Log {
-    path: PathBuf,
-}
-
-impl Log {
-    pub fn new(state_dir: &StateDir) -> Log {
-        Log {
-            path: state_dir.daemon().join("daemon.log"),
-        }
-    }
-
-    pub fn line(&self, msg: &str) {
-        let line = format!(
-            "{} {msg}\n",
-            Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        );
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
-}
+pub use crate::store::log::Log;
 
 /// The poll interval of a daemon that a command (run, a control, the TUI)
 /// starts on the user's behalf: `SHEPHERD_POLL_INTERVAL`, else 10 s, as for

@@ -21,13 +21,13 @@ use crate::placement::catalog::Catalog;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
 use crate::policy::signatures::SignatureSet;
 use crate::policy::state::RunState;
+use crate::records::{
+    HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
+};
 use crate::slurm::{
     JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, Rejection, Slurm, SlurmError,
 };
 use crate::store::atomic::{self, StoreError};
-use crate::store::records::{
-    HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
-};
 use crate::store::{RunDir, StateDir};
 
 /// What one tick did, for the log and the benchmark.

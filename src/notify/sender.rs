@@ -97,7 +97,7 @@ pub fn spawn(
         .name("notify".into())
         .spawn(move || {
             let outbox = Outbox::new(&state_dir);
-            let log = crate::daemon::service::Log::new(&state_dir);
+            let log = crate::store::log::Log::new(&state_dir);
             outbox.prune(std::time::SystemTime::now());
             while !stop.load(Ordering::Relaxed) {
                 send_due(&outbox, Timestamp::now(), &|line| log.line(line));

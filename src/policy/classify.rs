@@ -4,9 +4,9 @@
 
 use super::signatures::{Hit, SignatureAction, SignatureSet, scan, verdict};
 use super::state::{AttemptEnd, Blame, CancelReason, FailureClass, ProbeNote, SignatureNote};
+use crate::records::{EXIT_LAUNCH_FAILED, EXIT_PROBE_CODES};
+use crate::records::{Outcome, ProbeStatus, Verdict};
 use crate::slurm::{ExitStatus, JobState};
-use crate::store::records::{Outcome, ProbeStatus, Verdict};
-use crate::wrapper::{EXIT_LAUNCH_FAILED, EXIT_PROBE_CODES};
 
 /// What is known about an ended job.
 #[derive(Debug, Clone, Default)]
@@ -265,8 +265,8 @@ fn classify_inner(ev: &EndEvidence<'_>) -> AttemptEnd {
 mod tests {
     use super::*;
     use crate::model::RunId;
+    use crate::records::ProbeResult;
     use crate::slurm::JobId;
-    use crate::store::records::ProbeResult;
     use crate::wrapper::{EXIT_PROBE_FAILED, EXIT_PROBE_HEALTH};
     use proptest::prelude::*;
 

@@ -17,8 +17,8 @@ use super::state::{
 };
 use super::verdicts;
 use crate::model::{Mode, RunSpec};
+use crate::records::{Heartbeat, Outcome, Progress};
 use crate::slurm::{JobId, JobInfo, JobRecord, JobState, Rejection};
-use crate::store::records::{Heartbeat, Outcome, Progress};
 
 /// How long after an unconfirmed submission the daemon trusts that a job it
 /// cannot find by name was never created, and submits the attempt again.

@@ -160,7 +160,7 @@ pub struct Waiting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeNote {
     pub name: String,
-    pub status: crate::store::records::ProbeStatus,
+    pub status: crate::records::ProbeStatus,
     pub detail: String,
 }
 

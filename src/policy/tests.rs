@@ -7,8 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use super::decide::*;
 use super::state::*;
 use crate::model::{Mode, Policy, Resources, RunSpec};
+use crate::records::{Heartbeat, Outcome, Phase, Verdict};
 use crate::slurm::{AccountingSource, ExitStatus, JobId, JobInfo, JobRecord, JobState, Rejection};
-use crate::store::records::{Heartbeat, Outcome, Phase, Verdict};
 
 fn spec(mode: Mode) -> RunSpec {
     RunSpec {

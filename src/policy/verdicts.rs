@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::signatures::SignatureAction;
 use super::state::{Attempt, AttemptEnd, Blame, FailureClass, Fingerprint, RunState};
+use crate::records::{Outcome, Verdict};
 use crate::slurm::JobState;
-use crate::store::records::{Outcome, Verdict};
 
 /// How many of the stderr tail's last lines make up a fingerprint.
 pub const FINGERPRINT_LINES: usize = 5;

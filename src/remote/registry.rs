@@ -8,38 +8,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
 use serde::{Deserialize, Serialize};
-
-use crate::cli::output::{Table, emit};
 
 /// The format this binary reads and writes.
 const VERSION: u32 = 1;
-
-#[derive(Debug, Subcommand)]
-pub enum RemotesCommand {
-    /// Every named remote (the default)
-    List,
-    /// Name a cluster: `shepherd remotes add a100 --host login.a100.example.org`
-    Add {
-        /// The name to use with --remote
-        name: String,
-        /// The ssh destination: a Host of ~/.ssh/config, or [user@]hostname
-        #[arg(long)]
-        host: String,
-        /// Where scripts go on the remote [default: ~/shepherd-runs]
-        #[arg(long, value_name = "DIR")]
-        remote_dir: Option<String>,
-        /// Shell commands run on the remote before every shepherd command
-        /// (e.g. `module load slurm`)
-        #[arg(long, value_name = "SNIPPET")]
-        setup: Option<String>,
-    },
-    /// Forget a named remote
-    Rm { name: String },
-    /// The runs of every named remote, in one list labelled by remote
-    Runs,
-}
 
 /// One named cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,75 +94,33 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn command(json: bool, command: Option<RemotesCommand>) -> anyhow::Result<()> {
-    match command.unwrap_or(RemotesCommand::List) {
-        RemotesCommand::List => {
-            let remotes = load()?;
-            emit(json, "remotes", &remotes, |rs| {
-                if rs.is_empty() {
-                    return "no remotes; add one with `shepherd remotes add NAME --host HOST`\n"
-                        .to_string();
-                }
-                let mut t = Table::new(&["NAME", "HOST", "REMOTE-DIR", "SETUP"]);
-                for r in rs {
-                    t.row(vec![
-                        r.name.clone(),
-                        r.host.clone(),
-                        r.remote_dir
-                            .clone()
-                            .unwrap_or_else(|| format!("{} (default)", super::DEFAULT_REMOTE_DIR)),
-                        r.setup.as_deref().unwrap_or("-").replace('\n', "; "),
-                    ]);
-                }
-                t.render()
-            });
+/// Names a cluster (or changes where the name points); whether a remote of
+/// that name was replaced. The caller checks the host (`ssh::Ssh::new`),
+/// whose error has a kind of its own.
+pub fn add(new: Remote) -> anyhow::Result<bool> {
+    check_name(&new.name)?;
+    let mut remotes = load()?;
+    let replaced = match remotes.iter_mut().find(|r| r.name == new.name) {
+        Some(r) => {
+            *r = new;
+            true
         }
-        RemotesCommand::Add {
-            name,
-            host,
-            remote_dir,
-            setup,
-        } => {
-            check_name(&name)?;
-            super::ssh::Ssh::new(&host)?;
-            let mut remotes = load()?;
-            let new = Remote {
-                name: name.clone(),
-                host,
-                remote_dir,
-                setup,
-            };
-            let replaced = match remotes.iter_mut().find(|r| r.name == name) {
-                Some(r) => {
-                    *r = new.clone();
-                    true
-                }
-                None => {
-                    remotes.push(new.clone());
-                    false
-                }
-            };
-            save(remotes)?;
-            emit(json, "remote", &new, |r| {
-                format!(
-                    "{} remote {}: {}\n",
-                    if replaced { "updated" } else { "added" },
-                    r.name,
-                    r.host
-                )
-            });
+        None => {
+            remotes.push(new);
+            false
         }
-        RemotesCommand::Runs => super::runs_everywhere(json, load()?)?,
-        RemotesCommand::Rm { name } => {
-            let mut remotes = load()?;
-            let before = remotes.len();
-            remotes.retain(|r| r.name != name);
-            if remotes.len() == before {
-                bail!("no remote named {name:?}; `shepherd remotes list` shows them");
-            }
-            save(remotes)?;
-            emit(json, "removed", &name, |n| format!("removed remote {n}\n"));
-        }
+    };
+    save(remotes)?;
+    Ok(replaced)
+}
+
+/// Forgets the remote `name`.
+pub fn remove(name: &str) -> anyhow::Result<()> {
+    let mut remotes = load()?;
+    let before = remotes.len();
+    remotes.retain(|r| r.name != name);
+    if remotes.len() == before {
+        bail!("no remote named {name:?}; `shepherd remotes list` shows them");
     }
-    Ok(())
+    save(remotes)
 }

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::{self, StoreError};
 use super::layout::{RunDir, StateDir};
-use super::records::{SPEC_VERSION, SpecFile};
 use crate::model::{RunId, RunSpec};
 use crate::policy::decide::{Control, Event};
 use crate::policy::state::{RunState, STATE_VERSION};
+use crate::records::{SPEC_VERSION, SpecFile};
 
 pub const ENV_VERSION: u32 = 1;
 pub const CONTROL_VERSION: u32 = 1;

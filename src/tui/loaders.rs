@@ -20,11 +20,11 @@ use super::data::{
 use crate::model::RunId;
 use crate::placement::catalog::Catalog;
 use crate::placement::inventory::partition_gpus;
+use crate::records::{HEARTBEAT_VERSION, Heartbeat};
 use crate::slurm::{JobId, Slurm};
 use crate::store::StateDir;
 use crate::store::atomic;
 use crate::store::logs::{Stream, attempt_file};
-use crate::store::records::{HEARTBEAT_VERSION, Heartbeat};
 use crate::view::{RunDoc, run_docs};
 
 /// How often the run list is re-read.
@@ -688,7 +688,7 @@ mod tests {
     use super::*;
     use crate::policy::decide::Event;
     use crate::policy::state::{Attempt, AttemptPhase, RunState, RunStatus};
-    use crate::store::records::Phase;
+    use crate::records::Phase;
 
     /// A run created as `shepherd run` does, with one running attempt (job
     /// 42 on n1), a journal, a heartbeat and some output.

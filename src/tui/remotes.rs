@@ -119,6 +119,7 @@ pub fn runs_thread(
         .spawn(move || {
             loop {
                 let runs = crate::remote::remote_json(&remote, &["list", "--json"])
+                    .map_err(|e| e.to_string())
                     .and_then(|answer| parse_runs(&remote.name, &answer))
                     .map_err(|e| clean::line(&e));
                 latest.put(
@@ -177,7 +178,8 @@ pub fn detail_thread(
                 let Some(remote) = remotes.iter().find(|r| r.name == name) else {
                     continue;
                 };
-                let events = crate::remote::remote_json(remote, &["events", run, "--json"]);
+                let events = crate::remote::remote_json(remote, &["events", run, "--json"])
+                    .map_err(|e| e.to_string());
                 let mut words = vec![
                     "logs".to_string(),
                     run.to_string(),
@@ -192,7 +194,8 @@ pub fn detail_thread(
                     words.extend(["--attempt".to_string(), k.to_string()]);
                 }
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                let log = crate::remote::remote_json_lines(remote, &words);
+                let log =
+                    crate::remote::remote_json_lines(remote, &words).map_err(|e| e.to_string());
                 let updates = look(req, &mut watch, events, log);
                 if !updates.is_empty() {
                     mailbox.put(req, updates);

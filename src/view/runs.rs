@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Mode, RunId, RunSpec};
 use crate::policy::state::{Attempt, AttemptPhase, Blame, FailureClass, RunState};
+use crate::records::{HEARTBEAT_VERSION, Heartbeat, ProbeStatus};
 use crate::store::atomic;
-use crate::store::records::{HEARTBEAT_VERSION, Heartbeat, ProbeStatus};
 use crate::store::{RunDir, StateDir};
 use crate::view::words::{DocStatus, Word};
 
@@ -243,23 +243,20 @@ fn doc_of(spec: &RunSpec, state: &RunState, run_dir: PathBuf) -> RunDoc {
     }
 }
 
-/// Resolves a run id given on the command line, suggesting close ids.
-pub fn find_run(sd: &StateDir, id: &str) -> anyhow::Result<RunId> {
-    let ids = sd.run_ids()?;
-    if let Some(found) = ids.iter().find(|r| r.as_str() == id) {
-        return Ok(found.clone());
+impl UnknownRun {
+    /// `id` is none of `ids`: the error, with the ids close to it.
+    pub fn among(id: &str, ids: &[RunId]) -> UnknownRun {
+        let mut close: Vec<(usize, String)> = ids
+            .iter()
+            .map(|r| (edit_distance(r.as_str(), id), r.to_string()))
+            .filter(|(d, r)| *d <= 2.max(id.len() / 3) || r.contains(id))
+            .collect();
+        close.sort();
+        UnknownRun {
+            id: id.to_string(),
+            suggestions: close.into_iter().take(3).map(|(_, r)| r).collect(),
+        }
     }
-    let mut close: Vec<(usize, String)> = ids
-        .iter()
-        .map(|r| (edit_distance(r.as_str(), id), r.to_string()))
-        .filter(|(d, r)| *d <= 2.max(id.len() / 3) || r.contains(id))
-        .collect();
-    close.sort();
-    Err(UnknownRun {
-        id: id.to_string(),
-        suggestions: close.into_iter().take(3).map(|(_, r)| r).collect(),
-    }
-    .into())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

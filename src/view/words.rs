@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::policy::state::{AttemptPhase, Blame, FailureClass, RunStatus};
-use crate::store::records::ProbeStatus;
+use crate::records::ProbeStatus;
 
 /// A closed vocabulary: each value has one word on the wire.
 pub trait Vocabulary: Copy + 'static {

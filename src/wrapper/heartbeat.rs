@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::records::{Heartbeat, Phase, ProbeResult};
 use crate::store::atomic;
-use crate::store::records::{Heartbeat, Phase, ProbeResult};
 
 /// The files whose sizes make `output_bytes` outside tests: the wrapper's own
 /// stdout and stderr (Slurm's output files; the workload's stdout goes there
@@ -219,8 +219,8 @@ pub fn output_bytes(paths: &[PathBuf]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::model::RunId;
+    use crate::records::HEARTBEAT_VERSION;
     use crate::slurm::JobId;
-    use crate::store::records::HEARTBEAT_VERSION;
     use std::path::Path;
     use std::time::Instant;
 

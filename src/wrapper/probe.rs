@@ -27,9 +27,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::records::{ProbeResult, ProbeStatus};
 use crate::slurm::SlurmError;
 use crate::slurm::runner::Invocation;
-use crate::store::records::{ProbeResult, ProbeStatus};
 
 /// Why a probe did not conclude *healthy*.
 #[derive(Debug, Clone, PartialEq, Eq)]

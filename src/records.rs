@@ -10,6 +10,48 @@ use serde::{Deserialize, Serialize};
 use crate::model::RunId;
 use crate::slurm::JobId;
 
+// The wrapper's exit codes: how a job's exit status reads (in Slurm's
+// accounting too) when its outcome file never arrived. A contract between
+// the two halves, like the records below.
+
+/// The `visibility` GPU probe (or one this version does not name) failed:
+/// the node is to blame; the workload did not run.
+pub const EXIT_PROBE_FAILED: i32 = 97;
+/// The `health` probe failed (ECC errors, pages pending retirement, rows
+/// pending remapping).
+pub const EXIT_PROBE_HEALTH: i32 = 94;
+/// The `processes` probe failed (another job's process on our GPUs).
+pub const EXIT_PROBE_PROCESSES: i32 = 95;
+/// The `cuda` probe failed (a kernel launch did not work).
+pub const EXIT_PROBE_CUDA: i32 = 96;
+/// Every exit code that means "a GPU probe failed".
+pub const EXIT_PROBE_CODES: [i32; 4] = [
+    EXIT_PROBE_HEALTH,
+    EXIT_PROBE_PROCESSES,
+    EXIT_PROBE_CUDA,
+    EXIT_PROBE_FAILED,
+];
+
+/// The exit code of a failed probe: each has its own, so even Slurm's
+/// accounting tells which probe a node failed.
+pub fn probe_exit_code(probe: &str) -> i32 {
+    match probe {
+        "health" => EXIT_PROBE_HEALTH,
+        "processes" => EXIT_PROBE_PROCESSES,
+        "cuda" => EXIT_PROBE_CUDA,
+        _ => EXIT_PROBE_FAILED,
+    }
+}
+/// The run directory, its spec or its script is unusable, or the wrapper runs
+/// outside a Slurm job; the workload did not run.
+pub const EXIT_SETUP_FAILED: i32 = 98;
+/// The workload could not be started: the kernel refused to execute the
+/// script (missing interpreter, CRLF shebang, no shebang, not executable).
+/// The submission's fault, not the node's.
+pub const EXIT_LAUNCH_FAILED: i32 = 93;
+/// A bug in the wrapper.
+pub const EXIT_INTERNAL: i32 = 99;
+
 pub const HEARTBEAT_VERSION: u32 = 1;
 pub const PROGRESS_VERSION: u32 = 1;
 pub const OUTCOME_VERSION: u32 = 1;
