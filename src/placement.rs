@@ -5,6 +5,10 @@
 //! - [`catalog`]: GPU models and their memory, recognised from the names
 //!   clusters give them in GRES types and node features. Pure data and
 //!   functions, no I/O (see `docs/gpu-catalog.md`).
+//! - [`inventory`]: the GPUs of each partition, which partitions can hold a
+//!   job now, later or never ([`inventory::fit`]), in what order.
+//! - [`refusal`]: what to do when sbatch refused every partition offered.
 
 pub mod catalog;
 pub mod inventory;
+pub mod refusal;

@@ -12,6 +12,7 @@ pub mod decide;
 pub mod notices;
 pub mod signatures;
 pub mod state;
+pub mod strikes;
 pub mod verdicts;
 
 pub use decide::{

@@ -5,28 +5,10 @@ use jiff::Timestamp;
 
 use super::tick::{Loaded, Ticker, stamp};
 use crate::policy::blacklist::Strike;
-use crate::policy::breaker::{Judgement, ProbeBlame, Tripped};
 use crate::policy::decide;
-use crate::policy::notices::Notice;
-use crate::policy::signatures::SignatureAction;
-use crate::policy::state::{AttemptPhase, Blame, RunState};
-use crate::records::ProbeStatus;
+use crate::policy::state::{AttemptPhase, RunState};
+use crate::policy::strikes::{self, SwitchGroup};
 use crate::slurm::{PendingUpdate, Slurm};
-
-/// A leaf switch and the nodes under it.
-pub(super) type SwitchGroup = (String, Vec<String>);
-
-/// What the blacklist made of a node blame.
-enum Judged {
-    Struck(
-        crate::policy::blacklist::Ban,
-        Option<crate::policy::blacklist::Incident>,
-    ),
-    /// The blaming probe's breaker is open: no strike.
-    Held(Tripped),
-    /// This blame tripped the breaker; these bans were lifted.
-    Tripped(Tripped, Vec<String>),
-}
 
 impl<S: Slurm + ?Sized> Ticker<'_, S> {
     /// True when the blacklist changed since the last call.
@@ -70,7 +52,10 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         }
     }
 
-    /// Strikes the nodes blamed by attempts that ended in this step.
+    /// Strikes the nodes blamed by attempts that ended in this step: the
+    /// policy decides ([`strikes`]); this loads and saves the blacklist,
+    /// asks Slurm for corroboration when a probe is judged, journals and
+    /// notifies.
     pub(super) fn strike_nodes(
         &self,
         run: &Loaded,
@@ -78,190 +63,57 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         after: &RunState,
         now: Timestamp,
     ) {
-        if !run.spec.policy.blacklist {
+        let charged = strikes::charges(
+            run.spec.policy.blacklist,
+            before,
+            after,
+            self.breaker.is_some(),
+        );
+        if charged.is_empty() {
             return;
         }
         let Some(cluster) = self.cluster_name() else {
             return;
         };
-        for a in &after.attempts {
-            let was_live = before
-                .attempts
-                .iter()
-                .any(|b| b.attempt == a.attempt && b.is_live());
-            let (true, Some(end), Some(node)) = (was_live, a.end.as_ref(), a.node.as_deref())
+        let rules = self.breaker.unwrap_or_default();
+        for c in charged {
+            let evidence = Strike {
+                time: now,
+                run_id: run.id.to_string(),
+                job_id: c.attempt.job_id.map(|j| j.0),
+                reason: c.end.detail.clone(),
+            };
+            let strike = matches!(c.charge, strikes::Charge::Strike { .. });
+            let groups = if strike {
+                self.switch_groups()
+            } else {
+                Vec::new()
+            };
+            // Asked only when a probe is to be judged: the node inventory
+            // may cost a Slurm call.
+            let corroborated = c.charge.judges_a_probe()
+                && (c.end.signature.is_some() || self.slurm_says_down(c.node, now));
+            let cx = strikes::Context {
+                ttl: run.spec.policy.blacklist_ttl,
+                rules: &rules,
+                corroborated,
+                groups: &groups,
+                now,
+            };
+            let Ok(judged) = self
+                .state_dir
+                .update_blacklist(&cluster, |bl| strikes::apply(bl, &c, evidence, &cx))
             else {
                 continue;
             };
-            let action = end.signature.as_ref().map(|s| s.action);
-            let mut evidence = Strike {
-                time: now,
-                run_id: run.id.to_string(),
-                job_id: a.job_id.map(|j| j.0),
-                reason: end.detail.clone(),
-            };
-            let ttl = run.spec.policy.blacklist_ttl;
-            let result = match (end.blame, action) {
-                // Suspected, not proven: avoided by this run, no strike.
-                (Blame::Node, Some(SignatureAction::RetryElsewhere)) => continue,
-                (Blame::Node, _) => {
-                    let groups = self.switch_groups();
-                    // A faulty probe's blame goes through its circuit
-                    // breaker first; other node blame (NODE_FAIL, a lost
-                    // heartbeat, a hardware signature) strikes as it is.
-                    let probe = self
-                        .breaker
-                        .and_then(|_| end.probes.iter().find(|p| p.status == ProbeStatus::Faulty))
-                        .filter(|_| {
-                            !matches!(end.slurm_state.as_deref(), Some("NODE_FAIL" | "BOOT_FAIL"))
-                        });
-                    let rules = self.breaker.unwrap_or_default();
-                    // Asked only when a probe is to be judged: the node
-                    // inventory may cost a Slurm call.
-                    let corroborated = probe.is_some()
-                        && (end.signature.is_some() || self.slurm_says_down(node, now));
-                    let judged = self.state_dir.update_blacklist(&cluster, |bl| {
-                        let judgement = probe.map(|p| {
-                            bl.breakers.judge(
-                                ProbeBlame {
-                                    probe: &p.name,
-                                    node,
-                                    detail: &p.detail,
-                                    corroborated,
-                                    time: now,
-                                },
-                                &rules,
-                            )
-                        });
-                        match judgement {
-                            Some(Judgement::Held(t)) => Judged::Held(t),
-                            Some(Judgement::Tripped { tripped, lift }) => {
-                                // Only the bans this probe made (classify's
-                                // words for a faulty probe).
-                                let made_by = format!("GPU probe {} failed", tripped.probe);
-                                let lifted = lift
-                                    .into_iter()
-                                    .filter(|n| bl.lift(n, |r| r.starts_with(&made_by)))
-                                    .collect();
-                                Judged::Tripped(tripped, lifted)
-                            }
-                            None | Some(Judgement::Ban) => {
-                                let ban = bl.strike(node, evidence, ttl);
-                                Judged::Struck(ban, bl.correlate(node, &groups, now, ttl))
-                            }
-                        }
-                    });
-                    let incident = match judged {
-                        Ok(Judged::Struck(ban, incident)) => Ok((ban, incident)),
-                        Ok(Judged::Held(t)) => {
-                            let event = decide::Event {
-                                kind: "probe_blame_held",
-                                attempt: Some(a.attempt),
-                                job_id: a.job_id,
-                                message: format!(
-                                    "GPU probe {} blamed {node}, but its circuit breaker is open (it blamed {} the same way since {}): node not banned",
-                                    t.probe,
-                                    t.nodes.join(", "),
-                                    t.since
-                                ),
-                            };
-                            let _ = run.dir.append_events(&[event], after.status.as_str(), now);
-                            continue;
-                        }
-                        Ok(Judged::Tripped(t, lifted)) => {
-                            let event = decide::Event {
-                                kind: "probe_breaker_tripped",
-                                attempt: Some(a.attempt),
-                                job_id: a.job_id,
-                                message: format!(
-                                    "GPU probe {} blamed {} the same way ({}), with nothing else saying they are bad: not banning on it until {}, runs skip it{}",
-                                    t.probe,
-                                    t.nodes.join(", "),
-                                    t.key,
-                                    t.until,
-                                    if lifted.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!("; lifted the bans on {}", lifted.join(", "))
-                                    }
-                                ),
-                            };
-                            let _ = run.dir.append_events(&[event], after.status.as_str(), now);
-                            let notice = Notice::probe_distrusted(
-                                run.id.as_str(),
-                                a.attempt,
-                                &t,
-                                &lifted,
-                                now,
-                            );
-                            for p in self.notify(run, &[notice], now) {
-                                super::service::Log::new(self.state_dir)
-                                    .line(&format!("problem: {p}"));
-                            }
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    };
-                    if let Ok((_, Some(inc))) = &incident {
-                        self.notify_ban(
-                            run,
-                            a.attempt,
-                            inc.banned.clone(),
-                            &format!(
-                                "switch {}: {} failed within minutes",
-                                inc.switch,
-                                inc.failed.join(", ")
-                            ),
-                            Some(inc.until),
-                            now,
-                        );
-                        let event = decide::Event {
-                            kind: "switch_banned",
-                            attempt: Some(a.attempt),
-                            job_id: a.job_id,
-                            message: format!(
-                                "nodes {} under switch {} failed within minutes: one incident; banned {} until {}",
-                                inc.failed.join(", "),
-                                inc.switch,
-                                inc.banned.join(", "),
-                                inc.until
-                            ),
-                        };
-                        let _ = run.dir.append_events(&[event], after.status.as_str(), now);
-                    }
-                    incident.map(|(ban, _)| Some(ban))
-                }
-                // Ambiguous: only the same failure from another run bans it.
-                (_, Some(SignatureAction::CountAndRetryElsewhere)) => {
-                    evidence.reason = end
-                        .signature
-                        .as_ref()
-                        .map(|s| s.id.clone())
-                        .unwrap_or_default();
-                    self.state_dir
-                        .update_blacklist(&cluster, |bl| bl.suspect(node, evidence, ttl))
-                }
-                _ => continue,
-            };
-            if let Ok(Some(ban)) = result {
-                let until = ban
-                    .until
-                    .map_or("until unbanned".to_string(), |u| format!("until {u}"));
-                self.notify_ban(
-                    run,
-                    a.attempt,
-                    vec![node.to_string()],
-                    &end.detail,
-                    ban.until,
-                    now,
-                );
-                let event = decide::Event {
-                    kind: "node_banned",
-                    attempt: Some(a.attempt),
-                    job_id: a.job_id,
-                    message: format!("banned node {node} {until}: {}", end.detail),
-                };
-                let _ = run.dir.append_events(&[event], after.status.as_str(), now);
+            let said = strikes::consequences(run.id.as_str(), &c, &judged, now);
+            if !said.events.is_empty() {
+                let _ = run
+                    .dir
+                    .append_events(&said.events, after.status.as_str(), now);
+            }
+            for p in self.notify(run, &said.notices, now) {
+                super::service::Log::new(self.state_dir).line(&format!("problem: {p}"));
             }
         }
     }
@@ -285,21 +137,6 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             .load_blacklist(&cluster)
             .map(|bl| bl.breakers.skipped_probes(now))
             .unwrap_or_default()
-    }
-
-    fn notify_ban(
-        &self,
-        run: &Loaded,
-        attempt: u32,
-        nodes: Vec<String>,
-        why: &str,
-        until: Option<Timestamp>,
-        now: Timestamp,
-    ) {
-        let notice = Notice::banned(run.id.as_str(), attempt, nodes, why, until, now);
-        for p in self.notify(run, &[notice], now) {
-            super::service::Log::new(self.state_dir).line(&format!("problem: {p}"));
-        }
     }
 
     /// After a new ban, pending jobs learn to avoid the node in place

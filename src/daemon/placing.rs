@@ -9,9 +9,8 @@ use jiff::Timestamp;
 use super::attempt;
 use super::tick::{Loaded, Ticker};
 use crate::model::RunSpec;
-use crate::placement::inventory::{
-    Availability, PartitionGpus, choose, order_by_estimate, partition_gpus, unfit,
-};
+use crate::placement::inventory::{Fit, PartitionGpus, fit, order_by_estimate, partition_gpus};
+use crate::placement::refusal::{AfterRefusal, after_refusal};
 use crate::policy::decide::{self, SubmitResult};
 use crate::policy::state::RunState;
 use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError};
@@ -92,33 +91,11 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                         .ok()
                         .flatten()
                 });
-            let chosen = choose(&views, &spec.resources, time, catalog);
-            if chosen.is_empty() {
-                // Down, drained or banned nodes may come back: wait for them
-                // rather than fail the run.
-                let later = views.iter().any(|v| {
-                    v.gpus_total > 0
-                        && unfit(&v.with_all_nodes_usable(), &spec.resources, time, catalog)
-                            .is_none()
-                });
-                if later {
-                    return Err(PlanError::Nowhere);
-                }
-                let why: Vec<String> = views
-                    .iter()
-                    .filter(|v| v.gpus_total > 0)
-                    .filter_map(|v| {
-                        unfit(v, &spec.resources, time, catalog)
-                            .map(|w| format!("{}: {w}", v.partition))
-                    })
-                    .collect();
-                return Err(PlanError::NoPartition(why.join("; ")));
-            }
-            let gpus = spec.resources.gpus.unwrap_or(1);
-            let chosen = if chosen[0].availability(gpus) == Availability::None {
-                self.by_estimate(spec, state, &exclude, chosen)
-            } else {
-                chosen
+            let chosen = match fit(&views, &spec.resources, time, catalog) {
+                Fit::Now(chosen) => chosen,
+                Fit::Queue(chosen) => self.by_estimate(spec, state, &exclude, chosen),
+                Fit::Later => return Err(PlanError::Nowhere),
+                Fit::Never(why) => return Err(PlanError::NoPartition(why)),
             };
             Some(chosen.iter().map(|v| v.partition.clone()).collect())
         } else {
@@ -429,57 +406,40 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             }
             refusals.remove(0);
         }
-        let combined = refusals
-            .iter()
-            .map(|(_, m)| m.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let lifts = refusals.iter().any(|(k, m)| k.may_lift(m));
-        // Our own exclude list may leave the job no node at all (every node
-        // it may use is banned): wait for a ban to expire rather than fail.
-        // Asked without the list (`--test-only`, which creates no job),
-        // Slurm tells whether the list is the cause.
-        let banned_out = !placement.exclude.is_empty()
-            && refusals
-                .iter()
-                .any(|(k, _)| *k == Rejection::NodeConfigUnavailable)
-            && !self.refused_anyway(run, attempt, env, placement);
-        if banned_out && let Some(node) = &placement.avoid {
-            // Only the node this run meant to avoid is left: use it rather
-            // than wait.
-            let fewer = attempt::Placement {
-                exclude: placement
-                    .exclude
-                    .iter()
-                    .filter(|n| *n != node)
-                    .cloned()
-                    .collect(),
-                partitions: placement.partitions.clone(),
-                avoid: None,
-            };
-            return self.submit_placed(run, attempt, env, &fewer, now);
-        }
-        Ok(if banned_out {
-            let (message, until) = self.nowhere_message(&placement.exclude, now, &combined);
-            let mut blockers = placement.exclude.clone();
-            blockers.sort();
-            SubmitResult::Nowhere {
-                message,
-                blockers: self
-                    .blockers(&run.spec, &run.state, now)
-                    .unwrap_or(blockers),
-                until,
+        let after = after_refusal(
+            &refusals,
+            !placement.exclude.is_empty(),
+            placement.avoid.as_deref(),
+            || self.refused_anyway(run, attempt, env, placement),
+        );
+        Ok(match after {
+            AfterRefusal::UseAvoided(node) => {
+                let fewer = attempt::Placement {
+                    exclude: placement
+                        .exclude
+                        .iter()
+                        .filter(|n| **n != node)
+                        .cloned()
+                        .collect(),
+                    partitions: placement.partitions.clone(),
+                    avoid: None,
+                };
+                return self.submit_placed(run, attempt, env, &fewer, now);
             }
-        } else if lifts {
-            SubmitResult::Deferred {
-                message: format!("{combined}; waiting for Slurm to accept it"),
+            AfterRefusal::Nowhere { message } => {
+                let (message, until) = self.nowhere_message(&placement.exclude, now, &message);
+                let mut blockers = placement.exclude.clone();
+                blockers.sort();
+                SubmitResult::Nowhere {
+                    message,
+                    blockers: self
+                        .blockers(&run.spec, &run.state, now)
+                        .unwrap_or(blockers),
+                    until,
+                }
             }
-        } else {
-            let kind = refusals.last().map_or(kind, |(k, _)| *k);
-            SubmitResult::Rejected {
-                kind,
-                message: combined,
-            }
+            AfterRefusal::Defer { message } => SubmitResult::Deferred { message },
+            AfterRefusal::Reject { kind, message } => SubmitResult::Rejected { kind, message },
         })
     }
 

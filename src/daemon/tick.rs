@@ -14,13 +14,13 @@ use std::rc::Rc;
 use jiff::Timestamp;
 
 use super::attempt;
-use super::health::SwitchGroup;
 use super::placing::PlanError;
 use crate::model::{RunId, RunSpec};
 use crate::placement::catalog::Catalog;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
 use crate::policy::signatures::SignatureSet;
 use crate::policy::state::RunState;
+use crate::policy::strikes::SwitchGroup;
 use crate::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
 };

@@ -247,6 +247,50 @@ pub fn choose<'a>(
     fit
 }
 
+/// Where a GPU job can go, as the inventory tells.
+#[derive(Debug, PartialEq)]
+pub enum Fit<'a> {
+    /// These partitions, best first ([`choose`]); one has free GPUs now.
+    Now(Vec<&'a PartitionGpus>),
+    /// These, but none has a free GPU: Slurm's start estimates should
+    /// order them ([`order_by_estimate`]).
+    Queue(Vec<&'a PartitionGpus>),
+    /// None now, but one would fit with its down, drained or banned nodes
+    /// back: wait for them rather than fail the run.
+    Later,
+    /// No partition can ever hold it; why not, per partition.
+    Never(String),
+}
+
+/// Which partitions can hold the request now, later or never.
+pub fn fit<'a>(
+    views: &'a [PartitionGpus],
+    r: &Resources,
+    time_minutes: Option<u64>,
+    catalog: &Catalog,
+) -> Fit<'a> {
+    let chosen = choose(views, r, time_minutes, catalog);
+    if let Some(best) = chosen.first() {
+        return if best.availability(r.gpus.unwrap_or(1)) == Availability::None {
+            Fit::Queue(chosen)
+        } else {
+            Fit::Now(chosen)
+        };
+    }
+    let later = views.iter().any(|v| {
+        v.gpus_total > 0 && unfit(&v.with_all_nodes_usable(), r, time_minutes, catalog).is_none()
+    });
+    if later {
+        return Fit::Later;
+    }
+    let why: Vec<String> = views
+        .iter()
+        .filter(|v| v.gpus_total > 0)
+        .filter_map(|v| unfit(v, r, time_minutes, catalog).map(|w| format!("{}: {w}", v.partition)))
+        .collect();
+    Fit::Never(why.join("; "))
+}
+
 /// When no qualifying partition has a free GPU, Slurm's own start estimates
 /// (`sbatch --test-only`) order them: the soonest start first; partitions
 /// without an estimate keep their order, after those with one.
@@ -290,6 +334,25 @@ mod tests {
             min_vram_gb: min,
             ..Resources::default()
         }
+    }
+
+    /// Runs a job on each node holding that many of its a6000 GPUs.
+    fn take_gpus(sim: &SimSlurm, jobs: &[(&str, u32)]) {
+        for (node, n) in jobs {
+            sim.submit(&SubmitRequest {
+                script: ScriptSource::Text("#!/bin/bash\n".into()),
+                args: vec![
+                    "-p".into(),
+                    "a6000".into(),
+                    "-w".into(),
+                    node.to_string(),
+                    format!("--gres=gpu:a6000:{n}"),
+                ],
+                env: None,
+            })
+            .unwrap();
+        }
+        sim.step();
     }
 
     fn names(v: Vec<&PartitionGpus>) -> Vec<String> {
@@ -347,21 +410,7 @@ mod tests {
 
         // Fill a6000-1 and take 6 GPUs of a6000-2: a6000 can no longer start
         // 4 GPUs on one node, a100 can.
-        for (node, n) in [("a6000-1", 8), ("a6000-2", 6)] {
-            sim.submit(&SubmitRequest {
-                script: ScriptSource::Text("#!/bin/bash\n".into()),
-                args: vec![
-                    "-p".into(),
-                    "a6000".into(),
-                    "-w".into(),
-                    node.into(),
-                    format!("--gres=gpu:a6000:{n}"),
-                ],
-                env: None,
-            })
-            .unwrap();
-        }
-        sim.step();
+        take_gpus(&sim, &[("a6000-1", 8), ("a6000-2", 6)]);
         let v = views(&sim, &[]);
         let a6000 = v.iter().find(|p| p.partition == "a6000").unwrap();
         assert_eq!((a6000.gpus_free, a6000.largest_now), (2, 2));
@@ -377,6 +426,34 @@ mod tests {
             unfit(a100, &req(1, None), None, &cat).unwrap(),
             "all its nodes are down, drained or banned"
         );
+    }
+
+    #[test]
+    fn a_job_fits_now_in_the_queue_later_or_never() {
+        let sim = SimSlurm::new(SimCluster::test_cluster());
+        let cat = Catalog::builtin();
+        let v = views(&sim, &[]);
+        let Fit::Now(now) = fit(&v, &req(4, Some(40)), None, &cat) else {
+            panic!("free GPUs fit now");
+        };
+        assert_eq!(names(now), ["a6000", "a100"]);
+        // No node has 9 GPUs: never, with every partition's reason.
+        match fit(&v, &req(9, None), None, &cat) {
+            Fit::Never(why) => assert!(why.contains("a6000: "), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Every node banned: 8 GPUs fit later, when they are back.
+        let all: Vec<String> = sim.nodes().unwrap().into_iter().map(|n| n.name).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let v = views(&sim, &all);
+        assert_eq!(fit(&v, &req(8, None), None, &cat), Fit::Later);
+        // Every a6000 GPU busy: it fits, in the queue.
+        take_gpus(&sim, &[("a6000-1", 8), ("a6000-2", 8)]);
+        let v = views(&sim, &[]);
+        let Fit::Queue(queued) = fit(&v, &req(8, None), None, &cat) else {
+            panic!("busy GPUs queue");
+        };
+        assert_eq!(names(queued), ["a6000"]);
     }
 
     #[test]
