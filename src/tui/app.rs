@@ -610,6 +610,14 @@ impl App {
         }
     }
 
+    /// Another stream or attempt: the log is read again from its end.
+    fn reload_log(&mut self) {
+        self.detail_generation += 1;
+        self.detail.log = LogView::default();
+        self.detail_scroll = 0;
+        self.follow = true;
+    }
+
     fn jump_to_edge(&mut self, end: bool) {
         self.move_by(if end { isize::MAX } else { isize::MIN });
     }
@@ -955,6 +963,28 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 app.focus = Focus::Detail;
             }
         }
+        Action::Restart | Action::Stop | Action::Pause | Action::Remove => {
+            return on_run_action(app, action);
+        }
+        Action::Ban | Action::Unban | Action::Smoke(_) => return on_node_action(app, action),
+        Action::Follow
+        | Action::Search
+        | Action::SearchNext(_)
+        | Action::Stream
+        | Action::Attempt(_) => on_log_action(app, action),
+        Action::NewRun => {
+            app.mode = Mode::Prompt {
+                kind: PromptKind::NewRun,
+                input: String::new(),
+            }
+        }
+    }
+    vec![]
+}
+
+/// Actions on the selected run (the runs screen only).
+fn on_run_action(app: &mut App, action: Action) -> Vec<Effect> {
+    match action {
         Action::Restart | Action::Stop | Action::Pause if app.screen != Screen::Runs => {}
         Action::Restart | Action::Stop | Action::Pause => {
             let Some(run) = app.selected.clone() else {
@@ -988,27 +1018,31 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 }
             }
         }
-        Action::Ban => match app.target_node() {
-            Some(node) => {
-                app.mode = Mode::Prompt {
-                    kind: PromptKind::BanTtl { node },
-                    input: "1h".to_string(),
-                }
+        Action::Remove if app.screen != Screen::Runs => {}
+        Action::Remove => match app.selected_run() {
+            None => app.say("no run selected", true),
+            Some(r) if r.doc.error.is_none() && !r.doc.is_ended() => app.say(
+                format!(
+                    "run {} is {}: stop it first (s), then remove it",
+                    r.doc.run_id, r.doc.status
+                ),
+                true,
+            ),
+            Some(r) => {
+                app.mode = Mode::Confirm(Confirm::Remove {
+                    run: r.id().to_string(),
+                })
             }
-            None => app.say("the selected run has no node", true),
         },
-        Action::Unban => {
-            if let Some(node) = app.selected_node.clone() {
-                app.say(format!("unbanning {node}…"), false);
-                return vec![Effect::Unban { node }];
-            }
-        }
-        Action::NewRun => {
-            app.mode = Mode::Prompt {
-                kind: PromptKind::NewRun,
-                input: String::new(),
-            }
-        }
+        _ => {}
+    }
+    vec![]
+}
+
+/// Actions on a node: the selected run's, or the one selected on the nodes
+/// screen.
+fn on_node_action(app: &mut App, action: Action) -> Vec<Effect> {
+    match action {
         Action::Smoke(all) => {
             let Some(c) = &app.cluster else {
                 app.say("no answer from Slurm yet", true);
@@ -1044,22 +1078,29 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             }
             return vec![Effect::Smoke { targets }];
         }
-        Action::Remove if app.screen != Screen::Runs => {}
-        Action::Remove => match app.selected_run() {
-            None => app.say("no run selected", true),
-            Some(r) if r.doc.error.is_none() && !r.doc.is_ended() => app.say(
-                format!(
-                    "run {} is {}: stop it first (s), then remove it",
-                    r.doc.run_id, r.doc.status
-                ),
-                true,
-            ),
-            Some(r) => {
-                app.mode = Mode::Confirm(Confirm::Remove {
-                    run: r.id().to_string(),
-                })
+        Action::Ban => match app.target_node() {
+            Some(node) => {
+                app.mode = Mode::Prompt {
+                    kind: PromptKind::BanTtl { node },
+                    input: "1h".to_string(),
+                }
             }
+            None => app.say("the selected run has no node", true),
         },
+        Action::Unban => {
+            if let Some(node) = app.selected_node.clone() {
+                app.say(format!("unbanning {node}…"), false);
+                return vec![Effect::Unban { node }];
+            }
+        }
+        _ => {}
+    }
+    vec![]
+}
+
+/// Moving about the selected run's log.
+fn on_log_action(app: &mut App, action: Action) {
+    match action {
         Action::Follow => {
             app.follow = !app.follow;
             if app.follow {
@@ -1076,17 +1117,14 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 Stream::Stdout => Stream::Stderr,
                 Stream::Stderr => Stream::Stdout,
             };
-            app.detail_generation += 1;
-            app.detail.log = LogView::default();
-            app.detail_scroll = 0;
-            app.follow = true;
+            app.reload_log();
         }
         Action::Attempt(d) => {
             let Some(n) = app.selected_run().map(|r| r.doc.attempts.len() as isize) else {
-                return vec![];
+                return;
             };
             if n == 0 {
-                return vec![];
+                return;
             }
             // `None` is the newest attempt with a job: start from the last.
             let cur = app.log_attempt.map_or(n, |a| a as isize);
@@ -1096,13 +1134,10 @@ fn on_normal_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             } else {
                 Some(to as u32)
             };
-            app.detail_generation += 1;
-            app.detail.log = LogView::default();
-            app.detail_scroll = 0;
-            app.follow = true;
+            app.reload_log();
         }
+        _ => {}
     }
-    vec![]
 }
 
 /// Moves the log view to the next (or previous) line matching the search.
