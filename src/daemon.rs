@@ -9,6 +9,7 @@
 //! - [`service`]: the process: run loop, start, stop, status.
 
 pub mod attempt;
+mod cluster;
 mod health;
 pub mod lease;
 mod placing;

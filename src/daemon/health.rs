@@ -7,13 +7,13 @@ use super::tick::{Loaded, Ticker, stamp};
 use crate::policy::blacklist::Strike;
 use crate::policy::decide;
 use crate::policy::state::{AttemptPhase, RunState};
-use crate::policy::strikes::{self, SwitchGroup};
+use crate::policy::strikes;
 use crate::slurm::{PendingUpdate, Slurm};
 
 impl<S: Slurm + ?Sized> Ticker<'_, S> {
     /// True when the blacklist changed since the last call.
     pub(super) fn blacklist_changed(&self) -> bool {
-        let Some(cluster) = self.cluster.borrow().clone() else {
+        let Some(cluster) = self.cluster.name_known() else {
             return false;
         };
         let now = stamp(&self.state_dir.blacklist_path(&cluster));
@@ -21,35 +21,6 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         let changed = *last != now;
         *last = now;
         changed
-    }
-
-    pub(super) fn cluster_name(&self) -> Option<String> {
-        let mut c = self.cluster.borrow_mut();
-        if c.is_none() {
-            *c = self.slurm.cluster().ok().map(|i| i.name);
-        }
-        c.clone()
-    }
-
-    /// Leaf switches and their nodes, read once per daemon (the topology
-    /// changes with hardware, not by the minute). Empty without a topology
-    /// plugin.
-    pub(super) fn switch_groups(&self) -> Vec<SwitchGroup> {
-        let mut t = self.topology.borrow_mut();
-        if t.is_none() {
-            *t = self.slurm.topology().ok().map(|switches| {
-                switches
-                    .into_iter()
-                    .filter(|s| !s.nodes.is_empty())
-                    .map(|s| (s.name, s.nodes))
-                    .collect()
-            });
-        }
-        // Without a topology plugin, the configured node groups stand in.
-        match t.clone().unwrap_or_default() {
-            switches if switches.is_empty() => self.groups.clone(),
-            switches => switches,
-        }
     }
 
     /// Strikes the nodes blamed by attempts that ended in this step: the
@@ -72,7 +43,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         if charged.is_empty() {
             return;
         }
-        let Some(cluster) = self.cluster_name() else {
+        let Some(cluster) = self.cluster.name() else {
             return;
         };
         let rules = self.breaker.unwrap_or_default();
@@ -85,7 +56,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
             };
             let strike = matches!(c.charge, strikes::Charge::Strike { .. });
             let groups = if strike {
-                self.switch_groups()
+                self.cluster.switch_groups()
             } else {
                 Vec::new()
             };
@@ -121,7 +92,8 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     /// Whether Slurm itself says the node is unusable (down, drained, not
     /// responding): evidence beside a probe's, from the cached inventory.
     fn slurm_says_down(&self, node: &str, now: Timestamp) -> bool {
-        self.inventory(now, false)
+        self.cluster
+            .inventory(now, false)
             .is_some_and(|nodes| nodes.iter().any(|n| n.name == node && !n.state.is_usable()))
     }
 
@@ -130,7 +102,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     pub(super) fn skipped_probes(&self, now: Timestamp) -> Vec<String> {
         // Off here: breakers tripped elsewhere (a lab member's daemon on a
         // shared blacklist) do not change what this user's jobs probe.
-        let (Some(_), Some(cluster)) = (self.breaker, self.cluster_name()) else {
+        let (Some(_), Some(cluster)) = (self.breaker, self.cluster.name()) else {
             return Vec::new();
         };
         self.state_dir

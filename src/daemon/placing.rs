@@ -13,7 +13,7 @@ use crate::placement::inventory::{Fit, PartitionGpus, fit, order_by_estimate, pa
 use crate::placement::refusal::{AfterRefusal, after_refusal};
 use crate::policy::decide::{self, SubmitResult};
 use crate::policy::state::RunState;
-use crate::slurm::{JobId, NodeInfo, PartitionInfo, PendingUpdate, Rejection, Slurm, SlurmError};
+use crate::slurm::{JobId, PendingUpdate, Rejection, Slurm, SlurmError};
 use crate::store::atomic::StoreError;
 
 /// Why a run's next job cannot be placed.
@@ -28,43 +28,7 @@ pub(super) enum PlanError {
     Nowhere,
 }
 
-/// How long the node names read from Slurm are trusted.
-pub(super) const INVENTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl<S: Slurm + ?Sized> Ticker<'_, S> {
-    /// The node inventory; `fresh` forces a new read (GPU availability
-    /// changes by the second; node names rarely).
-    pub(super) fn inventory(&self, now: Timestamp, fresh: bool) -> Option<Vec<NodeInfo>> {
-        let mut k = self.known.borrow_mut();
-        let recent = k
-            .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
-        if fresh || !recent {
-            *k = Some((now, self.slurm.nodes().ok()?));
-        }
-        k.as_ref().map(|(_, n)| n.clone())
-    }
-
-    pub(super) fn known_nodes(&self, now: Timestamp) -> Option<Vec<String>> {
-        Some(
-            self.inventory(now, false)?
-                .into_iter()
-                .map(|n| n.name)
-                .collect(),
-        )
-    }
-
-    pub(super) fn partition_list(&self, now: Timestamp) -> Option<Vec<PartitionInfo>> {
-        let mut p = self.partitions.borrow_mut();
-        let fresh = p
-            .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at).unsigned_abs() < INVENTORY_TTL);
-        if !fresh {
-            *p = Some((now, self.slurm.partitions().ok()?));
-        }
-        p.as_ref().map(|(_, v)| v.clone())
-    }
-
     /// Where the run's next job may go: nodes to avoid, and for a GPU run
     /// that pins no partition, the partitions that can hold it, best first.
     pub(super) fn plan(
@@ -80,8 +44,14 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         let partitions = if !spec.resources.partitions.is_empty() {
             Some(spec.resources.partitions.clone())
         } else if spec.resources.gpus.is_some() && !script_pins {
-            let nodes = self.inventory(now, true).ok_or(PlanError::Unobservable)?;
-            let parts = self.partition_list(now).ok_or(PlanError::Unobservable)?;
+            let nodes = self
+                .cluster
+                .inventory(now, true)
+                .ok_or(PlanError::Unobservable)?;
+            let parts = self
+                .cluster
+                .partitions(now)
+                .ok_or(PlanError::Unobservable)?;
             let catalog = &self.catalog;
             let views = partition_gpus(&parts, &nodes, &exclude, catalog);
             let time = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
@@ -127,10 +97,10 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         state: &RunState,
         now: Timestamp,
     ) -> (Vec<String>, Option<String>) {
-        let Some(known) = self.known_nodes(now) else {
+        let Some(known) = self.cluster.known_nodes(now) else {
             return (Vec::new(), None);
         };
-        let mut banned = match (spec.policy.blacklist, self.cluster_name()) {
+        let mut banned = match (spec.policy.blacklist, self.cluster.name()) {
             (true, Some(cluster)) => self
                 .state_dir
                 .load_blacklist(&cluster)
@@ -160,7 +130,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         state: &RunState,
         now: Timestamp,
     ) -> Option<Vec<String>> {
-        let nodes = self.inventory(now, false)?;
+        let nodes = self.cluster.inventory(now, false)?;
         let mut all = self.exclude_for(spec, state, now);
         all.extend(
             nodes
@@ -183,6 +153,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     ) -> (String, Option<Timestamp>) {
         let (bans, until) = self.bans_named(exclude, now);
         let down: Vec<String> = self
+            .cluster
             .inventory(now, false)
             .unwrap_or_default()
             .into_iter()
@@ -215,7 +186,8 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
     /// The bans among `exclude`, for people, and when the first expires.
     fn bans_named(&self, exclude: &[String], now: Timestamp) -> (String, Option<Timestamp>) {
         let bl = self
-            .cluster_name()
+            .cluster
+            .name()
             .and_then(|c| self.state_dir.load_blacklist(&c).ok());
         let mut first: Option<Timestamp> = None;
         let named: Vec<String> = exclude
@@ -295,8 +267,9 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         let current: Vec<&str> = a.partition.as_deref().unwrap_or("").split(',').collect();
         let first = &wanted[0];
         let can_start_now = self
+            .cluster
             .inventory(now, false)
-            .zip(self.partition_list(now))
+            .zip(self.cluster.partitions(now))
             .map(|(nodes, parts)| {
                 let views = partition_gpus(&parts, &nodes, &placement.exclude, &self.catalog);
                 views.iter().any(|v| {

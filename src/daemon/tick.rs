@@ -14,19 +14,17 @@ use std::rc::Rc;
 use jiff::Timestamp;
 
 use super::attempt;
+use super::cluster::ClusterView;
 use super::placing::PlanError;
 use crate::model::{RunId, RunSpec};
 use crate::placement::catalog::Catalog;
 use crate::policy::decide::{self, Action, JobView, Observation, SubmitResult, job_name};
 use crate::policy::signatures::SignatureSet;
 use crate::policy::state::RunState;
-use crate::policy::strikes::SwitchGroup;
 use crate::records::{
     HEARTBEAT_VERSION, Heartbeat, OUTCOME_VERSION, Outcome, PROGRESS_VERSION, Progress,
 };
-use crate::slurm::{
-    JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo, Rejection, Slurm, SlurmError,
-};
+use crate::slurm::{JobId, JobInfo, JobRecord, Rejection, Slurm, SlurmError};
 use crate::store::atomic::{self, StoreError};
 use crate::store::{RunDir, StateDir};
 
@@ -66,20 +64,12 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// The shepherd binary the jobs run as their wrapper.
     pub(super) exe: PathBuf,
     cache: RefCell<HashMap<RunId, Cached>>,
-    /// Slurm's cluster name (keys the blacklist), learnt once.
-    pub(super) cluster: RefCell<Option<String>>,
-    /// Node names the cluster knows, and when they were read: only these may
-    /// go into `--exclude`.
-    pub(super) known: RefCell<Option<(Timestamp, Vec<NodeInfo>)>>,
-    /// Leaf switches, for correlated failures.
-    pub(super) topology: RefCell<Option<Vec<SwitchGroup>>>,
+    /// The cluster's name, nodes, partitions and switches, cached.
+    pub(super) cluster: ClusterView<'a, S>,
     /// From the configuration file: the GPU catalog with the lab's entries,
     /// fault signatures, and node groups for clusters without a topology.
     pub(super) catalog: Catalog,
     pub(super) signatures: std::sync::Arc<SignatureSet>,
-    pub(super) groups: Vec<SwitchGroup>,
-    /// The cluster's partitions, read when a run needs placing.
-    pub(super) partitions: RefCell<Option<(Timestamp, Vec<PartitionInfo>)>>,
     /// The blacklist file as last seen: a change (a ban by the CLI, or by
     /// this daemon) makes pending jobs learn the new exclude list.
     pub(super) blacklist_stamp: RefCell<Option<(std::time::SystemTime, u64)>>,
@@ -103,13 +93,9 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             state_dir,
             exe,
             cache: RefCell::new(HashMap::new()),
-            cluster: RefCell::new(None),
-            known: RefCell::new(None),
-            partitions: RefCell::new(None),
-            topology: RefCell::new(None),
+            cluster: ClusterView::new(slurm),
             catalog: Catalog::builtin(),
             signatures: std::sync::Arc::new(SignatureSet::builtin()),
-            groups: Vec::new(),
             blacklist_stamp: RefCell::new(None),
             channels: Vec::new(),
             outbox: crate::notify::outbox::Outbox::new(state_dir),
@@ -121,7 +107,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
     pub fn with_config(mut self, config: &crate::config::Config) -> Result<Self, String> {
         self.catalog = config.catalog();
         self.signatures = std::sync::Arc::new(config.signatures()?);
-        self.groups = config.node_groups()?;
+        self.cluster.groups = config.node_groups()?;
         self.channels = config.channels()?;
         self.breaker = config.blacklist.breaker_rules()?;
         Ok(self)
@@ -264,7 +250,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 Ok(c) => c,
                 Err(e) => return vec![format!("run {}: notify: {e}", run.id)],
             };
-        let cluster = self.cluster_name();
+        let cluster = self.cluster.name();
         notices
             .iter()
             .filter_map(|n| {
