@@ -986,10 +986,25 @@ fn the_tui_shows_remote_runs_and_reconnects_after_a_lost_connection() {
         s.contains("Stop run far/farjob?")
     });
     tmux.cmd().args(["send-keys", "y"]).status().unwrap();
+    // The remote's own answer (its JSON document) is the status line.
+    wait(SCREEN_WAIT, "the remote's answer", &|s| {
+        s.contains("far: stop requested for run farjob")
+    });
     shep.wait_status("farjob", &["stopped"], LONG);
     wait(LONG, "the stopped run", &|s| {
         row_of(s, "farjob").is_some_and(|w| w.iter().any(|x| x == "stopped"))
     });
+    // Removed there too, and gone from the list.
+    tmux.cmd().args(["send-keys", "x"]).status().unwrap();
+    wait(SCREEN_WAIT, "the confirmation", &|s| {
+        s.contains("Remove run far/farjob?")
+    });
+    tmux.cmd().args(["send-keys", "y"]).status().unwrap();
+    wait(SCREEN_WAIT, "the removal", &|s| {
+        s.contains("far: removed run farjob")
+    });
+    wait(LONG, "the run gone", &|s| row_of(s, "farjob").is_none());
+    assert!(!shep.run(&["status", "farjob"]).status.success());
 
     tmux.cmd().args(["send-keys", "q"]).status().unwrap();
     let end = wait(Duration::from_secs(30), "the TUI to end", &|s| {
