@@ -27,6 +27,7 @@ pub use remote::Remote;
 use crate::policy::decide::Control;
 use crate::store::runs::JournalEntry;
 use crate::view::RunDoc;
+use crate::view::nodes::NodesDoc;
 
 /// A control request filed (`stop`, `pause`, `unpause`, `restart`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,4 +129,6 @@ pub trait Ops {
     fn ban(&self, node: &str, ttl: Option<Duration>, reason: &str) -> Result<Banned>;
     /// Lifts a ban.
     fn unban(&self, node: &str) -> Result<Unbanned>;
+    /// The cluster's nodes with Shepherd's bans and incidents.
+    fn nodes(&self) -> Result<NodesDoc>;
 }

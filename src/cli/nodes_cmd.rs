@@ -8,21 +8,13 @@ use super::output::{Table, emit, paint};
 use super::runs_cmd::local;
 use crate::ops::Ops;
 use crate::slurm::Slurm;
-use crate::view::nodes::nodes_doc;
 
 pub fn run(global: &GlobalArgs, cmd: Option<NodesCommand>) -> crate::ops::Result<()> {
     let local = local(global)?;
-    let sd = local.state_dir();
-    let slurm = local.slurm();
-    let cluster = local.cluster()?;
     let now = Timestamp::now();
     match cmd.unwrap_or(NodesCommand::List) {
         NodesCommand::List => {
-            let nodes = slurm.nodes()?;
-            // Without a topology plugin there are no switches; not an error.
-            let switches = slurm.topology().unwrap_or_default();
-            let bl = sd.load_blacklist(&cluster)?;
-            let doc = nodes_doc(&cluster, &nodes, &switches, &bl, now);
+            let doc = local.nodes()?;
             emit(global.json, "nodes", &doc, |d| {
                 let mut t = Table::new(&[
                     "NODE",

@@ -17,6 +17,7 @@ use crate::slurm::{JobId, Slurm, SlurmCli, SlurmCliConfig};
 use crate::store::runs::JournalEntry;
 use crate::store::{RunDir, StateDir};
 use crate::submit::RunOptions;
+use crate::view::nodes::{NodesDoc, nodes_doc};
 use crate::view::{RunDoc, UnknownRun, run_doc, run_docs};
 
 /// This login node's runs.
@@ -299,5 +300,21 @@ impl Ops for Local {
             node: node.to_string(),
             was_banned: Some(was),
         })
+    }
+
+    fn nodes(&self) -> Result<NodesDoc> {
+        let slurm = self.slurm();
+        let cluster = self.cluster()?;
+        let nodes = slurm.nodes()?;
+        // Without a topology plugin there are no switches; not an error.
+        let switches = slurm.topology().unwrap_or_default();
+        let bl = self.sd.load_blacklist(&cluster)?;
+        Ok(nodes_doc(
+            &cluster,
+            &nodes,
+            &switches,
+            &bl,
+            Timestamp::now(),
+        ))
     }
 }

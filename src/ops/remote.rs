@@ -12,6 +12,7 @@ use crate::policy::decide::Control;
 use crate::remote::registry;
 use crate::store::runs::JournalEntry;
 use crate::view::RunDoc;
+use crate::view::nodes::NodesDoc;
 
 /// A named remote's runs.
 pub struct Remote {
@@ -111,5 +112,9 @@ impl Ops for Remote {
             // Its `--json` answer does not say whether the node was banned.
             was_banned: None,
         })
+    }
+
+    fn nodes(&self) -> Result<NodesDoc> {
+        self.ask(&["nodes"], "nodes")
     }
 }

@@ -2,12 +2,12 @@
 //! Shepherd's ban, in one document per node.
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::blacklist::Blacklist;
 use crate::slurm::{NodeInfo, Switch};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BanDoc {
     pub reason: String,
     pub since: Timestamp,
@@ -17,7 +17,7 @@ pub struct BanDoc {
     pub strikes: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NodeDoc {
     pub name: String,
     pub state: String,
@@ -32,7 +32,7 @@ pub struct NodeDoc {
     pub banned: Option<BanDoc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NodesDoc {
     pub cluster: String,
     pub nodes: Vec<NodeDoc>,
