@@ -24,6 +24,7 @@ pub mod notify;
 pub mod ops;
 pub mod placement;
 pub mod policy;
+pub mod proc;
 pub mod records;
 pub mod remote;
 pub mod slurm;

@@ -8,7 +8,6 @@ pub mod error;
 pub mod hostlist;
 pub mod parse;
 pub mod reasons;
-pub mod runner;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod types;

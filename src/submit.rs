@@ -373,7 +373,7 @@ pub fn check_launch(
 /// check is skipped (the job script runs under bash on the node anyway).
 pub fn check_setup(setup: &str) -> anyhow::Result<()> {
     let text = format!("shepherd_setup() {{\n{}\n}}\n", setup.trim_end());
-    let inv = crate::slurm::runner::Invocation::new("bash", Duration::from_secs(10))
+    let inv = crate::proc::Invocation::new("bash", Duration::from_secs(10))
         .args(["-n"])
         .stdin(text);
     let Ok(out) = inv.run() else {

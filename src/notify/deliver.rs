@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::channels::Target;
 use super::outbox::Entry;
-use crate::slurm::runner::Invocation;
+use crate::proc::Invocation;
 
 /// Version of the notification JSON (webhook body, command stdin).
 pub const NOTICE_SCHEMA_VERSION: u32 = 1;

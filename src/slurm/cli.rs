@@ -15,7 +15,8 @@ use super::api::{PendingUpdate, Slurm};
 use super::commands;
 use super::error::{self, Rejection, SlurmError};
 use super::parse::{sacct, sbatch, scontrol, squeue};
-use super::runner::{Invocation, Output};
+use crate::proc::{Invocation, Output};
+
 use super::types::{
     AccountingSource, ClusterInfo, JobId, JobInfo, JobRecord, NodeInfo, PartitionInfo,
     ScriptSource, StartEstimate, SubmitRequest, Switch,
@@ -75,9 +76,36 @@ impl SlurmCli {
         inv
     }
 
+    /// Runs a Slurm command; a `SLURM_CONF` that names a missing file is
+    /// refused first, since every Slurm client would wait for its whole
+    /// timeout on it and then say nothing useful.
+    fn exec(&self, inv: Invocation) -> Result<Output, SlurmError> {
+        let conf = inv
+            .env
+            .iter()
+            .find(|(k, _)| k == "SLURM_CONF")
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                (!inv.env_clear)
+                    .then(|| std::env::var_os("SLURM_CONF"))
+                    .flatten()
+            });
+        if let Some(conf) = conf.filter(|c| !c.is_empty())
+            && !std::path::Path::new(&conf).exists()
+        {
+            return Err(SlurmError::Misconfigured {
+                message: format!(
+                    "SLURM_CONF is {}, which does not exist",
+                    std::path::Path::new(&conf).display()
+                ),
+            });
+        }
+        Ok(inv.run()?)
+    }
+
     /// Runs and turns a non-zero exit into a classified error.
     fn run_checked(&self, inv: Invocation) -> Result<Output, SlurmError> {
-        let out = inv.run()?;
+        let out = self.exec(inv)?;
         if out.success() {
             Ok(out)
         } else {
@@ -133,7 +161,7 @@ impl SlurmCli {
     }
 
     fn sacct(&self, ids: &[JobId], source: AccountingSource) -> Result<Vec<JobRecord>, SlurmError> {
-        let out = self.argv(commands::sacct(source, ids)).run()?;
+        let out = self.exec(self.argv(commands::sacct(source, ids)))?;
         if !out.success() {
             if sacct::is_storage_disabled(&out.stderr) {
                 return Err(SlurmError::AccountingUnavailable {
@@ -207,7 +235,7 @@ impl Slurm for SlurmCli {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.argv(commands::squeue(ids)).run()?;
+        let out = self.exec(self.argv(commands::squeue(ids)))?;
         if !out.success() {
             // squeue drops unknown ids from a list silently, but fails when
             // *every* id is unknown. Both mean the same: none is held.
@@ -286,7 +314,7 @@ impl Slurm for SlurmCli {
     }
 
     fn topology(&self) -> Result<Vec<Switch>, SlurmError> {
-        let out = self.argv(commands::topology()).run()?;
+        let out = self.exec(self.argv(commands::topology()))?;
         if out.stderr.contains("No topology information available") {
             return Ok(Vec::new());
         }

@@ -184,6 +184,21 @@ pub enum SlurmError {
     Parse { command: String, detail: String },
 }
 
+impl From<crate::proc::ProcError> for SlurmError {
+    fn from(e: crate::proc::ProcError) -> Self {
+        use crate::proc::ProcError;
+        match e {
+            ProcError::NotFound { program, source } => SlurmError::NotFound { program, source },
+            ProcError::TimedOut { command, after } => SlurmError::TimedOut { command, after },
+            ProcError::Wait { command, source } => SlurmError::Failed {
+                command,
+                status: "wait failed".to_string(),
+                message: source.to_string(),
+            },
+        }
+    }
+}
+
 impl SlurmError {
     /// True when the error says nothing about the jobs asked about: Slurm
     /// could not be asked. Callers must keep their last known state.

@@ -27,9 +27,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::proc::{Invocation, Output, ProcError};
 use crate::records::{ProbeResult, ProbeStatus};
-use crate::slurm::SlurmError;
-use crate::slurm::runner::Invocation;
 
 /// Why a probe did not conclude *healthy*.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,7 +388,7 @@ fn run_tool(
     args: &[&str],
     cuda_visible_devices: Option<&str>,
     timeout: Duration,
-) -> Result<crate::slurm::runner::Output, Problem> {
+) -> Result<Output, Problem> {
     let out = run_tool_raw(program, args, cuda_visible_devices, timeout)?;
     if !out.success() {
         return Err(failed_call(&out, &shown(program, args)));
@@ -407,7 +406,7 @@ fn shown(program: &str, args: &[&str]) -> String {
 }
 
 /// A call that exited non-zero: faulty with an error line, else inconclusive.
-fn failed_call(out: &crate::slurm::runner::Output, shown: &str) -> Problem {
+fn failed_call(out: &Output, shown: &str) -> Problem {
     let message = out.message();
     let message = if message.is_empty() {
         "no output".to_string()
@@ -428,7 +427,7 @@ fn run_tool_raw(
     args: &[&str],
     cuda_visible_devices: Option<&str>,
     timeout: Duration,
-) -> Result<crate::slurm::runner::Output, Problem> {
+) -> Result<Output, Problem> {
     let mut inv = Invocation::new(program, timeout).args(args);
     if let Some(cvd) = cuda_visible_devices {
         inv.env.push(("CUDA_VISIBLE_DEVICES".into(), cvd.into()));
@@ -436,10 +435,10 @@ fn run_tool_raw(
     let shown = shown(program, args);
     inv.run().map_err(|e| {
         Problem::Inconclusive(bound(match e {
-            SlurmError::NotFound { source, .. } => {
+            ProcError::NotFound { source, .. } => {
                 format!("cannot run {program}: {source} (is the NVIDIA driver installed?)")
             }
-            SlurmError::TimedOut { after, .. } => {
+            ProcError::TimedOut { after, .. } => {
                 format!("{shown} did not answer within {after:?}")
             }
             other => format!("{shown}: {other}"),
@@ -449,7 +448,7 @@ fn run_tool_raw(
 
 /// Error lines on stdout or stderr (nvidia-smi may report a broken GPU and
 /// still exit 0).
-fn error_lines(out: &crate::slurm::runner::Output) -> Vec<String> {
+fn error_lines(out: &Output) -> Vec<String> {
     out.stdout
         .lines()
         .chain(out.stderr.lines())
@@ -1050,10 +1049,10 @@ fn run_cuda(
             expect.count(),
             expect.mig,
         ),
-        Err(SlurmError::NotFound { .. }) => {
+        Err(ProcError::NotFound { .. }) => {
             inconclusive(format!("{CUDA_SKIPPED} ({python} not found)"))
         }
-        Err(SlurmError::TimedOut { after, .. }) => {
+        Err(ProcError::TimedOut { after, .. }) => {
             inconclusive(format!("CUDA smoke test did not finish within {after:?}"))
         }
         Err(other) => inconclusive(format!("CUDA smoke test: {other}")),

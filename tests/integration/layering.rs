@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Lowest first. Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["duration", "model"],
+    &["duration", "model", "proc"],
     &["slurm"],
     &["records"],
     &["placement"],

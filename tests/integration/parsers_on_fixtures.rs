@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
+use shepherd::proc::Output;
 use shepherd::slurm::cli::classify_failure;
 use shepherd::slurm::commands::{self, Argv};
 use shepherd::slurm::parse::{sacct, sbatch, scontrol, squeue};
 use shepherd::slurm::reasons::{PendingOutlook, classify_pending};
-use shepherd::slurm::runner::Output;
 use shepherd::slurm::{AccountingSource, JobId, JobInfo, JobState, Rejection, SlurmError, error};
 
 use crate::support::repo_root;

@@ -1,14 +1,21 @@
-//! Runs one Slurm command with a deadline.
+//! Runs one program with a deadline: Slurm's clients, nvidia-smi and the
+//! CUDA check in the wrapper, curl and sendmail for notices, `bash -n`.
 //!
-//! Slurm clients block for seconds when the controller is down, and forever when
-//! it hangs half-way through a reply. Every command therefore runs in its own
-//! process group; on expiry the whole group gets SIGTERM, a short grace period,
-//! then SIGKILL, so no orphan keeps a pipe open or a login node busy.
+//! Slurm clients block for seconds when the controller is down, and forever
+//! when it hangs half-way through a reply; nvidia-smi hangs on a wedged GPU.
+//! Every program therefore runs in its own process group; on expiry the whole
+//! group gets SIGTERM, a short grace period, then SIGKILL, so no orphan keeps
+//! a pipe open or a login node busy.
+//!
+//! A program that ran and exited non-zero is *not* an error here ([`Output`]
+//! carries its status): only the caller knows what its failures mean, and
+//! classifies them in its own terms (`slurm::SlurmError` for Slurm,
+//! a probe's inconclusive evidence for nvidia-smi). [`ProcError`] is only
+//! "could not be run": not started, no answer in time, not waited for.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -16,7 +23,29 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
-use super::error::SlurmError;
+/// Why a program gave no [`Output`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The program could not be started (missing, not executable).
+    #[error("cannot run `{program}`: {source}")]
+    NotFound {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The program did not finish in time; its process group was killed.
+    #[error("`{command}` did not answer within {:.0?}", .after)]
+    TimedOut { command: String, after: Duration },
+
+    /// Waiting for the started program failed (the OS refused `wait`).
+    #[error("`{command}`: cannot wait for it: {source}")]
+    Wait {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// How long a killed command's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -127,34 +156,9 @@ impl Invocation {
     ///
     /// A non-zero exit is *not* an error here: the caller classifies it, since
     /// only the caller knows what the command's failures mean.
-    pub fn run(&self) -> Result<Output, SlurmError> {
+    pub fn run(&self) -> Result<Output, ProcError> {
         let started = Instant::now();
         let command = self.display();
-        const SLURM: &[&str] = &["sbatch", "squeue", "sacct", "scontrol", "sinfo", "scancel"];
-        let is_slurm = Path::new(&self.program)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| SLURM.contains(&n));
-        let conf = self
-            .env
-            .iter()
-            .find(|(k, _)| k == "SLURM_CONF")
-            .map(|(_, v)| std::ffi::OsString::from(v))
-            .or_else(|| {
-                (!self.env_clear)
-                    .then(|| std::env::var_os("SLURM_CONF"))
-                    .flatten()
-            });
-        if let Some(conf) = conf.filter(|c| is_slurm && !c.is_empty())
-            && !Path::new(&conf).exists()
-        {
-            return Err(SlurmError::Misconfigured {
-                message: format!(
-                    "SLURM_CONF is {}, which does not exist",
-                    Path::new(&conf).display()
-                ),
-            });
-        }
         let mut cmd = Command::new(&self.program);
         if self.env_clear {
             cmd.env_clear();
@@ -169,7 +173,7 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|source| SlurmError::NotFound {
+        let mut child = cmd.spawn().map_err(|source| ProcError::NotFound {
             program: self.program.clone(),
             source,
         })?;
@@ -200,16 +204,15 @@ impl Invocation {
                     kill_group(pid, Signal::KILL);
                     let _ = rx.recv_timeout(KILL_GRACE);
                 }
-                return Err(SlurmError::TimedOut {
+                return Err(ProcError::TimedOut {
                     command,
                     after: self.timeout,
                 });
             }
         };
-        let status = status.map_err(|e| SlurmError::Failed {
+        let status = status.map_err(|source| ProcError::Wait {
             command: command.clone(),
-            status: "wait failed".to_string(),
-            message: e.to_string(),
+            source,
         })?;
         // The group is not killed here: its id may already be recycled. A
         // grandchild that still holds a pipe only costs us a bounded wait.
@@ -280,7 +283,7 @@ mod tests {
         let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
         let started = Instant::now();
         let err = sh(&script, Duration::from_millis(300)).run().unwrap_err();
-        assert!(matches!(err, SlurmError::TimedOut { .. }), "{err}");
+        assert!(matches!(err, ProcError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
         let pid: i32 = std::fs::read_to_string(&marker)
             .unwrap()
@@ -310,7 +313,7 @@ mod tests {
         )
         .run()
         .unwrap_err();
-        assert!(matches!(err, SlurmError::TimedOut { .. }));
+        assert!(matches!(err, ProcError::TimedOut { .. }));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
@@ -319,7 +322,7 @@ mod tests {
         let err = Invocation::new("shepherd-no-such-program", Duration::from_secs(1))
             .run()
             .unwrap_err();
-        assert!(matches!(err, SlurmError::NotFound { .. }));
+        assert!(matches!(err, ProcError::NotFound { .. }));
         assert!(err.to_string().contains("shepherd-no-such-program"));
     }
 
