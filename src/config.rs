@@ -5,22 +5,26 @@
 //! `$XDG_CONFIG_HOME/shepherd/config.toml` (`~/.config/shepherd/config.toml`).
 //! Unknown keys are errors: a typo must not be silently ignored.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::{Mode, Prefer};
+use crate::options::RunOptions;
 use crate::placement::catalog::UserEntry;
 use crate::policy::signatures::{SignatureSet, UserSignature};
-use crate::submit::RunOptions;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Defaults for every run; `#SHEPHERD` lines and the command line win.
-    #[serde(default)]
-    pub defaults: Defaults,
+    /// Defaults for every run, as written: each key a flag of `shepherd run`
+    /// (`crate::options::from_table`). `#SHEPHERD` lines and the command
+    /// line win.
+    #[serde(default, rename = "defaults")]
+    defaults_table: BTreeMap<String, toml::Spanned<toml::Value>>,
+    /// [`Config::defaults_table`] parsed (by [`parse`]).
+    #[serde(skip)]
+    pub defaults: RunOptions,
     /// GPU catalog additions and overrides.
     #[serde(default)]
     pub gpu: Vec<UserEntry>,
@@ -86,37 +90,6 @@ impl BlacklistConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Defaults {
-    pub mode: Option<String>,
-    pub partitions: Option<Vec<String>>,
-    pub gpus: Option<u32>,
-    pub min_vram: Option<u32>,
-    pub max_vram: Option<u32>,
-    pub gpu_type: Option<String>,
-    pub prefer: Option<String>,
-    pub max_retries: Option<u32>,
-    pub same_failure_limit: Option<u32>,
-    pub keep_alive: Option<String>,
-    pub heartbeat_interval: Option<String>,
-    pub heartbeat_grace: Option<String>,
-    pub progress_stall: Option<String>,
-    pub backoff_base: Option<String>,
-    pub backoff_max: Option<String>,
-    pub blacklist_ttl: Option<String>,
-    pub pending_timeout: Option<String>,
-    pub signal_before: Option<String>,
-    pub no_blacklist: Option<bool>,
-    /// `--probes`: a list of probe names, or `["none"]`.
-    pub probes: Option<Vec<String>>,
-    /// `--setup`: shell commands run in the job before the workload.
-    pub setup: Option<String>,
-    /// Extra sbatch arguments for every run (`["--account=lab"]`), applied
-    /// before the script's own `#SBATCH` lines.
-    pub sbatch_args: Option<Vec<String>>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeGroup {
@@ -171,75 +144,13 @@ pub fn load(state_dir: &Path) -> Result<(Config, Option<PathBuf>), ConfigError> 
 
 /// Parses and checks a configuration.
 pub fn parse(text: &str) -> Result<Config, String> {
-    let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
-    config.defaults.run_options()?;
+    let mut config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+    let line_of = |offset: usize| 1 + text[..offset.min(text.len())].matches('\n').count();
+    config.defaults = crate::options::from_table(&config.defaults_table, line_of)?;
     config.signatures()?;
     config.node_groups()?;
     config.channels()?;
     Ok(config)
-}
-
-fn duration(key: &str, v: &Option<String>) -> Result<Option<Duration>, String> {
-    v.as_deref()
-        .map(|s| crate::duration::parse(s).map_err(|e| format!("[defaults] {key}: {e}")))
-        .transpose()
-}
-
-impl Defaults {
-    /// The defaults as run options, to be overridden by the script and the
-    /// command line.
-    pub fn run_options(&self) -> Result<RunOptions, String> {
-        Ok(RunOptions {
-            run_id: None,
-            mode: self
-                .mode
-                .as_deref()
-                .map(|m| {
-                    m.parse::<Mode>()
-                        .map_err(|e| format!("[defaults] mode: {e}"))
-                })
-                .transpose()?,
-            gpus: self.gpus,
-            min_vram: self.min_vram,
-            max_vram: self.max_vram,
-            gpu_type: self.gpu_type.clone(),
-            prefer: self
-                .prefer
-                .as_deref()
-                .map(|p| {
-                    p.parse::<Prefer>()
-                        .map_err(|e| format!("[defaults] prefer: {e}"))
-                })
-                .transpose()?,
-            partitions: self.partitions.clone(),
-            max_retries: self.max_retries,
-            same_failure_limit: self.same_failure_limit,
-            keep_alive: duration("keep_alive", &self.keep_alive)?,
-            heartbeat_interval: duration("heartbeat_interval", &self.heartbeat_interval)?,
-            heartbeat_grace: duration("heartbeat_grace", &self.heartbeat_grace)?,
-            progress_stall: duration("progress_stall", &self.progress_stall)?,
-            backoff_base: duration("backoff_base", &self.backoff_base)?,
-            backoff_max: duration("backoff_max", &self.backoff_max)?,
-            blacklist_ttl: duration("blacklist_ttl", &self.blacklist_ttl)?,
-            pending_timeout: duration("pending_timeout", &self.pending_timeout)?,
-            signal_before: duration("signal_before", &self.signal_before)?,
-            no_blacklist: self.no_blacklist.unwrap_or(false),
-            probes: self
-                .probes
-                .as_ref()
-                .map(|list| {
-                    let names: Vec<String> =
-                        list.iter().filter(|p| *p != "none").cloned().collect();
-                    crate::wrapper::probe::check_names(&names)
-                        .map(|()| list.clone())
-                        .map_err(|e| format!("[defaults] probes: {e}"))
-                })
-                .transpose()?,
-            setup: self.setup.clone(),
-            sbatch_args: self.sbatch_args.clone(),
-            notify: None,
-        })
-    }
 }
 
 impl Config {
@@ -271,6 +182,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Prefer;
+    use std::time::Duration;
 
     #[test]
     fn an_empty_or_relative_xdg_config_home_is_ignored() {
@@ -321,14 +234,27 @@ shared_dir = "/shared/lab/shepherd"
 "#;
 
     #[test]
+    fn the_documented_example_is_a_valid_configuration() {
+        let doc = include_str!("../docs/config.md");
+        let start = doc
+            .find("```toml\n")
+            .expect("docs/config.md has a toml block")
+            + 8;
+        let len = doc[start..].find("```").unwrap();
+        let c = parse(&doc[start..start + len]).unwrap();
+        assert_eq!(c.defaults.sbatch_args.as_deref().unwrap().len(), 2);
+        assert!(c.defaults.setup.unwrap().contains("conda activate train"));
+    }
+
+    #[test]
     fn reads_every_section() {
         let c = parse(FULL).unwrap();
-        let o = c.defaults.run_options().unwrap();
+        let o = &c.defaults;
         assert_eq!(o.max_retries, Some(5));
         assert_eq!(o.same_failure_limit, Some(4));
         assert_eq!(o.heartbeat_grace, Some(Duration::from_secs(600)));
         assert_eq!(o.prefer, Some(Prefer::Max));
-        assert_eq!(o.partitions.unwrap(), ["a100", "a6000"]);
+        assert_eq!(o.partitions.as_deref().unwrap(), ["a100", "a6000"]);
         assert_eq!(c.catalog().identify("a100").vram_gb(), Some(80));
         assert!(c.signatures().unwrap().ids().any(|i| i == "lab-bad-ib"));
         assert_eq!(c.node_groups().unwrap()[0].1.len(), 4);

@@ -22,6 +22,7 @@ pub mod duration;
 pub mod model;
 pub mod notify;
 pub mod ops;
+pub mod options;
 pub mod placement;
 pub mod policy;
 pub mod proc;

@@ -263,6 +263,33 @@ impl RunSpec {
     }
 }
 
+/// The names of the GPU probes (`--probes`), which the wrapper runs
+/// (`wrapper::probe`) and records name: one list for the options, the
+/// wrapper and the records.
+pub mod probes {
+    /// The probe's name in `ProbeResult::name` and `Verdict::ProbeFailed`.
+    pub const VISIBILITY: &str = "visibility";
+    /// ECC errors, page retirement, row remapping.
+    pub const HEALTH: &str = "health";
+    /// Foreign compute processes on the job's GPUs.
+    pub const PROCESSES: &str = "processes";
+    /// A CUDA kernel launch through PyTorch.
+    pub const CUDA: &str = "cuda";
+    /// Every probe, in the order they run.
+    pub const ALL: &[&str] = &[VISIBILITY, HEALTH, PROCESSES, CUDA];
+
+    /// Checks probe names (`--probes`): each must be one of [`ALL`].
+    pub fn check_names(names: &[String]) -> Result<(), String> {
+        match names.iter().find(|n| !ALL.contains(&n.as_str())) {
+            Some(bad) => Err(format!(
+                "unknown probe {bad:?}; use {} (or none)",
+                ALL.join(", ")
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Serde helpers: durations as whole seconds.
 pub mod secs {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -1,42 +1,20 @@
 //! Creating a run from a script: `#SHEPHERD` directives, `#SBATCH` lines,
 //! command-line overrides, validation, and the run directory on disk.
 //!
-//! Directives are parsed by the very same argument parser as the command line
-//! ([`RunOptions`]), so a directive accepts exactly what the flag accepts and
-//! fails with the same message, plus the line it came from.
-
-pub mod directives;
+//! The options themselves, and the parser of `#SHEPHERD` lines, are
+//! [`crate::options`]: one definition for the command line, directives and
+//! the configuration's defaults.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
 use jiff::Timestamp;
 
-use crate::model::{Mode, Policy, Prefer, Resources, RunId, RunSpec};
+use crate::model::{Mode, Policy, Resources, RunId, RunSpec};
+pub use crate::options::RunOptions;
+use crate::options::directives;
 use crate::store::{RunDir, StateDir};
-
-fn duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s)
-}
-
-fn partition_name(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty partition name".into());
-    }
-    Ok(s.to_string())
-}
-
-fn probe_name(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s == "none" {
-        return Ok(s.to_string());
-    }
-    crate::wrapper::probe::check_names(&[s.to_string()])?;
-    Ok(s.to_string())
-}
 
 /// `--probes` as given → the policy's list: `none` alone means no probe.
 fn probe_list(given: Option<Vec<String>>) -> anyhow::Result<Option<Vec<String>>> {
@@ -56,129 +34,6 @@ fn probe_list(given: Option<Vec<String>>) -> anyhow::Result<Option<Vec<String>>>
         }
     }
     Ok(Some(list))
-}
-
-/// Every option of a run, settable on the command line and in `#SHEPHERD`
-/// lines. `None` means "not given here".
-#[derive(Debug, Clone, Default, Args)]
-pub struct RunOptions {
-    /// Name of the run (default: the script's file name without extension)
-    #[arg(long, value_name = "ID")]
-    pub run_id: Option<RunId>,
-    /// run_once: done when the workload exits 0; indefinite: kept alive until --keep-alive
-    #[arg(long, value_name = "MODE")]
-    pub mode: Option<Mode>,
-    /// GPUs per job
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub gpus: Option<u32>,
-    /// Minimum GPU memory in GB
-    #[arg(long, value_name = "GB")]
-    pub min_vram: Option<u32>,
-    /// Maximum GPU memory in GB
-    #[arg(long, value_name = "GB")]
-    pub max_vram: Option<u32>,
-    /// GPU type (GRES type, e.g. a100)
-    #[arg(long, value_name = "TYPE")]
-    pub gpu_type: Option<String>,
-    /// Prefer the smallest (min) or biggest (max) sufficient GPU
-    #[arg(long, value_name = "min|max")]
-    pub prefer: Option<Prefer>,
-    /// Partitions to use, in order of preference (comma-separated)
-    #[arg(long, value_name = "A,B", value_delimiter = ',', value_parser = partition_name)]
-    pub partitions: Option<Vec<String>>,
-    /// Workload failures tolerated before the run fails
-    #[arg(long, value_name = "N")]
-    pub max_retries: Option<u32>,
-    /// The same failure in N attempts on two or more nodes ends the run (0: off)
-    #[arg(long, value_name = "N")]
-    pub same_failure_limit: Option<u32>,
-    /// How long an indefinite run is kept alive (e.g. 7d)
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub keep_alive: Option<Duration>,
-    /// How often the wrapper writes a heartbeat
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub heartbeat_interval: Option<Duration>,
-    /// A heartbeat older than this means the job hangs
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub heartbeat_grace: Option<Duration>,
-    /// No progress report and no output for this long means the job hangs
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub progress_stall: Option<Duration>,
-    /// First retry delay after a workload failure (doubles each time)
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub backoff_base: Option<Duration>,
-    /// Longest retry delay
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub backoff_max: Option<Duration>,
-    /// How long a bad node is avoided (grows for repeat offenders)
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub blacklist_ttl: Option<Duration>,
-    /// Never ban nodes for this run's failures
-    #[arg(long)]
-    pub no_blacklist: bool,
-    /// Move a job pending this long to a partition that can start it now (0: never)
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub pending_timeout: Option<Duration>,
-    /// Send SIGUSR1 to the workload this long before the time limit, to checkpoint
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub signal_before: Option<Duration>,
-    /// GPU probes before the workload: only these (visibility,health,processes,cuda), or none
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = probe_name)]
-    pub probes: Option<Vec<String>>,
-    /// Shell commands run in the job before the workload, in the same shell
-    /// (e.g. "module load cuda; conda activate train")
-    #[arg(long, value_name = "SNIPPET")]
-    pub setup: Option<String>,
-    /// Where this run's notices go: configured channel names, URLs,
-    /// mailto:ADDRESS, or none (default: the configured default channels)
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub notify: Option<Vec<String>>,
-    /// Extra sbatch arguments from the configuration file, applied as
-    /// `#SBATCH` lines before the script's own (which win).
-    #[arg(skip)]
-    pub sbatch_args: Option<Vec<String>>,
-}
-
-macro_rules! merge_opts {
-    ($base:expr, $over:expr, $($field:ident),*) => {
-        RunOptions {
-            $($field: $over.$field.or($base.$field),)*
-            no_blacklist: $over.no_blacklist || $base.no_blacklist,
-        }
-    };
-}
-
-impl RunOptions {
-    /// `self` overridden by `over` wherever `over` gives a value.
-    pub fn overridden_by(self, over: RunOptions) -> RunOptions {
-        merge_opts!(
-            self,
-            over,
-            run_id,
-            mode,
-            gpus,
-            min_vram,
-            max_vram,
-            gpu_type,
-            prefer,
-            partitions,
-            max_retries,
-            same_failure_limit,
-            keep_alive,
-            heartbeat_interval,
-            heartbeat_grace,
-            progress_stall,
-            backoff_base,
-            backoff_max,
-            blacklist_ttl,
-            signal_before,
-            pending_timeout,
-            probes,
-            setup,
-            sbatch_args,
-            notify
-        )
-    }
 }
 
 /// Everything needed to create a run, gathered before anything is written.
@@ -613,7 +468,7 @@ mod tests {
     fn probes_default_from_the_configuration() {
         let config =
             crate::config::parse("[defaults]\nprobes = [\"visibility\", \"health\"]\n").unwrap();
-        let opts = config.defaults.run_options().unwrap();
+        let opts = config.defaults;
         assert_eq!(
             opts.probes,
             Some(vec!["visibility".to_string(), "health".to_string()])

@@ -360,7 +360,7 @@ fn new_run(local: &Local, path: &str) -> ops::Result<String> {
     let created = local.submit(
         ops::Submission {
             script: std::path::Path::new(path),
-            options: crate::submit::RunOptions::default(),
+            options: crate::options::RunOptions::default(),
             cwd: &cwd,
             check_script: true,
             poll: crate::daemon::service::default_poll_interval(),

@@ -236,7 +236,7 @@ pub struct RunArgs {
     /// The batch script (#SHEPHERD lines give options, #SBATCH lines go to Slurm)
     pub script: PathBuf,
     #[command(flatten)]
-    pub options: crate::submit::RunOptions,
+    pub options: crate::options::RunOptions,
     /// Skip the checks of the script's #! line and interpreter (for an
     /// interpreter that exists only on the compute nodes)
     #[arg(long)]

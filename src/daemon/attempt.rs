@@ -69,7 +69,7 @@ pub fn job_script(
 /// command-line `--exclude` would otherwise replace. Names the cluster does
 /// not know are dropped: one stale name makes sbatch refuse the whole job.
 pub fn exclude_list(spec: &RunSpec, banned: &[String], known: &[String]) -> Vec<String> {
-    let own = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+    let own = crate::options::directives::sbatch_files(&spec.sbatch_lines)
         .exclude
         .and_then(|x| crate::slurm::hostlist::expand(&x).ok())
         .unwrap_or_default();

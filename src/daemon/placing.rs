@@ -38,7 +38,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         now: Timestamp,
     ) -> Result<attempt::Placement, PlanError> {
         let (exclude, avoid) = self.exclude_and_avoid(spec, state, now);
-        let script_pins = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+        let script_pins = crate::options::directives::sbatch_files(&spec.sbatch_lines)
             .partition
             .is_some();
         let partitions = if !spec.resources.partitions.is_empty() {
@@ -54,7 +54,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 .ok_or(PlanError::Unobservable)?;
             let catalog = &self.catalog;
             let views = partition_gpus(&parts, &nodes, &exclude, catalog);
-            let time = crate::submit::directives::sbatch_files(&spec.sbatch_lines)
+            let time = crate::options::directives::sbatch_files(&spec.sbatch_lines)
                 .time
                 .and_then(|t| {
                     crate::slurm::parse::values::time_limit_minutes(&t)

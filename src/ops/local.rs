@@ -11,12 +11,12 @@ use super::{Banned, Context, Created, Ops, Removed, Requested, Result, Unbanned}
 use crate::daemon::service;
 use crate::fail;
 use crate::model::RunId;
+use crate::options::RunOptions;
 use crate::policy::decide::Control;
 use crate::policy::state::RunState;
 use crate::slurm::{JobId, Slurm, SlurmCli, SlurmCliConfig};
 use crate::store::runs::JournalEntry;
 use crate::store::{RunDir, StateDir};
-use crate::submit::RunOptions;
 use crate::view::nodes::{NodesDoc, nodes_doc};
 use crate::view::{RunDoc, UnknownRun, run_doc, run_docs};
 
@@ -103,12 +103,13 @@ impl Local {
     pub fn submit(&self, s: Submission<'_>, warn: &mut dyn FnMut(&str)) -> Result<Created> {
         let sd = &self.sd;
         let (config, _) = crate::config::load(sd.root())?;
-        let defaults = config
-            .defaults
-            .run_options()
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let prepared =
-            crate::submit::prepare(s.script, defaults, s.options, s.cwd, Timestamp::now())?;
+        let prepared = crate::submit::prepare(
+            s.script,
+            config.defaults.clone(),
+            s.options,
+            s.cwd,
+            Timestamp::now(),
+        )?;
         for warning in crate::submit::check_launch(s.script, &prepared, s.check_script)? {
             warn(&warning);
         }

@@ -5,10 +5,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::model::RunSpec;
+use crate::options::directives::sbatch_files;
 use crate::policy::decide::job_name;
 use crate::slurm::JobId;
 use crate::store::RunDir;
-use crate::submit::directives::sbatch_files;
 
 /// Which stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,16 +76,7 @@ fn inconclusive<T>(detail: String) -> Result<T, Problem> {
     Err(Problem::Inconclusive(bound(detail)))
 }
 
-/// The probe's name in [`ProbeResult::name`] and `Verdict::ProbeFailed`.
-pub const VISIBILITY: &str = "visibility";
-/// ECC errors, page retirement, row remapping.
-pub const HEALTH: &str = "health";
-/// Foreign compute processes on the job's GPUs.
-pub const PROCESSES: &str = "processes";
-/// A CUDA kernel launch through PyTorch.
-pub const CUDA: &str = "cuda";
-/// Every probe, in the order they run.
-pub const ALL: &[&str] = &[VISIBILITY, HEALTH, PROCESSES, CUDA];
+pub use crate::model::probes::{ALL, CUDA, HEALTH, PROCESSES, VISIBILITY, check_names};
 
 /// How long the `cuda` probe may take: importing torch and creating a CUDA
 /// context per device takes seconds, not minutes.
@@ -94,17 +85,6 @@ pub const CUDA_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the `cuda` probe records when no framework can be imported.
 pub const CUDA_SKIPPED: &str =
     "skipped: no CUDA framework available (torch not importable); no kernel launch checked";
-
-/// Checks probe names (`--probes`): each must be one of [`ALL`].
-pub fn check_names(names: &[String]) -> Result<(), String> {
-    match names.iter().find(|n| !ALL.contains(&n.as_str())) {
-        Some(bad) => Err(format!(
-            "unknown probe {bad:?}; use {} (or none)",
-            ALL.join(", ")
-        )),
-        None => Ok(()),
-    }
-}
 
 /// How long `nvidia-smi -L` may take. A healthy node answers in well under a
 /// second; a GPU that fell off the bus can make it hang for minutes.

@@ -4,8 +4,6 @@
 //! up to the first command. A `#SHEPHERD` line below it is an error rather
 //! than silently ignored, since the user clearly meant it.
 
-use clap::Parser;
-
 use super::RunOptions;
 
 /// What the script's header says.
@@ -40,17 +38,6 @@ pub fn sbatch_files(lines: &[String]) -> Parsed {
     parsed
 }
 
-#[derive(Debug, Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true
-)]
-struct DirectiveLine {
-    #[command(flatten)]
-    options: RunOptions,
-}
-
 /// Parses a script. Errors read `LINE: message`, to be prefixed with the path.
 pub fn parse(text: &str) -> Result<Parsed, String> {
     let mut lines = text.lines().enumerate();
@@ -79,21 +66,9 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
             }
             let words = shlex::split(rest)
                 .ok_or_else(|| format!("{n}: unbalanced quotes in #SHEPHERD line"))?;
-            let one = DirectiveLine::try_parse_from(&words).map_err(|e| {
-                let msg = e.to_string();
-                let first = msg
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
-                let tip = msg
-                    .lines()
-                    .find(|l| l.trim_start().starts_with("tip:"))
-                    .map(|t| format!(" ({})", t.trim()))
-                    .unwrap_or_default();
-                format!("{n}: invalid #SHEPHERD directive: {first}{tip}")
-            })?;
-            parsed.options = std::mem::take(&mut parsed.options).overridden_by(one.options);
+            let one = super::parse_words(&words)
+                .map_err(|e| format!("{n}: invalid #SHEPHERD directive: {e}"))?;
+            parsed.options = std::mem::take(&mut parsed.options).overridden_by(one);
         } else if in_header && let Some(rest) = directive(line, "#SBATCH") {
             parsed.sbatch_lines.push(raw.to_string());
             let words = shlex::split(rest).unwrap_or_default();
