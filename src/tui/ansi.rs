@@ -3,6 +3,10 @@
 //! sequences (`38;5;N`), which a terminal without 256 colours reads as
 //! blink and underline; this backend draws with the oldest codes there are
 //! and leaves everything else (cursor, size, clearing) to crossterm.
+//!
+//! Why not ratatui's own `CrosstermBackend`: it writes colours through
+//! crossterm, and so as `38;5;N`, which is what this backend exists to
+//! avoid; everything else it would do, this one delegates to crossterm too.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};

@@ -4,6 +4,13 @@
 //! clipboard (OSC 52) or retitle the window. The loaders clean every such
 //! string before it reaches the UI thread; the backend has a last check of
 //! its own (`ansi.rs`).
+//!
+//! Why not `ansi-to-tui`: it turns colour codes into styled text and keeps
+//! them; here every sequence is dropped, since a job's colours mean nothing
+//! in the TUI's own colour scheme and each kept sequence is one more way for
+//! a job's output to reach the user's terminal. A stripper is what this
+//! needs, and it has no such crate to lean on that also handles `\r` and tabs
+//! as a terminal would.
 
 /// Longest line kept, in bytes: a longer one is cut and ends in `…`.
 pub const LINE_MAX: usize = 4 * 1024;
