@@ -229,6 +229,24 @@ pub fn backoff(spec: &RunSpec, failures: u32) -> Duration {
     base.saturating_mul(factor).min(spec.policy.backoff_max)
 }
 
+/// True when the attempt before the last (the one that just ended), leaving
+/// out those that never reached a node, ended in a failure charged to the
+/// workload: the last failure is then a repeated one.
+fn follows_a_charged_failure(st: &RunState) -> bool {
+    st.attempts
+        .iter()
+        .rev()
+        .skip(1)
+        .filter_map(|a| a.end.as_ref())
+        .find(|e| e.class != FailureClass::NeverStarted)
+        .is_some_and(|e| {
+            matches!(
+                e.class,
+                FailureClass::WorkloadFailure | FailureClass::OutOfMemory | FailureClass::Unknown
+            ) || (e.class == FailureClass::Hang && e.blame != Blame::Node)
+        })
+}
+
 /// When an `indefinite` run must end.
 fn keep_alive_deadline(spec: &RunSpec) -> Option<Timestamp> {
     match spec.mode {
@@ -799,6 +817,18 @@ fn after_end(cx: &mut Ctx<'_>, end: &AttemptEnd, warned: bool) {
                 );
                 cx.event("run_failed", verdict.clone());
                 cx.set_status(RunStatus::Failed, verdict);
+            } else if end.class == FailureClass::Hang && !follows_a_charged_failure(&cx.st) {
+                // Detecting the hang already took --progress-stall: a pause
+                // on top buys nothing for a first one. Hangs in a row (or
+                // after a crash) back off like any repeated failure.
+                cx.st.not_before = None;
+                cx.set_status(
+                    RunStatus::Queued,
+                    format!(
+                        "{}; retry {failures} of {} at once (a first hang: no backoff)",
+                        end.detail, spec.policy.max_retries
+                    ),
+                );
             } else {
                 let wait = backoff(spec, failures);
                 cx.st.not_before = Some(add(cx.now, wait));

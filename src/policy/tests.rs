@@ -342,7 +342,74 @@ fn stalled_progress_is_the_workloads_hang() {
         (FailureClass::Hang, Blame::Workload)
     );
     assert_eq!(s.state.workload_failures, 1);
-    assert!(s.actions.is_empty(), "backoff before the next attempt");
+    // Detecting it took the stall already: a first hang resubmits at once
+    // (charged all the same).
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+}
+
+/// Drives attempt `id` from running to a workload hang (stall 60 s), the
+/// next attempt accepted or not as the policy decides.
+fn hang_of_the_workload(s: &mut Sim, id: u64, from: i64) {
+    s.tick(from, seen(job(id, JobState::Running, 0)));
+    let mut hb = heartbeat(id, 0, 1);
+    hb.attempt = s.state.attempts.last().unwrap().attempt;
+    hb.output_bytes = Some(100);
+    for (i, at) in [from + 10, from + 71].into_iter().enumerate() {
+        hb.seq = i as u64 + 1;
+        let mut o = seen(job(id, JobState::Running, 0));
+        o.heartbeat = Some(hb.clone());
+        s.tick(at, o);
+    }
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(id) }]);
+    s.tick(from + 72, seen(ended(id, JobState::Cancelled, 0)));
+    let end = s.state.attempts.iter().rev().find_map(|a| a.end.clone());
+    let end = end.expect("the hung attempt ended");
+    assert_eq!(
+        (end.class, end.blame),
+        (FailureClass::Hang, Blame::Workload)
+    );
+}
+
+#[test]
+fn hangs_in_a_row_or_after_a_crash_back_off() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 5;
+    s.spec.policy.progress_stall = Some(Duration::from_secs(60));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    hang_of_the_workload(&mut s, 1, 10);
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }], "first: at once");
+    s.accept(82, 2);
+    hang_of_the_workload(&mut s, 2, 90);
+    assert!(s.actions.is_empty(), "second in a row: backoff");
+    assert!(
+        s.state.reason.contains("retry 2 of 5 in 20s"),
+        "{}",
+        s.state.reason
+    );
+
+    // A crash, then a hang: the hang is a repeated failure too.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.max_retries = 5;
+    s.spec.policy.progress_stall = Some(Duration::from_secs(60));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let mut crashed = seen(ended(1, JobState::Failed, 3));
+    crashed.outcome = Some(outcome(1, 0, Verdict::Exited { code: 3 }));
+    s.tick(10, crashed);
+    assert!(s.actions.is_empty(), "a crash backs off");
+    s.tick(20, Observation::nothing()).accept(20, 2);
+    hang_of_the_workload(&mut s, 2, 30);
+    assert!(s.actions.is_empty(), "a hang after a crash: backoff");
+
+    // A success in between ends the streak (indefinite run).
+    let mut s = Sim::new(Mode::Indefinite);
+    s.spec.policy.progress_stall = Some(Duration::from_secs(60));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    let mut done = seen(ended(1, JobState::Completed, 0));
+    done.outcome = Some(outcome(1, 0, Verdict::Exited { code: 0 }));
+    s.tick(10, done);
+    s.accept(11, 2);
+    hang_of_the_workload(&mut s, 2, 20);
+    assert_eq!(s.actions, [Action::Submit { attempt: 3 }]);
 }
 
 #[test]

@@ -153,10 +153,13 @@ fn hung_workload_is_cancelled_and_resubmitted() {
     let cluster = TestCluster::start(Mode::NoAccounting);
     let mut shep = Shepherd::new(&cluster);
     // Attempt 1 prints once, then stalls (alive, silent); attempt 2 is fine.
+    // A first hang resubmits at once: with a 10-minute backoff the run
+    // still completes within LONG.
     let run = shep.submit(
         "stall.sh",
         &format!(
             "#!/bin/bash\n#SBATCH --partition=cpu\n{FAST}#SHEPHERD --progress-stall 6s\n\
+             #SHEPHERD --backoff-base 10m --backoff-max 10m\n\
              echo started\n\
              if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 600; fi\n\
              echo done\n"
