@@ -58,12 +58,30 @@ struct Cached {
     stamp: Option<(std::time::SystemTime, u64)>,
 }
 
+/// How often every run is looked at even without a noted change: a safety
+/// net for changes made without noting them (an older Shepherd's request, a
+/// run directory restored by hand). Ticks in between skip ended runs.
+const FULL_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The run list as of the last full scan.
+struct Scan {
+    /// The runs that were not ended as of the last tick: the ones a tick
+    /// between full scans looks at.
+    live: Vec<RunId>,
+    /// How many runs the list had.
+    runs: usize,
+    /// [`StateDir::changes_noted`] then.
+    changes: Option<u64>,
+    at: Timestamp,
+}
+
 pub struct Ticker<'a, S: Slurm + ?Sized> {
     pub(super) slurm: &'a S,
     pub(super) state_dir: &'a StateDir,
     /// The shepherd binary the jobs run as their wrapper.
     pub(super) exe: PathBuf,
     cache: RefCell<HashMap<RunId, Cached>>,
+    scan: RefCell<Option<Scan>>,
     /// The cluster's name, nodes, partitions and switches, cached.
     pub(super) cluster: ClusterView<'a, S>,
     /// From the configuration file: the GPU catalog with the lab's entries,
@@ -93,6 +111,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             state_dir,
             exe,
             cache: RefCell::new(HashMap::new()),
+            scan: RefCell::new(None),
             cluster: ClusterView::new(slurm),
             catalog: Catalog::builtin(),
             signatures: std::sync::Arc::new(SignatureSet::builtin()),
@@ -115,21 +134,22 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
 
     pub fn tick(&self, now: Timestamp) -> TickReport {
         let mut report = TickReport::default();
-        let ids = match self.state_dir.run_ids() {
-            Ok(ids) => ids,
-            Err(e) => {
-                report.problems.push(e.to_string());
-                return report;
-            }
+        let Some((ids, runs_known)) = self.run_list(now, &mut report.problems) else {
+            return report;
         };
-        report.runs = ids.len();
+        report.runs = runs_known;
         let mut runs = Vec::new();
+        let mut live = Vec::new();
         for id in ids {
             match self.load(&id, now) {
                 Ok(Some(run)) => runs.push(run),
-                Ok(None) => {}
+                Ok(None) => continue,
                 Err(e) => report.problems.push(format!("run {id}: {e}")),
             }
+            live.push(id);
+        }
+        if let Some(scan) = self.scan.borrow_mut().as_mut() {
+            scan.live = live;
         }
         report.active = runs.len();
 
@@ -262,6 +282,49 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             .collect()
     }
 
+    /// The runs to look at, and how many runs there are. The run list is
+    /// read again, and every ended run looked at, only after a noted change
+    /// (a run created or removed, a control request:
+    /// [`StateDir::changes_noted`]) or every [`FULL_SCAN_EVERY`]; ticks in
+    /// between look at the runs that were not ended at the last one. With
+    /// thousands of ended runs, a tick costs what the active ones do.
+    fn run_list(&self, now: Timestamp, problems: &mut Vec<String>) -> Option<(Vec<RunId>, usize)> {
+        let changes = self.state_dir.changes_noted();
+        let mut scan = self.scan.borrow_mut();
+        // A clock stepped back makes the last scan look young for ever:
+        // a negative age scans again.
+        let young = |at: Timestamp| {
+            let age = now.duration_since(at);
+            !age.is_negative() && age.unsigned_abs() < FULL_SCAN_EVERY
+        };
+        if let Some(s) = scan.as_ref()
+            && s.changes == changes
+            && young(s.at)
+        {
+            return Some((s.live.clone(), s.runs));
+        }
+        match self.state_dir.run_ids() {
+            Ok(ids) => {
+                // Runs removed since are forgotten with the list.
+                self.cache
+                    .borrow_mut()
+                    .retain(|id, _| ids.binary_search(id).is_ok());
+                *scan = Some(Scan {
+                    live: Vec::new(),
+                    runs: ids.len(),
+                    changes,
+                    at: now,
+                });
+                let runs = ids.len();
+                Some((ids, runs))
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        }
+    }
+
     /// Loads a run that may need attention. Ended runs without pending
     /// controls are skipped cheaply; the spec is read once per daemon, the
     /// state only when its file changed.
@@ -377,6 +440,11 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
     ) -> Result<(), StoreError> {
         if *state != run.state || !run.persisted {
             run.dir.save_state(state)?;
+            // An ended run changes only with a noted change: `list` serves
+            // ended runs from its cache until one is noted.
+            if run.persisted && run.state.status.is_terminal() {
+                self.state_dir.note_change();
+            }
             if let Some(c) = self.cache.borrow_mut().get_mut(&run.id) {
                 c.state = Some(state.clone());
                 c.stamp = stamp(&run.dir.state());
@@ -548,6 +616,77 @@ mod tests {
             std::fs::read_to_string(bad.state())
                 .unwrap()
                 .ends_with(": ")
+        );
+    }
+
+    #[test]
+    fn ended_runs_are_read_again_only_after_a_noted_change() {
+        let (_tmp, sd, slurm) = setup(2);
+        slurm.on_start(|_| Behaviour::Exit {
+            after: Duration::from_secs(5),
+            code: 0,
+        });
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        for _ in 0..4 {
+            ticker.tick(slurm.now());
+            slurm.advance(Duration::from_secs(10));
+        }
+        let ended = sd.run(&"r0".parse().unwrap());
+        assert_eq!(
+            ended.load_state().unwrap().unwrap().status,
+            RunStatus::Completed
+        );
+
+        // Between full scans an ended run's files are not even looked at:
+        // a state made unreadable behind the daemon's back goes unnoticed.
+        let good = std::fs::read(ended.state()).unwrap();
+        std::fs::write(ended.state(), "{\"version\": 1, ").unwrap();
+        let r = ticker.tick(slurm.now());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.runs, 2);
+
+        // A noted change (here: a new run) makes the next tick read them all.
+        sd.create_run(&spec("r2", slurm.now()), b"#!/bin/bash\n", vec![])
+            .unwrap();
+        slurm.advance(Duration::from_secs(10));
+        let r = ticker.tick(slurm.now());
+        assert!(
+            r.problems.iter().any(|p| p.contains("r0")),
+            "{:?}",
+            r.problems
+        );
+        assert_eq!((r.runs, r.submitted), (3, 1));
+        std::fs::write(ended.state(), good).unwrap();
+
+        // A control request on an ended run is a noted change: it is acted on
+        // at the next tick, not at the next periodic scan.
+        slurm.advance(Duration::from_secs(10));
+        ticker.tick(slurm.now());
+        ended
+            .request_control(crate::policy::decide::Control::Restart, slurm.now())
+            .unwrap();
+        slurm.advance(Duration::from_secs(10));
+        let r = ticker.tick(slurm.now());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let st = ended.load_state().unwrap().unwrap();
+        assert!(!st.status.is_terminal(), "{:?}: {}", st.status, st.reason);
+
+        // Acting on an ended run, the daemon noted a change of its own (for
+        // `list`'s cache): one more full scan.
+        slurm.advance(Duration::from_secs(10));
+        assert!(ticker.tick(slurm.now()).problems.is_empty());
+
+        // Without any noted change, the periodic scan still comes round.
+        let other = sd.run(&"r1".parse().unwrap());
+        std::fs::write(other.state(), "{\"version\": 1, ").unwrap();
+        slurm.advance(Duration::from_secs(10));
+        assert!(ticker.tick(slurm.now()).problems.is_empty());
+        slurm.advance(FULL_SCAN_EVERY);
+        let r = ticker.tick(slurm.now());
+        assert!(
+            r.problems.iter().any(|p| p.contains("r1")),
+            "{:?}",
+            r.problems
         );
     }
 

@@ -109,6 +109,11 @@ impl StateDir {
     pub fn daemon(&self) -> PathBuf {
         self.root.join("daemon")
     }
+
+    /// Copies kept for speed only (`view::listing`): safe to delete.
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
 }
 
 #[derive(Debug, Clone)]

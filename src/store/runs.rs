@@ -116,6 +116,7 @@ impl StateDir {
             }
             return Err(write_err(final_dir.path(), e).into());
         }
+        note_change(&runs);
         Ok(final_dir)
     }
 
@@ -129,10 +130,30 @@ impl StateDir {
             path: dir.path().to_path_buf(),
             source,
         })?;
+        // Gone from the list already: the daemon may look.
+        note_change(&self.runs());
         fs::remove_dir_all(&trash).map_err(|source| StoreError::Write {
             path: trash.clone(),
             source,
         })
+    }
+
+    /// Notes a change of an ended run that is not a control request or a
+    /// creation or removal (those note themselves): the daemon's, when it
+    /// acts on an ended run.
+    pub fn note_change(&self) {
+        note_change(&self.runs());
+    }
+
+    /// How many changes to the run list (a run created or removed, a
+    /// control request) were noted: the size of `runs/.changes`, to which
+    /// each appends a byte. The daemon reads ended runs again only when it
+    /// grows (a size is exact where a coarse or cached mtime is not).
+    pub fn changes_noted(&self) -> Option<u64> {
+        fs::symlink_metadata(self.runs().join(CHANGES))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     /// The ids of all runs, sorted. Entries that are not valid run ids
@@ -151,6 +172,26 @@ impl StateDir {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+}
+
+/// The file in `runs/` that counts changes (see [`StateDir::changes_noted`]).
+const CHANGES: &str = ".changes";
+
+/// Appends a byte to `runs/.changes`. Best effort: the request it follows
+/// is on disk already, and the daemon's periodic full scan finds it even
+/// when this append is lost (a full disk).
+fn note_change(runs: &Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(runs.join(CHANGES));
+    if let Ok(mut f) = file {
+        let _ = f.write_all(b".");
     }
 }
 
@@ -258,7 +299,13 @@ impl RunDir {
                 control,
                 requested_at: now,
             },
-        )
+        )?;
+        // An ended run's controls (restart, rm) are looked for only after a
+        // noted change: the run directory's parent is the run list.
+        if let Some(runs) = self.path().parent() {
+            note_change(runs);
+        }
+        Ok(())
     }
 
     /// Pending control requests in the order they were made, with their files
