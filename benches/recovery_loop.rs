@@ -4,6 +4,8 @@
 //! - daemon tick CPU time and Slurm commands per tick with 1,000 active runs,
 //!   against the in-memory simulated Slurm [≤ 20 ms, ≤ 2 query commands];
 //! - `shepherd list` wall time over 1,000 runs [≤ 15 ms];
+//! - the same with 10,000 ended runs beside the 1,000 active ones: tick CPU
+//!   [≤ 20 ms] and `list` over all 11,000 [≤ 20 ms];
 //! - the wrapper's peak RSS and CPU time around a 2-second workload [≤ 4 MiB].
 //!
 //! Recovery latency on the real test cluster is measured separately by
@@ -16,10 +18,12 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use shepherd::daemon::tick::Ticker;
 use shepherd::model::RunSpec;
+use shepherd::policy::state::{AttemptEnd, AttemptPhase, Blame, FailureClass, RunState, RunStatus};
 use shepherd::slurm::sim::{Behaviour, SimCluster, SimSlurm};
 use shepherd::store::StateDir;
 
 const RUNS: usize = 1000;
+const ENDED: usize = 10_000;
 
 fn spec(i: usize, now: Timestamp, workdir: &Path) -> RunSpec {
     let mut s = RunSpec::with_defaults(format!("run-{i:04}").parse().unwrap(), workdir, now);
@@ -47,6 +51,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
+    // BENCH_KEEP=1 keeps the state directory, to profile a command on it.
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("keeping {}", tmp.path().display());
+    }
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
 
@@ -70,23 +78,20 @@ fn main() {
     assert_eq!(first.submitted, RUNS, "{:?}", first.problems);
 
     // Steady state: every run active, nothing to do but observe.
-    let mut cpu = Vec::new();
-    let mut wall = Vec::new();
-    let mut queries = Vec::new();
-    let mut commands = Vec::new();
-    for _ in 0..20 {
-        slurm.advance(Duration::from_secs(10));
-        slurm.reset_calls();
-        let (c0, w0) = (cpu_time(), Instant::now());
-        let r = ticker.tick(slurm.now());
-        wall.push(w0.elapsed());
-        cpu.push(cpu_time().saturating_sub(c0));
-        let calls = slurm.calls();
-        queries.push(calls.queries());
-        commands.push(calls.commands);
-        assert_eq!(r.active, RUNS);
-        assert!(r.problems.is_empty(), "{:?}", r.problems);
-    }
+    let (wall, cpu, queries, commands) = {
+        let mut commands = Vec::new();
+        let mut wall = Vec::new();
+        let mut cpu = Vec::new();
+        let mut queries = Vec::new();
+        for _ in 0..20 {
+            let (w, c, q, n) = one_tick(&ticker, &slurm, RUNS);
+            wall.push(w);
+            cpu.push(c);
+            queries.push(q);
+            commands.push(n);
+        }
+        (wall, cpu, queries, commands)
+    };
     println!("daemon tick, {RUNS} active runs (simulated Slurm):");
     println!(
         "  first tick (submits all {RUNS}): {:.1} ms wall",
@@ -105,29 +110,48 @@ fn main() {
     );
 
     // `shepherd list` over the same 1,000 runs, as a user would run it.
-    let mut list = Vec::new();
-    for json in [false, true] {
-        let mut times = Vec::new();
-        for _ in 0..15 {
-            let t = Instant::now();
-            let mut cmd = Command::new(&exe);
-            cmd.env("SHEPHERD_STATE_DIR", state.root()).arg("list");
-            if json {
-                cmd.arg("--json");
-            }
-            let out = cmd.output().unwrap();
-            times.push(t.elapsed());
-            assert!(out.status.success());
-        }
-        list.push((json, median(times)));
+    list_times(&exe, &state, RUNS, 15);
+
+    // 10,000 ended runs beside them: a user's history after some months.
+    let template = state
+        .run(&"run-0000".parse().unwrap())
+        .load_state()
+        .unwrap()
+        .unwrap();
+    let ended_state = ended(template, slurm.now());
+    for i in 0..ENDED {
+        let mut s = spec(i, now, &work);
+        s.run_id = format!("old-{i:05}").parse().unwrap();
+        let dir = state
+            .create_run(&s, b"#!/bin/bash\nsleep 1\n", vec![])
+            .unwrap();
+        dir.save_state(&ended_state).unwrap();
     }
-    for (json, t) in list {
-        println!(
-            "shepherd list{} over {RUNS} runs: median {:.1} ms wall   [target <= 15 ms]",
-            if json { " --json" } else { "" },
-            t.as_secs_f64() * 1e3
-        );
+    let (wall, cpu, queries) = steady_ticks(&ticker, &slurm, RUNS);
+    println!("daemon tick, {RUNS} active and {ENDED} ended runs (simulated Slurm):");
+    println!(
+        "  steady tick: median {:.1} ms wall, median {:.1} ms CPU   [target <= 20 ms]; Slurm queries per tick: max {queries}",
+        median(wall).as_secs_f64() * 1e3,
+        median(cpu).as_secs_f64() * 1e3,
+    );
+    list_times(&exe, &state, RUNS + ENDED, 9);
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        let status = Command::new(&exe)
+            .env("SHEPHERD_STATE_DIR", state.root())
+            .args(["status", "old-04242", "--json"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        times.push(t.elapsed());
+        assert!(status.success());
     }
+    println!(
+        "shepherd status RUN --json among {} runs: median {:.1} ms wall",
+        RUNS + ENDED,
+        median(times).as_secs_f64() * 1e3
+    );
 
     wrapper_footprint(&exe, tmp.path());
     // The wrapper as deployed: the static musl build, when one was made.
@@ -137,6 +161,89 @@ fn main() {
         print!("static musl build: ");
         wrapper_footprint(&musl, tmp.path());
     }
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let _ = tmp.keep();
+    }
+}
+
+/// One steady tick: wall, CPU, Slurm queries and all Slurm commands.
+fn one_tick(
+    ticker: &Ticker<SimSlurm>,
+    slurm: &SimSlurm,
+    active: usize,
+) -> (Duration, Duration, u64, u64) {
+    slurm.advance(Duration::from_secs(10));
+    slurm.reset_calls();
+    let (c0, w0) = (cpu_time(), Instant::now());
+    let r = ticker.tick(slurm.now());
+    let wall = w0.elapsed();
+    let cpu = cpu_time().saturating_sub(c0);
+    let calls = slurm.calls();
+    assert_eq!(r.active, active);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    (wall, cpu, calls.queries(), calls.commands)
+}
+
+fn steady_ticks(
+    ticker: &Ticker<SimSlurm>,
+    slurm: &SimSlurm,
+    active: usize,
+) -> (Vec<Duration>, Vec<Duration>, u64) {
+    // The first tick after the new runs appeared reads them once.
+    one_tick(ticker, slurm, active);
+    let (mut wall, mut cpu, mut queries) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..20 {
+        let (w, c, q, _) = one_tick(ticker, slurm, active);
+        wall.push(w);
+        cpu.push(c);
+        queries = queries.max(q);
+    }
+    (wall, cpu, queries)
+}
+
+/// `shepherd list` (and `--json`) over the state directory, as a user runs it.
+fn list_times(exe: &Path, state: &StateDir, runs: usize, rounds: usize) {
+    for json in [false, true] {
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let mut cmd = Command::new(exe);
+            cmd.env("SHEPHERD_STATE_DIR", state.root()).arg("list");
+            if json {
+                cmd.arg("--json");
+            }
+            cmd.stdout(std::process::Stdio::null());
+            let status = cmd.status().unwrap();
+            times.push(t.elapsed());
+            assert!(status.success());
+        }
+        println!(
+            "shepherd list{} over {runs} runs: median {:.1} ms wall   [target <= {} ms]",
+            if json { " --json" } else { "" },
+            median(times).as_secs_f64() * 1e3,
+            if runs > 1000 { 20 } else { 15 }
+        );
+    }
+}
+
+/// The state of a run that completed: `template`'s one attempt, ended.
+fn ended(mut st: RunState, now: Timestamp) -> RunState {
+    st.status = RunStatus::Completed;
+    st.reason = "the workload exited with code 0".into();
+    let a = st.attempts.last_mut().unwrap();
+    a.phase = AttemptPhase::Ended;
+    a.ended_at = Some(now);
+    a.end = Some(AttemptEnd {
+        class: FailureClass::Success,
+        blame: Blame::None,
+        slurm_state: Some("COMPLETED".into()),
+        exit: None,
+        detail: "the workload exited with code 0".into(),
+        signature: None,
+        fingerprint: None,
+        probes: Vec::new(),
+    });
+    st
 }
 
 /// Runs `shepherd wrap` around a 2-second CPU-idle workload and samples its

@@ -3,6 +3,7 @@
 //! Rendering (tables, JSON, widgets) lives with each interface.
 
 pub mod gpus;
+pub mod listing;
 pub mod nodes;
 pub mod runs;
 pub mod words;

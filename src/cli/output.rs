@@ -32,6 +32,31 @@ pub fn emit<T: Serialize>(json: bool, key: &str, value: &T, human: impl FnOnce(&
     }
 }
 
+/// [`emit`]'s JSON for a list of documents already serialized (compact,
+/// by `serde_json::to_string`): the same bytes as `emit` would write for
+/// them, without parsing them back. At a terminal, where `emit` is pretty,
+/// they are parsed back (as `T`, which keeps the fields' order) and
+/// pretty-printed.
+pub fn emit_serialized<'a, T: Serialize + serde::de::DeserializeOwned>(
+    key: &str,
+    docs: impl Iterator<Item = &'a str>,
+) {
+    if io::stdout().is_terminal() {
+        let values: Vec<T> = docs.filter_map(|d| serde_json::from_str(d).ok()).collect();
+        return emit(true, key, &values, |_| String::new());
+    }
+    let key = serde_json::to_string(key).unwrap_or_default();
+    let mut out = format!("{{\"schema_version\":{SCHEMA_VERSION},{key}:[");
+    for (i, d) in docs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(d);
+    }
+    out.push_str("]}\n");
+    print(&out);
+}
+
 /// Human output with every control character but newline and tab made
 /// visible (`\x1b` becomes `^[`, `\r` `^M`), except the colour escapes this
 /// module makes (`ESC [ digits m`). Ban reasons are shared between users,
@@ -42,6 +67,16 @@ pub fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
+        // Printable ASCII, the bulk of any table, in one copy.
+        let plain = rest
+            .bytes()
+            .take_while(|b| (0x20..0x7f).contains(b) || *b == b'\n' || *b == b'\t')
+            .count();
+        if plain > 0 {
+            out.push_str(&rest[..plain]);
+            rest = &rest[plain..];
+            continue;
+        }
         if c == '\x1b' {
             if let Some(sgr) = own_sgr(rest) {
                 out.push_str(&rest[..sgr]);
@@ -193,19 +228,18 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.rows.len() * (widths.iter().sum::<usize>() + 16));
         for row in &self.rows {
-            let mut line = String::new();
+            let start = out.len();
             for (c, cell) in row.iter().enumerate() {
-                if c + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(cell);
+                out.push_str(cell);
+                if c + 1 < row.len() {
                     let pad = widths[c] - visible_width(cell) + 2;
-                    line.push_str(&" ".repeat(pad));
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
-            out.push_str(line.trim_end());
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
             out.push('\n');
         }
         out

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use super::args::{DaemonCommand, GlobalArgs, RunArgs};
-use super::output::{Table, emit, paint, print};
+use super::output::{Table, emit, emit_serialized, paint, print, terminal_safe};
 use crate::daemon::service;
 use crate::fail;
 use crate::ops::{Context, Error, Kind, Local, Ops, Result, Submission};
 use crate::policy::decide::Control;
 use crate::records::ProbeStatus;
 use crate::store::StateDir;
+use crate::view::listing::Entry;
 use crate::view::{RunDoc, Word, run_doc, snake};
 
 pub fn state_dir(global: &GlobalArgs) -> Result<StateDir> {
@@ -83,11 +84,7 @@ fn colour(global: &GlobalArgs) -> bool {
 
 /// Active runs without a daemon are not watched: say so on stderr (commands
 /// still work; the next `run`, `stop` … starts a daemon).
-fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
-    let active = docs
-        .iter()
-        .filter(|d| d.error.is_none() && !d.is_ended())
-        .count();
+fn warn_if_unwatched(sd: &StateDir, active: usize) {
     if active > 0 && service::status(sd).is_none() {
         eprintln!(
             "note: no daemon is running, so {active} active run(s) are not being watched; \
@@ -96,37 +93,47 @@ fn warn_if_unwatched(sd: &StateDir, docs: &[RunDoc]) {
     }
 }
 
+/// `list`: from `view::listing`, which serves ended runs from a cache, so
+/// that a list over thousands of runs reads only the active ones' files.
 pub fn list(global: &GlobalArgs) -> Result<()> {
     let local = local(global)?;
-    let docs = local.list()?;
-    warn_if_unwatched(local.state_dir(), &docs);
+    let listing = crate::view::listing::listing(local.state_dir(), global.json)?;
+    let entries = &listing.entries;
+    let active = entries
+        .iter()
+        .filter(|e| !e.row.error && !e.row.is_ended())
+        .count();
+    warn_if_unwatched(local.state_dir(), active);
+    if global.json {
+        emit_serialized::<RunDoc>("runs", entries.iter().map(|e| listing.json(e)));
+        return Ok(());
+    }
     let colour = colour(global);
-    emit(global.json, "runs", &docs, |docs| {
-        if docs.is_empty() {
-            return "no runs yet; submit one with `shepherd SCRIPT`\n".to_string();
-        }
-        let now = Timestamp::now();
-        let mut t = Table::new(&[
-            "RUN", "STATUS", "MODE", "JOB", "NODE", "ATTEMPTS", "AGE", "REASON",
+    if entries.is_empty() {
+        print("no runs yet; submit one with `shepherd SCRIPT`\n");
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let mut t = Table::new(&[
+        "RUN", "STATUS", "MODE", "JOB", "NODE", "ATTEMPTS", "AGE", "REASON",
+    ]);
+    for Entry { row: r, .. } in entries {
+        t.row(vec![
+            r.run_id.clone(),
+            paint::status(colour, &r.status),
+            snake(&r.mode),
+            r.slurm_job_id.map_or("-".into(), |j| j.to_string()),
+            r.node.clone().unwrap_or_else(|| "-".into()),
+            r.attempts.to_string(),
+            if r.error {
+                "-".into()
+            } else {
+                age(r.created_at, now)
+            },
+            r.reason.clone(),
         ]);
-        for d in docs {
-            t.row(vec![
-                d.run_id.clone(),
-                paint::status(colour, &d.status),
-                snake(&d.mode),
-                d.slurm_job_id.map_or("-".into(), |j| j.to_string()),
-                d.node.clone().unwrap_or_else(|| "-".into()),
-                d.attempts.len().to_string(),
-                if d.error.is_some() {
-                    "-".into()
-                } else {
-                    age(d.created_at, now)
-                },
-                d.reason.clone(),
-            ]);
-        }
-        t.render()
-    });
+    }
+    print(&terminal_safe(&t.render()));
     Ok(())
 }
 
@@ -134,7 +141,10 @@ pub fn status(global: &GlobalArgs, run: &str) -> Result<()> {
     let local = local(global)?;
     let doc = local.status(run)?;
     let id = doc.run_id.clone();
-    warn_if_unwatched(local.state_dir(), std::slice::from_ref(&doc));
+    warn_if_unwatched(
+        local.state_dir(),
+        usize::from(doc.error.is_none() && !doc.is_ended()),
+    );
     let quarantined = doc.error.clone();
     let colour = colour(global);
     emit(global.json, "run", &doc, |d| {

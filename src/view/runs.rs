@@ -173,10 +173,17 @@ pub fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
             let state = state.unwrap_or_else(|| RunState::new(spec.created_at));
             doc_of(&spec, &state, dir.path().to_path_buf())
         }
-        Err(e) => RunDoc {
-            run_id: id.to_string(),
+        Err(e) => RunDoc::quarantined(id.as_str(), e.to_string(), dir.path().to_path_buf()),
+    }
+}
+
+impl RunDoc {
+    /// The document of a run whose files cannot be read.
+    pub fn quarantined(run_id: &str, error: String, run_dir: PathBuf) -> RunDoc {
+        RunDoc {
+            run_id: run_id.to_string(),
             status: DocStatus::Error.into(),
-            reason: e.to_string(),
+            reason: error.clone(),
             mode: Mode::RunOnce,
             paused: false,
             slurm_job_id: None,
@@ -186,10 +193,10 @@ pub fn run_doc(sd: &StateDir, id: &RunId) -> RunDoc {
             max_retries: 0,
             created_at: Timestamp::UNIX_EPOCH,
             updated_at: Timestamp::UNIX_EPOCH,
-            run_dir: dir.path().to_path_buf(),
+            run_dir,
             attempts: vec![],
-            error: Some(e.to_string()),
-        },
+            error: Some(error),
+        }
     }
 }
 
