@@ -123,6 +123,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
                 let update = PendingUpdate {
                     exclude: Some(exclude.clone()),
                     partition: None,
+                    start_now: false,
                 };
                 // A job that started meanwhile refuses: nothing to do then.
                 if self.slurm.update_pending(job, &update).is_ok() {

@@ -287,6 +287,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         let update = PendingUpdate {
             exclude: Some(placement.exclude.clone()),
             partition: Some(wanted.join(",")),
+            start_now: false,
         };
         let message = match self.slurm.update_pending(job, &update) {
             Ok(()) => format!(

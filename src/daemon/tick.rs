@@ -235,6 +235,22 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                         }
                     }
                     Action::Reconsider { job } => self.reconsider(run, job, now),
+                    Action::StartNow { job } => {
+                        // Best effort: a refusal (the job started already)
+                        // or a failed call leaves Slurm's own wait.
+                        let update = crate::slurm::PendingUpdate {
+                            start_now: true,
+                            ..Default::default()
+                        };
+                        if let Err(e) = self.slurm.update_pending(job, &update)
+                            && e.rejection() != Some(Rejection::JobNotPending)
+                        {
+                            report.problems.push(format!(
+                                "run {}: scontrol update StartTime=now of job {job}: {e}",
+                                run.id
+                            ));
+                        }
+                    }
                 }
             }
         }

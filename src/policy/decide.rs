@@ -100,6 +100,12 @@ pub enum Action {
     Reconsider {
         job: JobId,
     },
+    /// Slurm requeued the job (a node failure, a preemption) and holds it
+    /// until `cred_expire` has passed (`BeginTime`): the instance it ran is
+    /// gone, so let the job start again now, on whatever node is free.
+    StartNow {
+        job: JobId,
+    },
 }
 
 /// One journal entry.
@@ -506,6 +512,25 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
                 info.id, info.restarts
             ),
         );
+    }
+    // Slurm's hold after a requeue only waits for the old instance's
+    // credential to expire (`cred_expire + 1`: 11 s on the test cluster,
+    // 121 s by default); the old instance is gone (its node failed, or it
+    // was preempted), so the wait buys nothing. Asked once per requeue (the
+    // reason may show a poll after the requeue itself).
+    let held = info.state.is_pending() && info.reason == "BeginTime" && info.restarts > 0;
+    if held && attempt.hurried != Some(info.restarts) && attempt.cancel.is_none() {
+        cx.event(
+            "start_now_asked",
+            format!(
+                "job {} is held after its requeue until Slurm's credential expires (BeginTime); asking Slurm to start it again now",
+                info.id
+            ),
+        );
+        cx.actions.push(Action::StartNow { job: info.id });
+        if let Some(a) = cx.st.live_attempt_mut() {
+            a.hurried = Some(info.restarts);
+        }
     }
     let a = cx.st.live_attempt_mut().expect("live attempt");
     a.restarts = info.restarts;

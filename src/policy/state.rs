@@ -229,6 +229,10 @@ pub struct Attempt {
     pub progress_changed_at: Option<Timestamp>,
     pub cancel: Option<CancelReason>,
     pub end: Option<AttemptEnd>,
+    /// The restart (Slurm's requeue count) whose `BeginTime` hold the daemon
+    /// asked Slurm to lift (`StartTime=now`): asked once per requeue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hurried: Option<u32>,
     /// Set while the attempt waits for somewhere to run (its submission was
     /// refused because every usable node is banned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +260,7 @@ impl Attempt {
             progress_changed_at: None,
             cancel: None,
             end: None,
+            hurried: None,
             waiting: None,
         }
     }

@@ -295,6 +295,68 @@ fn slurm_requeue_is_not_answered_with_a_duplicate() {
 }
 
 #[test]
+fn a_requeued_job_held_for_cred_expire_is_asked_to_start_now_once() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(job(1, JobState::Running, 0)));
+    // Slurm's requeue after a node failure or a preemption: BeginTime.
+    let mut held = job(1, JobState::Pending, 1);
+    held.reason = "BeginTime".into();
+    s.tick(30, seen(held.clone()));
+    assert_eq!(s.actions, [Action::StartNow { job: JobId(1) }]);
+    assert_eq!(s.state.attempts.len(), 1, "the same job, no new submission");
+    let said = s
+        .events
+        .iter()
+        .find(|e| e.kind == "start_now_asked")
+        .unwrap();
+    assert!(said.message.contains("BeginTime"), "{}", said.message);
+    // Asked once: the same requeue seen again asks nothing.
+    s.tick(32, seen(held));
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    // A second requeue is asked again.
+    s.tick(40, seen(job(1, JobState::Running, 1)));
+    let mut again = job(1, JobState::Pending, 2);
+    again.reason = "BeginTime".into();
+    s.tick(50, seen(again));
+    assert_eq!(s.actions, [Action::StartNow { job: JobId(1) }]);
+
+    // The reason may show a poll after the requeue: asked then.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(5, seen(job(1, JobState::Running, 0)));
+    let mut no_reason = job(1, JobState::Pending, 1);
+    no_reason.reason = String::new();
+    s.tick(30, seen(no_reason));
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    let mut held = job(1, JobState::Pending, 1);
+    held.reason = "BeginTime".into();
+    s.tick(31, seen(held));
+    assert_eq!(s.actions, [Action::StartNow { job: JobId(1) }]);
+}
+
+#[test]
+fn a_requeue_held_for_another_reason_is_not_started_now() {
+    // Held by a user or an admin (scontrol requeuehold), or waiting for
+    // resources: not Slurm's credential wait.
+    for reason in ["JobHeldUser", "JobHeldAdmin", "Resources", "Priority"] {
+        let mut s = Sim::new(Mode::RunOnce);
+        s.tick(0, Observation::nothing()).accept(0, 1);
+        s.tick(5, seen(job(1, JobState::Running, 0)));
+        let mut held = job(1, JobState::Pending, 1);
+        held.reason = reason.into();
+        s.tick(30, seen(held));
+        assert!(
+            !s.actions
+                .iter()
+                .any(|a| matches!(a, Action::StartNow { .. })),
+            "{reason}: {:?}",
+            s.actions
+        );
+    }
+}
+
+#[test]
 fn stale_heartbeat_cancels_after_the_grace_period() {
     let mut s = Sim::new(Mode::RunOnce);
     s.tick(0, Observation::nothing()).accept(0, 1);

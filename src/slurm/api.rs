@@ -19,6 +19,9 @@ pub struct PendingUpdate {
     pub exclude: Option<Vec<String>>,
     /// Move the job to these partitions (`Partition=`).
     pub partition: Option<String>,
+    /// Lift a `BeginTime` hold (`StartTime=now`): after a requeue, Slurm
+    /// holds the job until the old credential expired.
+    pub start_now: bool,
 }
 
 pub trait Slurm: Send + Sync {

@@ -296,6 +296,9 @@ impl Slurm for SlurmCli {
         if let Some(partition) = &update.partition {
             args.push(format!("Partition={partition}"));
         }
+        if update.start_now {
+            args.push("StartTime=now".to_string());
+        }
         if args.len() == 2 {
             return Ok(());
         }

@@ -998,7 +998,7 @@ impl Slurm for SimSlurm {
     fn update_pending(&self, id: JobId, update: &PendingUpdate) -> Result<(), SlurmError> {
         let mut st = self.state();
         st.calls.update_pending += 1;
-        if update.exclude.is_none() && update.partition.is_none() {
+        if update.exclude.is_none() && update.partition.is_none() && !update.start_now {
             return Ok(());
         }
         let command = format!("scontrol update JobId={id}");
@@ -1016,6 +1016,10 @@ impl Slurm for SimSlurm {
                 kind: Rejection::JobNotPending,
                 message: "slurm_update error: Job is no longer pending execution".to_string(),
             });
+        }
+        if update.start_now {
+            let now = st.now;
+            st.jobs[idx].eligible = now;
         }
         let mut parsed = st.jobs[idx].parsed.clone();
         if let Some(exclude) = &update.exclude {

@@ -38,13 +38,44 @@ fn node_crash(mode: Mode) {
     cluster.inject(&["crash", &crashed]);
     cluster.inject(&["down-node", &lost_running.nodes[0], "injected failure"]);
 
+    // The reason may show a poll after the requeue itself.
     let after = wait_job(&slurm, requeued, WAIT, "requeue after crash", |j| {
-        j.restarts >= 1
+        j.restarts >= 1 && (!j.reason.is_empty() || !j.state.is_pending())
     });
+    // Seen within the hold (11 s; the poll is far faster).
     assert!(
-        after.state.is_pending() || after.state == JobState::Running,
+        after.state.is_pending() && after.reason == "BeginTime",
         "{after:?}"
     );
+    // Slurm holds the requeued job for cred_expire (BeginTime, its
+    // EligibleTime 11 s ahead); `StartTime=now` (what the daemon asks at a
+    // requeue) brings the EligibleTime back to now.
+    {
+        let eligible = || {
+            let show = cluster.slurm_ok("scontrol", &["show", "job", &requeued.to_string()]);
+            show.split_whitespace()
+                .find_map(|w| w.strip_prefix("EligibleTime="))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let held = eligible();
+        let update = shepherd::slurm::PendingUpdate {
+            start_now: true,
+            ..Default::default()
+        };
+        match slurm.update_pending(requeued, &update) {
+            Ok(()) => {
+                let now = eligible();
+                assert!(now < held, "EligibleTime {held} -> {now}");
+            }
+            // It may have started meanwhile: the adapter says so.
+            Err(e) => assert_eq!(
+                e.rejection(),
+                Some(shepherd::slurm::Rejection::JobNotPending),
+                "{e}"
+            ),
+        }
+    }
     let rerun = wait_job(&slurm, requeued, WAIT, "rerun elsewhere", |j| {
         j.state == JobState::Running
     });

@@ -164,6 +164,7 @@ fn rejections_and_pending_jobs(mode: Mode) {
             &PendingUpdate {
                 exclude: Some(vec!["cpu-1".into()]),
                 partition: None,
+                start_now: false,
             },
         )
         .unwrap();
@@ -173,6 +174,7 @@ fn rejections_and_pending_jobs(mode: Mode) {
             &PendingUpdate {
                 exclude: None,
                 partition: Some("cpu".into()),
+                start_now: false,
             },
         )
         .unwrap();
@@ -194,6 +196,7 @@ fn rejections_and_pending_jobs(mode: Mode) {
             &PendingUpdate {
                 exclude: Some(vec!["cpu-2".into()]),
                 partition: None,
+                start_now: false,
             },
         )
         .unwrap_err();

@@ -330,9 +330,13 @@ fn node_crash_mid_run_is_recovered_elsewhere() {
         ["success"],
         "one attempt: Slurm's requeue is not a new attempt"
     );
+    let events = shep.ok(&["events", &requeued]);
+    assert!(events.contains("requeued_by_slurm"), "{events}");
+    // Slurm holds a requeued job for cred_expire (BeginTime); Shepherd
+    // lifts the hold, since the old instance died with its node.
     assert!(
-        shep.ok(&["events", &requeued])
-            .contains("requeued_by_slurm")
+        events.contains("asking Slurm to start it again now"),
+        "{events}"
     );
 
     let s = shep.wait_status(&lost, &["completed"], Duration::from_secs(180));
@@ -381,6 +385,11 @@ fn preemption_by_the_high_priority_partition() {
     let s = shep.wait_status(&requeue, &["completed"], Duration::from_secs(180));
     assert_eq!(outcomes(&s), ["success"]);
     assert_eq!(s["attempts"][0]["restarts"], 1);
+    let events = shep.ok(&["events", &requeue]);
+    assert!(
+        events.contains("asking Slurm to start it again now"),
+        "{events}"
+    );
     shep.assert_no_duplicates();
 }
 

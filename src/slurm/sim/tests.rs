@@ -825,6 +825,7 @@ fn an_unreachable_controller_fails_every_command_but_the_cluster_goes_on() {
     let update = PendingUpdate {
         exclude: Some(vec!["cpu-1".into()]),
         partition: None,
+        start_now: false,
     };
     let errors = [
         s.cluster().err(),
@@ -939,6 +940,7 @@ fn pending_jobs_are_changed_in_place() {
         &PendingUpdate {
             exclude: Some(vec!["cpu-1".into()]),
             partition: None,
+            start_now: false,
         },
     )
     .unwrap();
@@ -947,6 +949,7 @@ fn pending_jobs_are_changed_in_place() {
         &PendingUpdate {
             exclude: None,
             partition: Some("cpu".into()),
+            start_now: false,
         },
     )
     .unwrap();
@@ -964,6 +967,7 @@ fn pending_jobs_are_changed_in_place() {
             &PendingUpdate {
                 exclude: Some(vec!["cpu-2".into()]),
                 partition: None,
+                start_now: false,
             },
         )
         .unwrap_err();
@@ -978,14 +982,16 @@ fn pending_jobs_are_changed_in_place() {
     assert_eq!(
         bad(PendingUpdate {
             exclude: None,
-            partition: Some("nosuch".into())
+            partition: Some("nosuch".into()),
+            start_now: false,
         }),
         Some(Rejection::InvalidPartition)
     );
     assert_eq!(
         bad(PendingUpdate {
             exclude: Some(vec!["retired-node-7".into()]),
-            partition: None
+            partition: None,
+            start_now: false,
         }),
         Some(Rejection::InvalidNodeName)
     );
@@ -995,6 +1001,7 @@ fn pending_jobs_are_changed_in_place() {
             &PendingUpdate {
                 exclude: Some(vec![]),
                 partition: None,
+                start_now: false,
             },
         )
         .unwrap_err();
