@@ -54,8 +54,17 @@ pub(super) struct Loaded {
 /// file's size and mtime then: unchanged files are not read again.
 struct Cached {
     spec: Rc<RunSpec>,
+    /// `spec.json`'s inode and mtime when read: a run removed and created
+    /// again under the same id (between two ticks) has a new spec.
+    spec_stamp: Option<(u64, std::time::SystemTime)>,
     state: Option<RunState>,
     stamp: Option<(std::time::SystemTime, u64)>,
+}
+
+fn spec_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?))
 }
 
 /// How often every run is looked at even without a noted change: a safety
@@ -196,6 +205,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         }
 
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
+        let mut start_now: Vec<(usize, JobId)> = Vec::new();
         let mut steps = Vec::new();
         for (i, run) in runs.iter().enumerate() {
             let obs = self.observe(
@@ -235,27 +245,31 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                         }
                     }
                     Action::Reconsider { job } => self.reconsider(run, job, now),
-                    Action::StartNow { job } => {
-                        // Best effort: a refusal (the job started already)
-                        // or a failed call leaves Slurm's own wait.
-                        let update = crate::slurm::PendingUpdate {
-                            start_now: true,
-                            ..Default::default()
-                        };
-                        if let Err(e) = self.slurm.update_pending(job, &update)
-                            && e.rejection() != Some(Rejection::JobNotPending)
-                        {
-                            report.problems.push(format!(
-                                "run {}: scontrol update StartTime=now of job {job}: {e}",
-                                run.id
-                            ));
-                        }
-                    }
+                    // After this tick's exclude updates (below): a node
+                    // banned this tick must be excluded before the job may
+                    // start.
+                    Action::StartNow { job } => start_now.push((i, job)),
                 }
             }
         }
         if self.blacklist_changed() {
             self.exclude_from_pending(&runs, now);
+        }
+        for (i, job) in start_now {
+            // Best effort: a refusal (the job started already) or a failed
+            // call leaves Slurm's own wait.
+            let update = crate::slurm::PendingUpdate {
+                start_now: true,
+                ..Default::default()
+            };
+            if let Err(e) = self.slurm.update_pending(job, &update)
+                && e.rejection() != Some(Rejection::JobNotPending)
+            {
+                report.problems.push(format!(
+                    "run {}: scontrol update StartTime=now of job {job}: {e}",
+                    runs[i].id
+                ));
+            }
         }
         if !cancels.is_empty() {
             let ids: Vec<JobId> = cancels.iter().map(|(_, j)| *j).collect();
@@ -352,15 +366,17 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             .get(id)
             .is_some_and(|c| c.stamp == current && (current.is_some() || c.state.is_none()));
         if !fresh {
+            let spec_now = spec_stamp(&dir.spec());
             let spec = match cache.remove(id) {
-                Some(c) => c.spec,
-                None => Rc::new(dir.load_spec()?),
+                Some(c) if c.spec_stamp.is_some() && c.spec_stamp == spec_now => c.spec,
+                _ => Rc::new(dir.load_spec()?),
             };
             let state = dir.load_state()?;
             cache.insert(
                 id.clone(),
                 Cached {
                     spec,
+                    spec_stamp: spec_now,
                     state,
                     stamp: current,
                 },
@@ -703,6 +719,44 @@ mod tests {
             r.problems.iter().any(|p| p.contains("r1")),
             "{:?}",
             r.problems
+        );
+    }
+
+    #[test]
+    fn a_run_removed_and_created_again_between_ticks_runs_its_new_spec() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::Exit {
+            after: Duration::from_secs(5),
+            code: 0,
+        });
+        sd.create_run(&pinned("r0", &["a6000"], &slurm), b"#!/bin/bash\n", vec![])
+            .unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        for _ in 0..4 {
+            ticker.tick(slurm.now());
+            slurm.advance(Duration::from_secs(10));
+        }
+        let id: RunId = "r0".parse().unwrap();
+        assert!(
+            sd.run(&id)
+                .load_state()
+                .unwrap()
+                .unwrap()
+                .status
+                .is_terminal()
+        );
+        // `shepherd rm r0 && shepherd run r0.sh -p a100` before the next tick.
+        sd.remove_run(&id).unwrap();
+        sd.create_run(&pinned("r0", &["a100"], &slurm), b"#!/bin/bash\n", vec![])
+            .unwrap();
+        let r = ticker.tick(slurm.now());
+        assert_eq!(r.submitted, 1, "{:?}", r.problems);
+        let st = sd.run(&id).load_state().unwrap().unwrap();
+        let job = st.attempts[0].job_id.unwrap();
+        let info = slurm.jobs(&[job]).unwrap();
+        assert_eq!(
+            info[0].partition, "a100",
+            "the new spec's partition: {info:?}"
         );
     }
 
