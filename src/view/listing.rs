@@ -9,9 +9,9 @@
 //! `STATE/cache/list.docs` (the documents, read only for `--json`), and a
 //! `list` reads only the active runs' files:
 //!
-//! - the changes counter unchanged since the cache was written: ended runs
-//!   come from the cache without a system call;
-//! - changed: each cached run's `state.json` is compared with the stamp
+//! - the changes counter unchanged since the cache was written, less than
+//!   5 minutes ago: ended runs come from the cache without a system call;
+//! - changed, or older: each cached run's `state.json` is compared with the stamp
 //!   kept (inode, size, modification and change times), and read again
 //!   when it differs;
 //! - a run not in the cache (new, active, or quarantined) is read.
@@ -105,6 +105,10 @@ impl Row {
     }
 }
 
+/// How long a cache is trusted without checking the stamps of the states
+/// behind it (the daemon's full scan comes round as often).
+const TRUST_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Every run, in run id order, as `list` shows it; with `documents`, each
 /// run's `--json` document too (rows alone need no JSON for active runs).
 pub fn listing(
@@ -127,8 +131,15 @@ pub fn listing(
             cache = None;
         }
     }
+    // Trusted without a look at the states only while young: a change that
+    // was not noted (an older daemon acting on an ended run, a full disk)
+    // shows within TRUST_FOR, as the daemon's own full scan finds it.
+    let young = |at: Timestamp| {
+        let age = Timestamp::now().duration_since(at);
+        !age.is_negative() && age.unsigned_abs() < TRUST_FOR
+    };
     let (trusted, mut cached) = match cache {
-        Some(c) => (c.noted == changes, c.entries),
+        Some(c) => (c.noted == changes && young(c.written), c.entries),
         None => (false, Vec::new()),
     };
     let mut dirty = !trusted;
@@ -240,6 +251,8 @@ struct CacheFile {
     noted: Option<u64>,
     /// The first line of the documents file written with these rows.
     generation: String,
+    /// When it was written.
+    written: Timestamp,
     entries: Vec<Cached>,
 }
 
@@ -254,7 +267,7 @@ fn header(sd: &StateDir) -> String {
         .and_then(|p| stamp(&p))
         .map_or("-".into(), |(_, size, mtime, _)| format!("{size}@{mtime}"));
     format!(
-        "shepherd list cache 2\t{}\t{exe}\t{}",
+        "shepherd list cache 3\t{}\t{exe}\t{}",
         escape(&sd.root().to_string_lossy()),
         serde_json::to_string(&sample).unwrap_or_default()
     )
@@ -272,8 +285,9 @@ fn write(sd: &StateDir, changes: Option<u64>, listing: &Listing, keep: &[(usize,
     let mut rows = header(sd);
     let _ = writeln!(
         rows,
-        "\n{}\t{generation}",
-        changes.map_or("-".into(), |c| c.to_string())
+        "\n{}\t{generation}\t{}",
+        changes.map_or("-".into(), |c| c.to_string()),
+        Timestamp::now().as_nanosecond()
     );
     for &(i, (ino, size, mtime, ctime)) in keep {
         let e = &listing.entries[i];
@@ -327,7 +341,9 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
     if lines.next()?.strip_suffix('\n')? != header {
         return None;
     }
-    let (noted, generation) = lines.next()?.strip_suffix('\n')?.split_once('\t')?;
+    let mut second = lines.next()?.strip_suffix('\n')?.split('\t');
+    let (noted, generation) = (second.next()?, second.next()?);
+    let written = Timestamp::from_nanosecond(second.next()?.parse().ok()?).ok()?;
     let noted = match noted {
         "-" => None,
         n => Some(n.parse().ok()?),
@@ -383,6 +399,7 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
     Some(CacheFile {
         noted,
         generation: generation.to_string(),
+        written,
         entries,
     })
 }
@@ -539,6 +556,38 @@ mod tests {
     }
 
     #[test]
+    fn an_old_cache_is_checked_against_the_states() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(tmp.path());
+        let done = run(&sd, "done", Some(RunStatus::Completed));
+        list(&sd);
+        // A change nobody noted (an older daemon restarting the run): the
+        // young cache is trusted...
+        let mut st = done.load_state().unwrap().unwrap();
+        st.status = RunStatus::Queued;
+        done.save_state(&st).unwrap();
+        assert_eq!(
+            list(&sd)[0].0.status,
+            Word::Known(DocStatus::Run(RunStatus::Completed))
+        );
+        // ...until it is TRUST_FOR old: then the states' stamps are checked.
+        let path = cache_path(&sd);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let old =
+            Timestamp::now() - jiff::SignedDuration::from_secs(TRUST_FOR.as_secs() as i64 + 1);
+        let mut f: Vec<String> = lines[1].split('\t').map(str::to_string).collect();
+        f[2] = old.as_nanosecond().to_string();
+        lines[1] = f.join("\t");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert_eq!(list(&sd), uncached(&sd));
+        assert_eq!(
+            list(&sd)[0].0.status,
+            Word::Known(DocStatus::Run(RunStatus::Queued))
+        );
+    }
+
+    #[test]
     fn a_removed_run_leaves_the_list_and_the_cache() {
         let tmp = tempfile::tempdir().unwrap();
         let sd = StateDir::new(tmp.path());
@@ -570,7 +619,7 @@ mod tests {
         for bad in [
             "garbage".to_string(),
             String::new(),
-            good.replace("shepherd list cache 2", "shepherd list cache 1"),
+            good.replace("shepherd list cache 3", "shepherd list cache 2"),
             good.lines().take(2).collect::<Vec<_>>().join("\n") + "\ndone\t1\t2\n",
             // Cut short by a writer that died (atomic writes prevent it;
             // a copy by hand may not).
