@@ -58,6 +58,8 @@ fn rows(n: usize) -> Vec<RunRow> {
                     detail: None,
                     fingerprint: None,
                     probes: vec![],
+                    in_place: 0,
+                    in_job_of: None,
                 })
                 .collect::<Vec<_>>();
             RunRow {

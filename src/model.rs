@@ -185,6 +185,15 @@ pub struct Policy {
     /// at least two nodes ends the run `failed`; 0 turns the rule off.
     #[serde(default = "default_same_failure_limit")]
     pub same_failure_limit: u32,
+    /// After a workload failure on a node that passes its probes again, the
+    /// wrapper restarts the workload in the same allocation up to this many
+    /// times per job ([`crate::wrapper::in_place`]); 0: never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_in_place: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Runs created before `same_failure_limit` existed get the default.
@@ -208,6 +217,7 @@ impl Default for Policy {
             pending_timeout: Some(Duration::from_secs(1800)),
             probes: None,
             same_failure_limit: default_same_failure_limit(),
+            restart_in_place: 0,
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct RunOptions {
     /// The same failure in N attempts on two or more nodes ends the run (0: off)
     #[arg(long, value_name = "N")]
     pub same_failure_limit: Option<u32>,
+    /// After a workload failure, restart it in the same allocation up to N
+    /// times if the node passes its probes again (0: resubmit instead)
+    #[arg(long, value_name = "N")]
+    pub restart_in_place: Option<u32>,
     /// How long an indefinite run is kept alive (e.g. 7d)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub keep_alive: Option<Duration>,
@@ -86,7 +90,8 @@ pub struct RunOptions {
     /// No progress report and no output for this long means the job hangs
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub progress_stall: Option<Duration>,
-    /// First retry delay after a workload failure (doubles each time)
+    /// First retry delay after a workload failure (doubles each time; a
+    /// first hang, node faults and preemptions resubmit at once)
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub backoff_base: Option<Duration>,
     /// Longest retry delay
@@ -146,6 +151,7 @@ impl RunOptions {
             partitions,
             max_retries,
             same_failure_limit,
+            restart_in_place,
             keep_alive,
             heartbeat_interval,
             heartbeat_grace,

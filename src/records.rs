@@ -95,6 +95,15 @@ pub struct Heartbeat {
     /// heartbeats of older wrappers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
+    /// Which run of the workload this is within the job instance: 0 for the
+    /// first, k after the k-th restart in place (`--restart-in-place`). The
+    /// outcomes of the earlier runs are written before this changes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_place: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Written atomically by `shepherd progress` (or the workload itself).
@@ -228,7 +237,17 @@ pub struct Outcome {
     /// The last lines of the workload's stderr (bounded).
     pub stderr_tail: String,
     /// The exit code the wrapper itself ended with (see docs/wrapper.md).
+    /// For a run of the workload that was restarted in place, the code the
+    /// wrapper would have ended with.
     pub exit_code: i32,
+    /// Which run of the workload within the job instance ([`Heartbeat::in_place`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_place: u32,
+    /// The wrapper restarted the workload in place after this run
+    /// (`--restart-in-place`): the job goes on; the next run's outcome is
+    /// the one with `in_place + 1`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted_in_place: bool,
 }
 
 pub const SPEC_VERSION: u32 = 1;

@@ -159,6 +159,7 @@ pub fn prepare(
         same_failure_limit: opts
             .same_failure_limit
             .unwrap_or(defaults.same_failure_limit),
+        restart_in_place: opts.restart_in_place.unwrap_or(defaults.restart_in_place),
     };
     validate(mode, &policy, &opts)?;
     // Extra arguments become the first #SBATCH lines, so the script's own

@@ -11,6 +11,7 @@
 //! [`Context`] and a [`Signals`]) so that tests can drive it.
 
 mod heartbeat;
+pub mod in_place;
 pub mod launch;
 pub mod probe;
 mod signals;
@@ -244,6 +245,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         seq: 0,
         output_bytes: None,
         probes: Vec::new(),
+        in_place: 0,
     };
     let heartbeats = match Heartbeats::start(
         report.attempt_dir.heartbeat(ctx.job, ctx.restarts),
@@ -259,127 +261,297 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
     };
 
     // Probes. A CPU job has none; `--probes` may select fewer.
-    let mut probes = Vec::new();
-    if let Some(gpus) = spec.resources.gpus {
-        probes = probe::run_all(&probe::Probing {
-            nvidia_smi: &ctx.nvidia_smi,
-            python: &ctx.python,
-            cuda_visible_devices: ctx.cuda_visible_devices.as_deref(),
-            requested: gpus,
-            timeout: ctx.probe_timeout,
-            cuda_timeout: ctx.cuda_timeout,
-            only: spec.policy.probes.as_deref(),
-            skip: &ctx.skip_probes,
-        });
-        for p in probes
-            .iter()
-            .filter(|p| p.status == ProbeStatus::Inconclusive)
-        {
-            eprintln!(
-                "shepherd wrap: GPU probe '{}' inconclusive on {}: {}; the node is not judged on it",
-                p.name, ctx.node, p.detail
-            );
-        }
-        if let Some(failed) = faulty_probe(&probes) {
-            heartbeats.stop();
-            eprintln!(
-                "shepherd wrap: GPU probe '{}' failed on {}: {}; the workload does not run on this node",
-                failed.name, ctx.node, failed.detail
-            );
-            let verdict = Verdict::ProbeFailed {
-                probe: failed.name.clone(),
-                detail: failed.detail.clone(),
-            };
-            let code = probe_exit_code(&failed.name);
-            return report.finish(run_id, Ending::new(verdict, code, probes));
-        }
+    let mut probes = probe_node(&ctx, &spec);
+    if let Some(failed) = faulty_probe(&probes) {
+        heartbeats.stop();
+        return report.finish(run_id, probe_failed(&ctx, failed, probes.clone()));
     }
 
     // A stop request while probing: the workload is not started at all.
     let early = signals.take();
     if let Some(signal) = early.terminate {
-        eprintln!(
-            "shepherd wrap: got {} before the workload started; not starting it",
-            workload::signal_name(signal)
-        );
         heartbeats.stop();
-        let mut end = Ending::new(Verdict::Signaled { signal }, 128 + signal, probes);
-        end.terminated = true;
-        end.warned = early.warn;
-        return report.finish(run_id, end);
+        return report.finish(run_id, not_started(signal, early.warn, probes));
     }
 
     let script = ctx.run_dir.script();
-    let env = workload_env(&ctx, &run_id, &report.attempt_dir);
-    let workload = match workload::spawn(&script, &env, stderr_copy) {
-        Ok(w) => w,
-        Err(e) => {
-            heartbeats.stop();
-            // Positive evidence against the node only when it cannot read
-            // the snapshot the login node wrote; anything else is the
-            // script's (its shebang, its line endings, its permissions).
-            if let Err(read) = std::fs::File::open(&script) {
-                let detail = format!(
-                    "cannot read the script snapshot {} on {}: {read}",
-                    script.display(),
-                    ctx.node
-                );
-                return report.setup_failed(Some(run_id), detail, probes);
+    let stderr_copy = SharedWriter(std::sync::Arc::new(std::sync::Mutex::new(stderr_copy)));
+    // Read once: the restarts this job may make (see in_place::allowed), and
+    // the run's last failure, so that the same failure as the job before
+    // this one is not restarted here either (the daemon's same-failure rule
+    // then sees it on two nodes).
+    let state = ctx.run_dir.load_state().ok().flatten();
+    let allowed = in_place::allowed(&spec.policy, state.as_ref());
+    let mut previous = state.as_ref().and_then(in_place::last_fingerprint);
+    let signatures = crate::policy::signatures::SignatureSet::builtin();
+    let mut k = 0; // restarts in place so far
+    let mut started_at = report.started_at;
+    let mut warned = early.warn;
+    loop {
+        let env = workload_env(&ctx, &run_id, &report.attempt_dir, k);
+        let workload = match workload::spawn(&script, &env, Box::new(stderr_copy.clone())) {
+            Ok(w) => w,
+            Err(e) => {
+                heartbeats.stop();
+                let mut end = match spawn_failure(&ctx, &script, &spec.script_path, e) {
+                    Ok(end) => end,
+                    Err(detail) => return report.setup_failed(Some(run_id), detail, probes),
+                };
+                end.probes = probes;
+                end.in_place = k;
+                end.started_at = Some(started_at);
+                return report.finish(run_id, end);
             }
-            // EAGAIN and ENOMEM (no process or memory left) are this node's
-            // state, not the script's: positive evidence against the node.
-            // Everything else (ENOENT, ENOEXEC, EACCES from the shebang or
-            // the mode, E2BIG from the environment) would be the same on
-            // every node: the submission's.
-            if matches!(
-                e.raw_os_error(),
-                Some(libc_errno::EAGAIN | libc_errno::ENOMEM)
-            ) {
-                let detail = format!(
-                    "cannot start the workload on {}: {e} (the node, not the script: it has no process or memory to spare)",
-                    ctx.node
-                );
-                return report.setup_failed(Some(run_id), detail, probes);
-            }
-            let detail = launch::explain(&script, &spec.script_path, &e);
-            eprintln!("shepherd wrap: {detail}");
-            return report.finish(
-                run_id,
-                Ending::new(Verdict::LaunchFailed { detail }, EXIT_LAUNCH_FAILED, probes),
-            );
+        };
+        if probes.is_empty() {
+            heartbeats.set_phase(Phase::Running);
+        } else {
+            heartbeats.set_phase_with_probes(Phase::Running, probes.clone());
         }
+
+        let result = workload.supervise(signals, ctx.kill_grace, warned, |event| match event {
+            Event::Terminating | Event::Warned => heartbeats.set_phase(Phase::Stopping),
+        });
+        let ended = match result {
+            Ok(ended) => ended,
+            Err(e) => {
+                heartbeats.stop();
+                eprintln!("shepherd wrap: internal error: lost track of the workload: {e}");
+                return Finished {
+                    exit_code: EXIT_INTERNAL,
+                    outcome: None,
+                };
+            }
+        };
+        let exit_code = workload::exit_code(&ended.status);
+        let verdict = match (ended.status.code(), ended.status.signal()) {
+            (Some(code), _) => Verdict::Exited { code },
+            (None, Some(signal)) => Verdict::Signaled { signal },
+            _ => Verdict::Exited { code: exit_code },
+        };
+        let mut end = Ending::new(verdict, exit_code, probes.clone());
+        end.terminated = ended.terminated_by.is_some();
+        end.warned = ended.warned;
+        end.stderr_tail = ended.stderr_tail;
+        end.in_place = k;
+        end.started_at = Some(started_at);
+        let mut outcome = report.outcome(run_id.clone(), end);
+        let decision = in_place::next(
+            &spec.policy,
+            &outcome,
+            k,
+            allowed,
+            previous.as_ref(),
+            &signatures,
+        );
+        let (fingerprint, wait) = match decision {
+            in_place::Next::Stop { why } => {
+                if let Some(why) = why {
+                    eprintln!("shepherd wrap: not restarting the workload in place: {why}");
+                }
+                heartbeats.stop();
+                return report.write(outcome);
+            }
+            in_place::Next::Restart { wait, fingerprint } => {
+                eprintln!(
+                    "shepherd wrap: the workload failed ({}) on {}; restarting it in place{} (restart {} of {allowed})",
+                    verdict_words(&outcome.verdict),
+                    ctx.node,
+                    match wait.is_zero() {
+                        true => String::new(),
+                        false => format!(" in {}", crate::duration::format(wait)),
+                    },
+                    k + 1,
+                );
+                (fingerprint, wait)
+            }
+        };
+        // This run's outcome first, then the heartbeat naming the next: the
+        // daemon follows the chain of outcomes marked restarted_in_place.
+        outcome.restarted_in_place = true;
+        report.write(outcome);
+        k += 1;
+        started_at = Timestamp::now();
+        heartbeats.restart_in_place(k);
+        match between_runs(&ctx, &spec, signals, wait, &mut warned) {
+            Ok(again) => probes = again,
+            Err(end) => {
+                let mut end = *end;
+                heartbeats.stop();
+                end.in_place = k;
+                end.started_at = Some(started_at);
+                return report.finish(run_id, end);
+            }
+        }
+        previous = fingerprint;
+    }
+}
+
+/// Between a failed run and its restart in place: the wait, then the probes
+/// again (a failure that broke the GPU is the node's, and the job leaves
+/// it). `Err` with how the job ends instead: stopped, or the node faulty.
+fn between_runs(
+    ctx: &Context,
+    spec: &crate::model::RunSpec,
+    signals: &Signals,
+    wait: Duration,
+    warned: &mut bool,
+) -> Result<Vec<ProbeResult>, Box<Ending>> {
+    let pending = wait_unless_stopped(signals, wait);
+    *warned |= pending.warn;
+    if let Some(signal) = pending.terminate {
+        return Err(Box::new(not_started(signal, *warned, vec![])));
+    }
+    let probes = probe_node(ctx, spec);
+    if let Some(failed) = faulty_probe(&probes) {
+        return Err(Box::new(probe_failed(ctx, failed, probes.clone())));
+    }
+    let pending = signals.take();
+    *warned |= pending.warn;
+    match pending.terminate {
+        Some(signal) => Err(Box::new(not_started(signal, *warned, probes))),
+        None => Ok(probes),
+    }
+}
+
+/// Sleeps `wait`, returning early with the stop request if one arrives; the
+/// requests seen (a warning does not end the wait).
+fn wait_unless_stopped(signals: &Signals, wait: Duration) -> signals::Pending {
+    let until = std::time::Instant::now() + wait;
+    let mut seen = signals::Pending::default();
+    loop {
+        let p = signals.take();
+        seen.warn |= p.warn;
+        if p.terminate.is_some() {
+            seen.terminate = p.terminate;
+            return seen;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return seen;
+        }
+        signals.wait(left.min(Duration::from_secs(1)));
+    }
+}
+
+/// `exit 1`, `signal 11`.
+fn verdict_words(v: &Verdict) -> String {
+    match v {
+        Verdict::Exited { code } => format!("exit {code}"),
+        Verdict::Signaled { signal } => format!("signal {signal}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs the probes the spec asks for (none for a CPU job) and says which
+/// were inconclusive.
+fn probe_node(ctx: &Context, spec: &crate::model::RunSpec) -> Vec<ProbeResult> {
+    let Some(gpus) = spec.resources.gpus else {
+        return Vec::new();
     };
-    if probes.is_empty() {
-        heartbeats.set_phase(Phase::Running);
-    } else {
-        heartbeats.set_phase_with_probes(Phase::Running, probes.clone());
+    let probes = probe::run_all(&probe::Probing {
+        nvidia_smi: &ctx.nvidia_smi,
+        python: &ctx.python,
+        cuda_visible_devices: ctx.cuda_visible_devices.as_deref(),
+        requested: gpus,
+        timeout: ctx.probe_timeout,
+        cuda_timeout: ctx.cuda_timeout,
+        only: spec.policy.probes.as_deref(),
+        skip: &ctx.skip_probes,
+    });
+    for p in probes
+        .iter()
+        .filter(|p| p.status == ProbeStatus::Inconclusive)
+    {
+        eprintln!(
+            "shepherd wrap: GPU probe '{}' inconclusive on {}: {}; the node is not judged on it",
+            p.name, ctx.node, p.detail
+        );
+    }
+    probes
+}
+
+fn probe_failed(ctx: &Context, failed: &ProbeResult, probes: Vec<ProbeResult>) -> Ending {
+    eprintln!(
+        "shepherd wrap: GPU probe '{}' failed on {}: {}; the workload does not run on this node",
+        failed.name, ctx.node, failed.detail
+    );
+    let verdict = Verdict::ProbeFailed {
+        probe: failed.name.clone(),
+        detail: failed.detail.clone(),
+    };
+    Ending::new(verdict, probe_exit_code(&failed.name), probes)
+}
+
+/// A stop request before the workload (re)started.
+fn not_started(signal: i32, warned: bool, probes: Vec<ProbeResult>) -> Ending {
+    eprintln!(
+        "shepherd wrap: got {} before the workload started; not starting it",
+        workload::signal_name(signal)
+    );
+    let mut end = Ending::new(Verdict::Signaled { signal }, 128 + signal, probes);
+    end.terminated = true;
+    end.warned = warned;
+    end
+}
+
+/// Why the workload could not be spawned: `Ok` with the launch failure (the
+/// script's fault), or `Err` with the detail of a setup failure (the node's).
+fn spawn_failure(
+    ctx: &Context,
+    script: &Path,
+    script_path: &Path,
+    e: std::io::Error,
+) -> Result<Ending, String> {
+    // Positive evidence against the node only when it cannot read the
+    // snapshot the login node wrote; anything else is the script's (its
+    // shebang, its line endings, its permissions).
+    if let Err(read) = std::fs::File::open(script) {
+        return Err(format!(
+            "cannot read the script snapshot {} on {}: {read}",
+            script.display(),
+            ctx.node
+        ));
+    }
+    // EAGAIN and ENOMEM (no process or memory left) are this node's state,
+    // not the script's: positive evidence against the node. Everything else
+    // (ENOENT, ENOEXEC, EACCES from the shebang or the mode, E2BIG from the
+    // environment) would be the same on every node: the submission's.
+    if matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EAGAIN | libc_errno::ENOMEM)
+    ) {
+        return Err(format!(
+            "cannot start the workload on {}: {e} (the node, not the script: it has no process or memory to spare)",
+            ctx.node
+        ));
+    }
+    let detail = launch::explain(script, script_path, &e);
+    eprintln!("shepherd wrap: {detail}");
+    Ok(Ending::new(
+        Verdict::LaunchFailed { detail },
+        EXIT_LAUNCH_FAILED,
+        vec![],
+    ))
+}
+
+/// The workload's stderr copy, shared by the runs of a job restarted in place.
+#[derive(Clone)]
+struct SharedWriter(std::sync::Arc<std::sync::Mutex<Box<dyn Write + Send>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .write(buf)
     }
 
-    let result = workload.supervise(signals, ctx.kill_grace, early.warn, |event| match event {
-        Event::Terminating | Event::Warned => heartbeats.set_phase(Phase::Stopping),
-    });
-    heartbeats.stop();
-    match result {
-        Ok(ended) => {
-            let exit_code = workload::exit_code(&ended.status);
-            let verdict = match (ended.status.code(), ended.status.signal()) {
-                (Some(code), _) => Verdict::Exited { code },
-                (None, Some(signal)) => Verdict::Signaled { signal },
-                _ => Verdict::Exited { code: exit_code },
-            };
-            let mut end = Ending::new(verdict, exit_code, probes);
-            end.terminated = ended.terminated_by.is_some();
-            end.warned = ended.warned;
-            end.stderr_tail = ended.stderr_tail;
-            report.finish(run_id, end)
-        }
-        Err(e) => {
-            eprintln!("shepherd wrap: internal error: lost track of the workload: {e}");
-            Finished {
-                exit_code: EXIT_INTERNAL,
-                outcome: None,
-            }
-        }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .flush()
     }
 }
 
@@ -394,16 +566,22 @@ fn workload_env(
     ctx: &Context,
     run_id: &RunId,
     attempt_dir: &AttemptDir,
+    in_place: u32,
 ) -> Vec<(&'static str, OsString)> {
     vec![
         ("SHEPHERD_RUN_ID", run_id.as_str().into()),
         ("SHEPHERD_RUN_DIR", ctx.run_dir.path().into()),
-        ("SHEPHERD_ATTEMPT", ctx.attempt.to_string().into()),
+        // A restart in place is the next attempt of the same job.
+        (
+            "SHEPHERD_ATTEMPT",
+            (ctx.attempt + in_place).to_string().into(),
+        ),
+        ("SHEPHERD_IN_PLACE", in_place.to_string().into()),
         ("SHEPHERD_RESTARTS", ctx.restarts.to_string().into()),
         ("SHEPHERD_JOB_ID", ctx.job.to_string().into()),
         (
             PROGRESS_FILE_VAR,
-            attempt_dir.progress(ctx.job, ctx.restarts).into(),
+            attempt_dir.progress(ctx.job, ctx.restarts, in_place).into(),
         ),
     ]
 }
@@ -421,6 +599,10 @@ struct Ending {
     terminated: bool,
     warned: bool,
     stderr_tail: String,
+    /// Which run of the workload in this job (restarts in place before it).
+    in_place: u32,
+    /// When this run began, if not when the wrapper started.
+    started_at: Option<Timestamp>,
 }
 
 impl Ending {
@@ -432,6 +614,8 @@ impl Ending {
             terminated: false,
             warned: false,
             stderr_tail: String::new(),
+            in_place: 0,
+            started_at: None,
         }
     }
 }
@@ -470,15 +654,19 @@ impl Report<'_> {
     }
 
     fn finish(&self, run_id: RunId, end: Ending) -> Finished {
+        self.write(self.outcome(run_id, end))
+    }
+
+    fn outcome(&self, run_id: RunId, end: Ending) -> Outcome {
         let ctx = self.ctx;
-        let outcome = Outcome {
+        Outcome {
             version: OUTCOME_VERSION,
             run_id,
-            attempt: ctx.attempt,
+            attempt: ctx.attempt + end.in_place,
             job_id: ctx.job,
             restarts: ctx.restarts,
             node: ctx.node.clone(),
-            started_at: self.started_at,
+            started_at: end.started_at.unwrap_or(self.started_at),
             ended_at: Timestamp::now(),
             verdict: end.verdict,
             probes: end.probes,
@@ -486,13 +674,21 @@ impl Report<'_> {
             warned: end.warned,
             stderr_tail: end.stderr_tail,
             exit_code: end.exit_code,
-        };
-        let path = self.attempt_dir.outcome(ctx.job, ctx.restarts);
+            in_place: end.in_place,
+            restarted_in_place: false,
+        }
+    }
+
+    fn write(&self, outcome: Outcome) -> Finished {
+        let ctx = self.ctx;
+        let path = self
+            .attempt_dir
+            .outcome(ctx.job, ctx.restarts, outcome.in_place);
         if let Err(e) = atomic::write_json(&path, &outcome) {
             eprintln!("shepherd wrap: cannot record the outcome: {e}");
         }
         Finished {
-            exit_code: end.exit_code,
+            exit_code: outcome.exit_code,
             outcome: Some(outcome),
         }
     }

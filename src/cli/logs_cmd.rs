@@ -30,7 +30,7 @@ fn pick(
     let job = a.job_id?;
     Some((
         a.attempt,
-        attempt_file(spec, run, a.attempt, job, a.node.as_deref(), stream),
+        attempt_file(spec, run, a.dir_attempt(), job, a.node.as_deref(), stream),
     ))
 }
 

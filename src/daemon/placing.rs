@@ -217,7 +217,7 @@ impl<S: Slurm + ?Sized> Ticker<'_, S> {
         exclude: &[String],
         chosen: Vec<&'v PartitionGpus>,
     ) -> Vec<&'v PartitionGpus> {
-        let Some(attempt) = state.attempts.last().map(|a| a.attempt) else {
+        let Some(attempt) = state.attempts.last().map(|a| a.dir_attempt()) else {
             return chosen;
         };
         let script = self

@@ -453,13 +453,34 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 ),
             },
         };
-        let dir = run.dir.attempt(a.attempt);
+        let dir = run.dir.attempt(a.dir_attempt());
         obs.heartbeat =
             atomic::read_json::<Heartbeat>(&dir.heartbeat(job, restarts), HEARTBEAT_VERSION).ok();
+        // The runs the wrapper restarted in place since the attempt's own
+        // (each outcome says so), at most as many as the policy allows; the
+        // progress and outcome that matter are the last run's.
+        let mut k = if restarts == a.restarts {
+            a.in_place
+        } else {
+            0
+        };
+        obs.outcome = loop {
+            let read = |k| {
+                atomic::read_json::<Outcome>(&dir.outcome(job, restarts, k), OUTCOME_VERSION).ok()
+            };
+            match read(k) {
+                Some(o)
+                    if o.restarted_in_place
+                        && obs.in_place.len() < run.spec.policy.restart_in_place as usize =>
+                {
+                    obs.in_place.push(o);
+                    k += 1;
+                }
+                other => break other,
+            }
+        };
         obs.progress =
-            atomic::read_json::<Progress>(&dir.progress(job, restarts), PROGRESS_VERSION).ok();
-        obs.outcome =
-            atomic::read_json::<Outcome>(&dir.outcome(job, restarts), OUTCOME_VERSION).ok();
+            atomic::read_json::<Progress>(&dir.progress(job, restarts, k), PROGRESS_VERSION).ok();
         (obs, files)
     }
 

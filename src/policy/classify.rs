@@ -286,6 +286,8 @@ mod tests {
             warned: false,
             stderr_tail: String::new(),
             exit_code: 0,
+            in_place: 0,
+            restarted_in_place: false,
         }
     }
 

@@ -62,6 +62,10 @@ pub struct Observation {
     pub heartbeat: Option<Heartbeat>,
     pub progress: Option<Progress>,
     pub outcome: Option<Outcome>,
+    /// The outcomes of the runs of the workload the wrapper restarted in
+    /// place after (`--restart-in-place`), from the live attempt's own run
+    /// on, in order; `outcome` is then the run after the last of them.
+    pub in_place: Vec<Outcome>,
     pub controls: Vec<Control>,
     /// The fault signatures to judge an ended attempt's output by (the
     /// built-in set when `None`).
@@ -79,6 +83,7 @@ impl Observation {
             heartbeat: None,
             progress: None,
             outcome: None,
+            in_place: Vec::new(),
             controls: Vec::new(),
             signatures: None,
             blockers_now: None,
@@ -333,6 +338,7 @@ fn apply_control(cx: &mut Ctx<'_>, control: Control) {
 }
 
 fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
+    follow_restarts_in_place(cx, obs);
     let Some(attempt) = cx.st.live_attempt().cloned() else {
         return;
     };
@@ -354,6 +360,92 @@ fn observe_live_attempt(cx: &mut Ctx<'_>, obs: &Observation) {
         }
         (Some(_), JobView::Gone(None)) => {}
     }
+}
+
+/// The wrapper restarted the workload in place (`--restart-in-place`): each
+/// run that failed ends its attempt, judged and charged like any ended job
+/// (the wrapper restarts only failures that are the workload's), and the
+/// next run is the next attempt of the same job, already running. Nothing is
+/// submitted or cancelled: the job goes on.
+fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
+    for o in &obs.in_place {
+        let Some(a) = cx.st.live_attempt() else {
+            return;
+        };
+        // Only the next run of this very instance, in order.
+        if Some(o.job_id) != a.job_id || o.restarts != a.restarts || o.in_place != a.in_place {
+            return;
+        }
+        let signatures = signatures_of(obs);
+        // Judged as the job would be, had the wrapper exited with it.
+        let mut end = classify(&EndEvidence {
+            state: Some(&JobState::Failed),
+            exit: Some(crate::slurm::ExitStatus {
+                code: o.exit_code,
+                signal: 0,
+            }),
+            outcome: Some(o),
+            cancel: None,
+            signatures: Some(&signatures),
+        });
+        if end.class == FailureClass::WorkloadFailure {
+            end.fingerprint = verdicts::fingerprint(o);
+            cx.st.workload_failures += 1;
+        }
+        let now = cx.now;
+        let a = cx.st.live_attempt_mut().expect("live attempt");
+        let mut next = Attempt::new(a.attempt + 1, a.submitted_at);
+        next.phase = AttemptPhase::Running;
+        next.job_id = a.job_id;
+        next.running_since = Some(now);
+        next.partition = a.partition.clone();
+        next.node = a.node.clone().or_else(|| Some(o.node.clone()));
+        next.restarts = a.restarts;
+        next.pending_since = a.pending_since;
+        next.heartbeat_seq = a.heartbeat_seq;
+        next.heartbeat_changed_at = a.heartbeat_changed_at;
+        next.cancel = a.cancel;
+        next.hurried = a.hurried;
+        next.in_place = o.in_place + 1;
+        next.in_job_of = Some(a.dir_attempt());
+        a.phase = AttemptPhase::Ended;
+        a.ended_at = Some(now);
+        a.node.get_or_insert_with(|| o.node.clone());
+        a.end = Some(end.clone());
+        let node = a.node.clone().unwrap_or_default();
+        let blame = match end.blame {
+            Blame::Node => format!(" (blame: node {node})"),
+            Blame::Workload => " (blame: workload)".to_string(),
+            Blame::None => String::new(),
+        };
+        cx.event("attempt_ended", format!("{}{blame}", end.detail));
+        let (number, job) = (next.attempt, o.job_id);
+        cx.st.attempts.push(next);
+        cx.event(
+            "restarted_in_place",
+            format!(
+                "the wrapper restarted the workload in place on {node} (restart {} of --restart-in-place {}): attempt {number} runs in job {job}'s allocation, nothing resubmitted",
+                o.in_place + 1,
+                cx.spec.policy.restart_in_place
+            ),
+        );
+        if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
+            cx.set_status(
+                RunStatus::Running,
+                format!(
+                    "job {job} running on {node} (restarted in place after: {})",
+                    end.detail
+                ),
+            );
+        }
+    }
+}
+
+/// The fault signatures to judge an ended job's output by.
+fn signatures_of(obs: &Observation) -> std::sync::Arc<SignatureSet> {
+    obs.signatures
+        .clone()
+        .unwrap_or_else(|| std::sync::Arc::new(SignatureSet::builtin()))
 }
 
 /// Where the live attempt ran, when Slurm says so (a job may end before the
@@ -534,6 +626,10 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
     }
     let a = cx.st.live_attempt_mut().expect("live attempt");
     a.restarts = info.restarts;
+    if requeued {
+        // The new instance's wrapper counts its runs from 0 again.
+        a.in_place = 0;
+    }
     if !info.partition.is_empty() {
         a.partition = Some(info.partition.clone());
     }
@@ -601,10 +697,15 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
     let heartbeat_age = since(now, a.heartbeat_changed_at.unwrap_or(running_since));
     let progress_age = since(now, a.progress_changed_at.unwrap_or(running_since));
     let cancel_pending = a.cancel.is_some();
+    let in_place = match a.in_place {
+        0 => String::new(),
+        1 => " (restarted in place once)".to_string(),
+        k => format!(" (restarted in place {k} times)"),
+    };
     if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
         cx.set_status(
             RunStatus::Running,
-            format!("job {} running on {node}", info.id),
+            format!("job {} running on {node}{in_place}", info.id),
         );
     }
     if cancel_pending {
@@ -684,16 +785,11 @@ fn end_attempt(
         return;
     };
     // The wrapper's outcome counts only if it belongs to this job instance.
-    let outcome = outcome.filter(|o| Some(o.job_id) == a.job_id && o.restarts == a.restarts);
+    let outcome = outcome.filter(|o| {
+        Some(o.job_id) == a.job_id && o.restarts == a.restarts && o.in_place == a.in_place
+    });
     let cancel = a.cancel;
-    let builtin;
-    let signatures = match &obs.signatures {
-        Some(s) => s.as_ref(),
-        None => {
-            builtin = SignatureSet::builtin();
-            &builtin
-        }
-    };
+    let signatures = signatures_of(obs);
     let reached = verdicts::Reached {
         state,
         nodes,
@@ -708,7 +804,7 @@ fn end_attempt(
             exit,
             outcome,
             cancel,
-            signatures: Some(signatures),
+            signatures: Some(&signatures),
         })
     });
     if matches!(

@@ -237,9 +237,24 @@ pub struct Attempt {
     /// refused because every usable node is banned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// Which run of the workload within the job instance this attempt is:
+    /// 0 for the first, k for the k-th restart in place
+    /// ([`crate::records::Outcome::in_place`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_place: u32,
+    /// For a restart in place: the attempt whose job it continues, whose
+    /// directory holds its files (`None`: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_job_of: Option<u32>,
 }
 
 impl Attempt {
+    /// The attempt directory holding this attempt's files: its own, or for a
+    /// restart in place that of the attempt whose job it continues.
+    pub fn dir_attempt(&self) -> u32 {
+        self.in_job_of.unwrap_or(self.attempt)
+    }
+
     pub fn new(attempt: u32, now: Timestamp) -> Attempt {
         Attempt {
             attempt,
@@ -262,6 +277,8 @@ impl Attempt {
             end: None,
             hurried: None,
             waiting: None,
+            in_place: 0,
+            in_job_of: None,
         }
     }
 

@@ -48,7 +48,8 @@ pub struct Charged<'a> {
     pub charge: Charge<'a>,
 }
 
-/// The attempts live in `before` that have ended in `after` on a node, and
+/// The attempts live in `before` (or not yet there) that have ended in
+/// `after` on a node, and
 /// what each charges that node. Nothing when the run does not use the
 /// blacklist; nothing for a failure that is not the node's; nothing for a
 /// node only suspected by a signature that says "retry elsewhere" (this run
@@ -64,10 +65,12 @@ pub fn charges<'a>(
     }
     let mut out = Vec::new();
     for a in &after.attempts {
-        let was_live = before
+        // Live before, or new in this step: a restart in place may begin
+        // and end between two ticks.
+        let was_live = !before
             .attempts
             .iter()
-            .any(|b| b.attempt == a.attempt && b.is_live());
+            .any(|b| b.attempt == a.attempt && !b.is_live());
         let (true, Some(end), Some(node)) = (was_live, a.end.as_ref(), a.node.as_deref()) else {
             continue;
         };

@@ -85,6 +85,8 @@ fn outcome(id: u64, restarts: u32, verdict: Verdict) -> Outcome {
         warned: false,
         stderr_tail: String::new(),
         exit_code: 0,
+        in_place: 0,
+        restarted_in_place: false,
     }
 }
 
@@ -103,6 +105,7 @@ fn heartbeat(id: u64, restarts: u32, seq: u64) -> Heartbeat {
         seq,
         output_bytes: None,
         probes: Vec::new(),
+        in_place: 0,
     }
 }
 
@@ -1400,4 +1403,144 @@ fn files_written_before_the_verdicts_still_read() {
     assert_eq!(policy.same_failure_limit, 3);
     let a = serde_json::to_value(Attempt::new(1, t(0))).unwrap();
     assert!(a.get("waiting").is_none());
+}
+
+/// A run of the workload the wrapper restarted in place after.
+fn restarted(id: u64, k: u32, code: i32, stderr: &str) -> Outcome {
+    Outcome {
+        in_place: k,
+        restarted_in_place: true,
+        stderr_tail: stderr.into(),
+        ..outcome(id, 0, Verdict::Exited { code })
+    }
+}
+
+#[test]
+fn restarts_in_place_are_attempts_of_the_same_job_and_nothing_is_resubmitted() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    // Two crashes restarted in place between two ticks.
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![
+        restarted(7, 0, 1, "ValueError: a"),
+        restarted(7, 1, 2, "KeyError: b"),
+    ];
+    obs.heartbeat = Some(Heartbeat {
+        in_place: 2,
+        ..heartbeat(7, 0, 5)
+    });
+    s.tick(20, obs.clone());
+    assert!(
+        s.actions.is_empty(),
+        "nothing submitted or cancelled: {:?}",
+        s.actions
+    );
+    assert_eq!(s.status(), RunStatus::Running);
+    assert!(
+        s.state.reason.contains("restarted in place"),
+        "{}",
+        s.state.reason
+    );
+    let a = &s.state.attempts;
+    assert_eq!(a.len(), 3);
+    for (i, x) in a.iter().enumerate() {
+        assert_eq!(x.attempt, i as u32 + 1);
+        assert_eq!(x.job_id, Some(JobId(7)), "one job throughout");
+        assert_eq!(x.dir_attempt(), 1, "files in the job's attempt directory");
+        assert_eq!(x.in_place, i as u32);
+    }
+    assert_eq!(
+        a[0].end.as_ref().unwrap().class,
+        FailureClass::WorkloadFailure
+    );
+    assert!(a[0].end.as_ref().unwrap().fingerprint.is_some());
+    assert_eq!(
+        a[1].end.as_ref().unwrap().class,
+        FailureClass::WorkloadFailure
+    );
+    assert!(a[2].is_live() && a[2].phase == AttemptPhase::Running);
+    assert_eq!(s.state.workload_failures, 2, "each restart is charged");
+    assert_eq!(
+        s.events
+            .iter()
+            .filter(|e| e.kind == "restarted_in_place")
+            .count(),
+        2
+    );
+    // The same observation again (the tick read the chain before the
+    // state was saved) changes nothing.
+    let before = s.state.clone();
+    s.tick(22, obs);
+    assert_eq!(s.state.attempts, before.attempts);
+    assert_eq!(s.state.workload_failures, 2);
+
+    // The third run completes: the job's end is the last attempt's.
+    let mut obs = seen(ended(7, JobState::Completed, 0));
+    obs.outcome = Some(Outcome {
+        in_place: 2,
+        ..outcome(7, 0, Verdict::Exited { code: 0 })
+    });
+    s.tick(30, obs);
+    assert_eq!(s.status(), RunStatus::Completed);
+    assert_eq!(s.state.attempts.len(), 3);
+    assert!(s.actions.is_empty());
+}
+
+#[test]
+fn an_outcome_of_another_run_of_the_job_is_not_the_attempts() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 1;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    // Out of order (run 1 before run 0 was seen) or another instance:
+    // ignored.
+    for stray in [
+        restarted(7, 1, 1, ""),
+        restarted(8, 0, 1, ""),
+        Outcome {
+            restarts: 1,
+            ..restarted(7, 0, 1, "")
+        },
+    ] {
+        let mut obs = seen(job(7, JobState::Running, 0));
+        obs.in_place = vec![stray.clone()];
+        s.tick(20, obs);
+        assert_eq!(s.state.attempts.len(), 1, "{stray:?}");
+    }
+    // The job ends; its final outcome names run 1, which this attempt
+    // (run 0) never was: it does not decide.
+    let mut obs = seen(ended(7, JobState::Failed, 1));
+    obs.outcome = Some(Outcome {
+        in_place: 1,
+        ..outcome(7, 0, Verdict::Exited { code: 0 })
+    });
+    s.tick(30, obs);
+    let end = s.state.attempts[0].end.as_ref().unwrap();
+    assert_ne!(end.class, FailureClass::Success, "{end:?}");
+}
+
+#[test]
+fn a_requeue_after_restarts_in_place_counts_runs_from_zero_again() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![restarted(7, 0, 1, "")];
+    s.tick(20, obs);
+    assert_eq!(s.state.attempts.last().unwrap().in_place, 1);
+    // Slurm requeues the job (its node failed): restart 1 starts at run 0.
+    s.tick(30, seen(job(7, JobState::Pending, 1)));
+    let a = s.state.attempts.last().unwrap();
+    assert_eq!((a.restarts, a.in_place, a.dir_attempt()), (1, 0, 1));
+    s.tick(40, seen(job(7, JobState::Running, 1)));
+    let mut obs = seen(JobInfo {
+        restarts: 1,
+        ..ended(7, JobState::Completed, 0)
+    });
+    obs.outcome = Some(outcome(7, 1, Verdict::Exited { code: 0 }));
+    s.tick(50, obs);
+    assert_eq!(s.status(), RunStatus::Completed);
 }

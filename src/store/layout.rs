@@ -196,12 +196,16 @@ impl AttemptDir {
         self.path.join(format!("heartbeat-{job}-{restarts}.json"))
     }
 
-    pub fn progress(&self, job: JobId, restarts: u32) -> PathBuf {
-        self.path.join(format!("progress-{job}-{restarts}.json"))
+    /// `in_place`: the workload's restart in place within this instance
+    /// (0: its first run), so each restart has its own progress and outcome.
+    pub fn progress(&self, job: JobId, restarts: u32, in_place: u32) -> PathBuf {
+        self.path
+            .join(instance_file("progress", job, restarts, in_place))
     }
 
-    pub fn outcome(&self, job: JobId, restarts: u32) -> PathBuf {
-        self.path.join(format!("outcome-{job}-{restarts}.json"))
+    pub fn outcome(&self, job: JobId, restarts: u32, in_place: u32) -> PathBuf {
+        self.path
+            .join(instance_file("outcome", job, restarts, in_place))
     }
 
     /// Slurm file patterns for the attempt's output when the user set none.
@@ -211,6 +215,15 @@ impl AttemptDir {
 
     pub fn stderr_pattern(&self) -> PathBuf {
         self.path.join("slurm-%j.err")
+    }
+}
+
+/// `KIND-JOB-RESTARTS.json`, with `-IN_PLACE` before `.json` for a restart in
+/// place (the first run keeps the name older versions wrote).
+fn instance_file(kind: &str, job: JobId, restarts: u32, in_place: u32) -> String {
+    match in_place {
+        0 => format!("{kind}-{job}-{restarts}.json"),
+        k => format!("{kind}-{job}-{restarts}-{k}.json"),
     }
 }
 

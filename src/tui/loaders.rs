@@ -73,7 +73,10 @@ fn heartbeat_of(sd: &StateDir, doc: &RunDoc) -> Option<Timestamp> {
     let a = doc.attempts.last().filter(|a| a.ended_at.is_none())?;
     let job = JobId(a.job_id?);
     let id = doc.run_id.parse::<RunId>().ok()?;
-    let path = sd.run(&id).attempt(a.attempt).heartbeat(job, a.restarts);
+    let path = sd
+        .run(&id)
+        .attempt(a.dir_attempt())
+        .heartbeat(job, a.restarts);
     atomic::read_json::<Heartbeat>(&path, HEARTBEAT_VERSION)
         .ok()
         .map(|h| h.time)
@@ -612,7 +615,14 @@ fn look(sd: &StateDir, req: &DetailRequest, w: &mut Watch) -> Vec<DetailUpdate> 
         let job = a.job_id?;
         Some((
             a.attempt,
-            attempt_file(&spec, &run, a.attempt, job, a.node.as_deref(), req.stream),
+            attempt_file(
+                &spec,
+                &run,
+                a.dir_attempt(),
+                job,
+                a.node.as_deref(),
+                req.stream,
+            ),
         ))
     });
     let key = (
@@ -745,6 +755,7 @@ mod tests {
                 seq: 1,
                 output_bytes: None,
                 probes: Vec::new(),
+                in_place: 0,
             },
         )
         .unwrap();

@@ -54,6 +54,8 @@ fn attempt(k: u32, node: &str, outcome: Option<(&str, &str, &str)>, start: i64) 
         detail: outcome.map(|o| o.2.into()),
         fingerprint: None,
         probes: vec![],
+        in_place: 0,
+        in_job_of: None,
     }
 }
 

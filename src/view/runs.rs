@@ -93,6 +93,24 @@ pub struct AttemptDoc {
     /// `faulty`, `inconclusive`); empty for CPU jobs and unended attempts.
     #[serde(default)]
     pub probes: Vec<ProbeDoc>,
+    /// For a restart in place (`--restart-in-place`): which run of the
+    /// workload in the job it is, and the attempt whose job it continues
+    /// (whose directory holds its files and logs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_place: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_job_of: Option<u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl AttemptDoc {
+    /// The attempt directory holding this attempt's files ([`Attempt::dir_attempt`]).
+    pub fn dir_attempt(&self) -> u32 {
+        self.in_job_of.unwrap_or(self.attempt)
+    }
 }
 
 /// One GPU probe of an attempt.
@@ -130,7 +148,7 @@ fn probe_docs(a: &Attempt, run_dir: &Path) -> Vec<ProbeDoc> {
         return Vec::new();
     };
     let path = RunDir::at(run_dir)
-        .attempt(a.attempt)
+        .attempt(a.dir_attempt())
         .heartbeat(job, a.restarts);
     atomic::read_json::<Heartbeat>(&path, HEARTBEAT_VERSION)
         .map(|hb| {
@@ -160,6 +178,8 @@ fn attempt_doc(a: &Attempt, run_dir: &Path) -> AttemptDoc {
         detail: a.end.as_ref().map(|e| e.detail.clone()),
         fingerprint: a.end.as_ref().and_then(|e| e.fingerprint.clone()),
         probes: probe_docs(a, run_dir),
+        in_place: a.in_place,
+        in_job_of: a.in_job_of,
     }
 }
 

@@ -33,6 +33,8 @@ struct State {
     attempts: u64,
     /// Probe results to carry from the next heartbeat on.
     probes: Option<Vec<ProbeResult>>,
+    /// A restart in place to name from the next heartbeat on.
+    in_place: Option<u32>,
 }
 
 pub struct Heartbeats {
@@ -57,6 +59,7 @@ impl Heartbeats {
                 stop: false,
                 attempts: 0,
                 probes: None,
+                in_place: None,
             }),
             Condvar::new(),
         ));
@@ -102,6 +105,18 @@ impl Heartbeats {
         let mut state = lock_state(lock);
         state.phase = phase;
         state.probes = Some(probes);
+        state.kick = true;
+        cvar.notify_one();
+    }
+
+    /// The workload is restarted in place for the `k`-th time: heartbeats
+    /// name run `k`, in the probing phase until the workload runs again; the
+    /// next heartbeat is written at once.
+    pub fn restart_in_place(&self, k: u32) {
+        let (lock, cvar) = &*self.shared;
+        let mut state = lock_state(lock);
+        state.phase = Phase::Probing;
+        state.in_place = Some(k);
         state.kick = true;
         cvar.notify_one();
     }
@@ -179,7 +194,7 @@ impl Writer {
 fn beat(shared: &(Mutex<State>, Condvar), mut writer: Writer) {
     let (lock, cvar) = shared;
     loop {
-        let (phase, probes) = {
+        let (phase, probes, in_place) = {
             let state = lock_state(lock);
             let (mut state, _) = cvar
                 .wait_timeout_while(state, writer.interval, |s| !s.stop && !s.kick)
@@ -188,10 +203,13 @@ fn beat(shared: &(Mutex<State>, Condvar), mut writer: Writer) {
                 return;
             }
             state.kick = false;
-            (state.phase, state.probes.take())
+            (state.phase, state.probes.take(), state.in_place.take())
         };
         if let Some(probes) = probes {
             writer.hb.probes = probes;
+        }
+        if let Some(k) = in_place {
+            writer.hb.in_place = k;
         }
         writer.write(phase);
         lock_state(lock).attempts = writer.hb.seq;
@@ -240,6 +258,7 @@ mod tests {
             seq: 0,
             output_bytes: None,
             probes: Vec::new(),
+            in_place: 0,
         }
     }
 

@@ -95,7 +95,7 @@ impl Fixture {
     }
 
     fn outcome(&self) -> Outcome {
-        atomic::read_json(&self.attempt().outcome(JOB, 0), OUTCOME_VERSION).unwrap()
+        atomic::read_json(&self.attempt().outcome(JOB, 0, 0), OUTCOME_VERSION).unwrap()
     }
 
     fn heartbeat(&self) -> Option<Heartbeat> {
@@ -245,7 +245,7 @@ exit 0"#,
     assert_eq!(finished.exit_code, 0);
     let env = fs::read_to_string(f.marker("env")).unwrap();
     let run_dir = f.run_dir.path().display();
-    let progress = f.attempt().progress(JOB, 0);
+    let progress = f.attempt().progress(JOB, 0, 0);
     for want in [
         "SHEPHERD_ATTEMPT=1".to_string(),
         format!("SHEPHERD_JOB_ID={JOB}"),
@@ -725,4 +725,198 @@ fn progress_is_written_atomically_or_refused_outside_a_job() {
         format!("{err:#}").contains("cannot report progress"),
         "{err:#}"
     );
+}
+
+impl Fixture {
+    /// Sets `--restart-in-place` and writes the run's state (the wrapper
+    /// reads its charged failures from it).
+    fn restart_in_place(&self, n: u32, failures: u32) {
+        let mut file: SpecFile = atomic::read_json(&self.run_dir.spec(), SPEC_VERSION).unwrap();
+        file.spec.policy.restart_in_place = n;
+        atomic::write_json(&self.run_dir.spec(), &file).unwrap();
+        let mut st = crate::policy::RunState::new(Timestamp::now());
+        st.workload_failures = failures;
+        self.run_dir.save_state(&st).unwrap();
+    }
+
+    /// How many times the workload ran (each run appends a line to `runs`).
+    fn runs(&self) -> usize {
+        fs::read_to_string(self.marker("runs")).map_or(0, |r| r.lines().count())
+    }
+
+    fn outcome_in_place(&self, k: u32) -> Option<Outcome> {
+        atomic::read_json(&self.attempt().outcome(JOB, 0, k), OUTCOME_VERSION).ok()
+    }
+}
+
+#[test]
+fn a_crash_is_restarted_in_place_at_once_as_the_next_attempt_of_the_job() {
+    // Fails the first time, succeeds the second; each run says who it is.
+    let f = Fixture::new(
+        r#"echo "$SHEPHERD_ATTEMPT $SHEPHERD_IN_PLACE $SHEPHERD_PROGRESS_FILE" >> "$S/runs"
+[ -e "$S/crashed" ] && exit 0
+touch "$S/crashed"; echo "ValueError: boom" >&2; exit 3"#,
+        None,
+    );
+    f.restart_in_place(2, 0);
+    let t = Instant::now();
+    let finished = run_attempt(f.context(), &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "no backoff before the first restart"
+    );
+    let first = f.outcome_in_place(0).unwrap();
+    assert_eq!(first.verdict, Verdict::Exited { code: 3 });
+    assert!(first.restarted_in_place);
+    assert_eq!((first.attempt, first.in_place), (1, 0));
+    assert!(first.stderr_tail.contains("ValueError: boom"));
+    let second = f.outcome_in_place(1).unwrap();
+    assert_eq!(second.verdict, Verdict::Exited { code: 0 });
+    assert!(!second.restarted_in_place);
+    assert_eq!((second.attempt, second.in_place), (2, 1));
+    assert!(second.started_at >= first.ended_at);
+    assert_eq!(finished.outcome.as_ref(), Some(&second));
+    assert_eq!(f.heartbeat().unwrap().in_place, 1);
+    let runs = fs::read_to_string(f.marker("runs")).unwrap();
+    let lines: Vec<&str> = runs.lines().collect();
+    assert_eq!(lines.len(), 2, "{runs}");
+    let progress = |k| f.attempt().progress(JOB, 0, k).display().to_string();
+    assert_eq!(lines[0], format!("1 0 {}", progress(0)));
+    assert_eq!(lines[1], format!("2 1 {}", progress(1)));
+    assert_ne!(progress(0), progress(1));
+}
+
+#[test]
+fn the_same_crash_twice_leaves_the_node_and_off_means_never() {
+    let f = Fixture::new(
+        r#"echo x >> "$S/runs"; echo "KeyError: 'lr'" >&2; exit 1"#,
+        None,
+    );
+    f.restart_in_place(5, 0);
+    let finished = run_attempt(f.context(), &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, 1);
+    assert_eq!(f.runs(), 2);
+    assert!(f.outcome_in_place(0).unwrap().restarted_in_place);
+    let last = f.outcome_in_place(1).unwrap();
+    assert!(
+        !last.restarted_in_place,
+        "the same failure again: the job ends"
+    );
+    assert_eq!(finished.outcome.as_ref(), Some(&last));
+    assert!(f.outcome_in_place(2).is_none());
+
+    // Off by default; and no retries left means none either.
+    for (n, failures) in [(0, 0), (2, 3)] {
+        let f = Fixture::new(r#"echo x >> "$S/runs"; exit 1"#, None);
+        f.restart_in_place(n, failures);
+        assert_eq!(
+            run_attempt(f.context(), &Signals::new().unwrap()).exit_code,
+            1
+        );
+        assert_eq!(f.runs(), 1);
+        assert!(!f.outcome().restarted_in_place);
+    }
+}
+
+#[test]
+fn a_node_failing_its_probes_after_a_crash_is_left() {
+    // The listing works once (before the first run), then shows a GPU
+    // missing: the crash broke the node, and the job leaves it.
+    let f = Fixture::new(r#"echo x >> "$S/runs"; exit 1"#, Some(2));
+    let mut ctx = f.context();
+    ctx.cuda_visible_devices = Some("0,1".into());
+    ctx.nvidia_smi = f.fake_nvidia_smi(&format!(
+        r#"if [ -e {calls} ]; then echo 'GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-0)'; exit 0; fi
+touch {calls}
+for i in 0 1; do echo "GPU $i: NVIDIA A100-SXM4-80GB (UUID: GPU-$i)"; done"#,
+        calls = f.marker("listed").display()
+    ));
+    f.set_probes(Some(&["visibility"]));
+    f.restart_in_place(2, 0);
+    let finished = run_attempt(ctx, &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, EXIT_PROBE_FAILED);
+    assert_eq!(f.runs(), 1);
+    assert!(f.outcome_in_place(0).unwrap().restarted_in_place);
+    let probed = f.outcome_in_place(1).unwrap();
+    assert!(
+        matches!(probed.verdict, Verdict::ProbeFailed { .. }),
+        "{:?}",
+        probed.verdict
+    );
+}
+
+#[test]
+fn a_stop_during_the_backoff_before_a_restart_ends_the_job() {
+    // Two different crashes: the second restart waits --backoff-base.
+    let f = Fixture::new(
+        r#"n=$(cat "$S/n" 2>/dev/null || echo 0); echo $((n + 1)) > "$S/n"; exit $((n + 1))"#,
+        None,
+    );
+    let mut file: SpecFile = atomic::read_json(&f.run_dir.spec(), SPEC_VERSION).unwrap();
+    file.spec.policy.backoff_base = Duration::from_secs(600);
+    atomic::write_json(&f.run_dir.spec(), &file).unwrap();
+    f.restart_in_place(3, 0);
+    let signals = Signals::new().unwrap();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| run_attempt(f.context(), &signals));
+        poll("the second run's outcome", || f.outcome_in_place(1));
+        signals.raise(SIGTERM);
+        let finished = join(run);
+        assert_eq!(finished.exit_code, 128 + SIGTERM);
+        let o = f.outcome_in_place(2).unwrap();
+        assert!(o.terminated);
+        assert_eq!(o.verdict, Verdict::Signaled { signal: SIGTERM });
+    });
+    assert_eq!(fs::read_to_string(f.marker("n")).unwrap().trim(), "2");
+}
+
+#[test]
+fn the_same_crash_as_the_jobs_before_is_not_restarted_in_place() {
+    let f = Fixture::new(
+        r#"echo x >> "$S/runs"; echo "KeyError: 'lr'" >&2; exit 1"#,
+        None,
+    );
+    f.restart_in_place(2, 1);
+    // What the daemon recorded of the attempt before (its fingerprint).
+    let mut st = f.run_dir.load_state().unwrap().unwrap();
+    let mut before = crate::policy::state::Attempt::new(1, Timestamp::now());
+    before.phase = crate::policy::state::AttemptPhase::Ended;
+    let mut o = f.outcome_in_place(0).unwrap_or_else(|| Outcome {
+        version: OUTCOME_VERSION,
+        run_id: "myrun".parse().unwrap(),
+        attempt: 1,
+        job_id: JobId(1),
+        restarts: 0,
+        node: "elsewhere".into(),
+        started_at: Timestamp::now(),
+        ended_at: Timestamp::now(),
+        verdict: Verdict::Exited { code: 1 },
+        probes: vec![],
+        terminated: false,
+        warned: false,
+        stderr_tail: "KeyError: 'lr'\n".into(),
+        exit_code: 1,
+        in_place: 0,
+        restarted_in_place: false,
+    });
+    o.ended_at = o.started_at;
+    before.end = Some(crate::policy::state::AttemptEnd {
+        class: crate::policy::state::FailureClass::WorkloadFailure,
+        blame: crate::policy::state::Blame::Workload,
+        slurm_state: Some("FAILED".into()),
+        exit: None,
+        detail: "exit 1".into(),
+        signature: None,
+        fingerprint: crate::policy::verdicts::fingerprint(&o),
+        probes: vec![],
+    });
+    st.attempts.push(before);
+    f.run_dir.save_state(&st).unwrap();
+    assert_eq!(
+        run_attempt(f.context(), &Signals::new().unwrap()).exit_code,
+        1
+    );
+    assert_eq!(f.runs(), 1);
+    assert!(!f.outcome().restarted_in_place);
 }

@@ -11,6 +11,7 @@ mod adapter_jobs;
 mod cli;
 mod golden;
 mod health;
+mod in_place;
 mod layering;
 mod notify;
 mod parsers_on_fixtures;
