@@ -295,7 +295,10 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
                 heartbeats.stop();
                 let mut end = match spawn_failure(&ctx, &script, &spec.script_path, e) {
                     Ok(end) => end,
-                    Err(detail) => return report.setup_failed(Some(run_id), detail, probes),
+                    Err(detail) => {
+                        eprintln!("shepherd wrap: {detail}");
+                        Ending::new(Verdict::SetupFailed { detail }, EXIT_SETUP_FAILED, vec![])
+                    }
                 };
                 end.probes = probes;
                 end.in_place = k;
@@ -336,14 +339,22 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         end.in_place = k;
         end.started_at = Some(started_at);
         let mut outcome = report.outcome(run_id.clone(), end);
-        let decision = in_place::next(
+        let decision = match in_place::next(
             &spec.policy,
             &outcome,
             k,
             allowed,
             previous.as_ref(),
             &signatures,
-        );
+        ) {
+            // Its leftovers would hold the GPUs (and pass for a foreign
+            // process in the probe): the job ends, and Slurm's cleanup
+            // ends them.
+            in_place::Next::Restart { .. } if ended.leftovers => in_place::Next::Stop {
+                why: Some("processes of the failed run are still alive".into()),
+            },
+            d => d,
+        };
         let (fingerprint, wait) = match decision {
             in_place::Next::Stop { why } => {
                 if let Some(why) = why {

@@ -920,3 +920,18 @@ fn the_same_crash_as_the_jobs_before_is_not_restarted_in_place() {
     assert_eq!(f.runs(), 1);
     assert!(!f.outcome().restarted_in_place);
 }
+
+#[test]
+fn a_crash_that_leaves_processes_behind_is_not_restarted_in_place() {
+    let f = Fixture::new(
+        r#"echo x >> "$S/runs"; (trap '' TERM; sleep 3) >/dev/null 2>&1 & exit 1"#,
+        None,
+    );
+    f.restart_in_place(2, 0);
+    assert_eq!(
+        run_attempt(f.context(), &Signals::new().unwrap()).exit_code,
+        1
+    );
+    assert_eq!(f.runs(), 1);
+    assert!(!f.outcome().restarted_in_place);
+}

@@ -178,6 +178,11 @@ pub struct Ended {
     pub warned: bool,
     /// The last [`TAIL_LINES`] lines of its stderr.
     pub stderr_tail: String,
+    /// Processes of the workload's group outlived it (background ranks, a
+    /// stuck child). Checked right after the leader was reaped: while any
+    /// member lives, the kernel does not hand the group's id to another
+    /// process.
+    pub leftovers: bool,
 }
 
 /// What the supervision loop tells its caller as it goes.
@@ -256,11 +261,16 @@ impl Workload {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .text(TAIL_LINES);
+        let leftovers = i32::try_from(self.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok());
         Ok(Ended {
             status,
             terminated_by,
             warned,
             stderr_tail,
+            leftovers,
         })
     }
 
