@@ -464,10 +464,9 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         } else {
             0
         };
+        let read =
+            |k| atomic::read_json::<Outcome>(&dir.outcome(job, restarts, k), OUTCOME_VERSION).ok();
         obs.outcome = loop {
-            let read = |k| {
-                atomic::read_json::<Outcome>(&dir.outcome(job, restarts, k), OUTCOME_VERSION).ok()
-            };
             match read(k) {
                 Some(o)
                     if o.restarted_in_place

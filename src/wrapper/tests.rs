@@ -882,15 +882,16 @@ fn the_same_crash_as_the_jobs_before_is_not_restarted_in_place() {
     let mut st = f.run_dir.load_state().unwrap().unwrap();
     let mut before = crate::policy::state::Attempt::new(1, Timestamp::now());
     before.phase = crate::policy::state::AttemptPhase::Ended;
-    let mut o = f.outcome_in_place(0).unwrap_or_else(|| Outcome {
+    let now = Timestamp::now();
+    let o = Outcome {
         version: OUTCOME_VERSION,
         run_id: "myrun".parse().unwrap(),
         attempt: 1,
         job_id: JobId(1),
         restarts: 0,
         node: "elsewhere".into(),
-        started_at: Timestamp::now(),
-        ended_at: Timestamp::now(),
+        started_at: now,
+        ended_at: now,
         verdict: Verdict::Exited { code: 1 },
         probes: vec![],
         terminated: false,
@@ -899,8 +900,7 @@ fn the_same_crash_as_the_jobs_before_is_not_restarted_in_place() {
         exit_code: 1,
         in_place: 0,
         restarted_in_place: false,
-    });
-    o.ended_at = o.started_at;
+    };
     before.end = Some(crate::policy::state::AttemptEnd {
         class: crate::policy::state::FailureClass::WorkloadFailure,
         blame: crate::policy::state::Blame::Workload,

@@ -264,7 +264,11 @@ impl Workload {
         let leftovers = i32::try_from(self.child.id())
             .ok()
             .and_then(Pid::from_raw)
-            .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok());
+            // Anything but "no such group" (EPERM: a member we may not
+            // signal) counts as a leftover: restarting is what needs evidence.
+            .is_some_and(|pid| {
+                rustix::process::test_kill_process_group(pid) != Err(rustix::io::Errno::SRCH)
+            });
         Ok(Ended {
             status,
             terminated_by,
