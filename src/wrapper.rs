@@ -286,7 +286,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
     let signatures = crate::policy::signatures::SignatureSet::builtin();
     let mut k = 0; // restarts in place so far
     let mut started_at = report.started_at;
-    let mut warned = early.warn;
+    let warned = early.warn;
     loop {
         let env = workload_env(&ctx, &run_id, &report.attempt_dir, k);
         let workload = match workload::spawn(&script, &env, Box::new(stderr_copy.clone())) {
@@ -380,11 +380,20 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         // This run's outcome first, then the heartbeat naming the next: the
         // daemon follows the chain of outcomes marked restarted_in_place.
         outcome.restarted_in_place = true;
-        report.write(outcome);
+        if let Err(e) = report.try_write(&outcome) {
+            // Without this record the daemon cannot follow the runs (it
+            // would judge the next run's end as this one's): no restart.
+            eprintln!(
+                "shepherd wrap: cannot record the outcome ({e}); not restarting the workload in place"
+            );
+            outcome.restarted_in_place = false;
+            heartbeats.stop();
+            return report.write(outcome);
+        }
         k += 1;
         started_at = Timestamp::now();
         heartbeats.restart_in_place(k);
-        match between_runs(&ctx, &spec, signals, wait, &mut warned) {
+        match between_runs(&ctx, &spec, signals, wait, warned) {
             Ok(again) => probes = again,
             Err(end) => {
                 let mut end = *end;
@@ -401,28 +410,68 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
 /// Between a failed run and its restart in place: the wait, then the probes
 /// again (a failure that broke the GPU is the node's, and the job leaves
 /// it). `Err` with how the job ends instead: stopped, or the node faulty.
+///
+/// The time-limit warning (SIGUSR1) meanwhile means the allocation ends in
+/// `--signal-before`: a restart then has no time to run, and would not be
+/// told to checkpoint (the warning came before it started). The wrapper
+/// waits for Slurm's stop instead, so the job ends as a time limit (the
+/// daemon resubmits at once) rather than as another failure.
 fn between_runs(
     ctx: &Context,
     spec: &crate::model::RunSpec,
     signals: &Signals,
     wait: Duration,
-    warned: &mut bool,
+    warned: bool,
 ) -> Result<Vec<ProbeResult>, Box<Ending>> {
+    let stopped = |pending: signals::Pending| {
+        let terminate = match (pending.terminate, pending.warn) {
+            (Some(signal), _) => Some(signal),
+            (None, true) => hold_for_time_limit(spec, signals),
+            (None, false) => None,
+        };
+        match terminate {
+            Some(signal) => Err(Box::new(not_started(
+                signal,
+                warned || pending.warn,
+                vec![],
+            ))),
+            None => Ok(()),
+        }
+    };
     let pending = wait_unless_stopped(signals, wait);
-    *warned |= pending.warn;
-    if let Some(signal) = pending.terminate {
-        return Err(Box::new(not_started(signal, *warned, vec![])));
-    }
+    stopped(pending)?;
     let probes = probe_node(ctx, spec);
     if let Some(failed) = faulty_probe(&probes) {
         return Err(Box::new(probe_failed(ctx, failed, probes.clone())));
     }
-    let pending = signals.take();
-    *warned |= pending.warn;
-    match pending.terminate {
-        Some(signal) => Err(Box::new(not_started(signal, *warned, probes))),
-        None => Ok(probes),
+    match stopped(signals.take()) {
+        Ok(()) => Ok(probes),
+        Err(mut end) => {
+            end.probes = probes;
+            Err(end)
+        }
     }
+}
+
+/// After a time-limit warning between runs: waits for the stop that ends
+/// the allocation (`--signal-before` later; Slurm may send the warning up
+/// to a minute early) and returns its signal. `None` when none came, or no
+/// warning was asked for: the SIGUSR1 was not Slurm's, and the restart goes
+/// ahead.
+fn hold_for_time_limit(spec: &crate::model::RunSpec, signals: &Signals) -> Option<i32> {
+    const SLACK: Duration = Duration::from_secs(120);
+    let before = spec.policy.signal_before?;
+    eprintln!(
+        "shepherd wrap: got SIGUSR1 (time limit near) before the restart; not restarting, waiting for the job to end"
+    );
+    let pending = wait_unless_stopped(signals, before.saturating_add(SLACK));
+    if pending.terminate.is_none() {
+        eprintln!(
+            "shepherd wrap: no time limit followed the SIGUSR1 within {}; restarting after all",
+            crate::duration::format(before.saturating_add(SLACK))
+        );
+    }
+    pending.terminate
 }
 
 /// Sleeps `wait`, returning early with the stop request if one arrives; the
@@ -691,17 +740,21 @@ impl Report<'_> {
     }
 
     fn write(&self, outcome: Outcome) -> Finished {
-        let ctx = self.ctx;
-        let path = self
-            .attempt_dir
-            .outcome(ctx.job, ctx.restarts, outcome.in_place);
-        if let Err(e) = atomic::write_json(&path, &outcome) {
+        if let Err(e) = self.try_write(&outcome) {
             eprintln!("shepherd wrap: cannot record the outcome: {e}");
         }
         Finished {
             exit_code: outcome.exit_code,
             outcome: Some(outcome),
         }
+    }
+
+    fn try_write(&self, outcome: &Outcome) -> Result<(), atomic::StoreError> {
+        let ctx = self.ctx;
+        let path = self
+            .attempt_dir
+            .outcome(ctx.job, ctx.restarts, outcome.in_place);
+        atomic::write_json(&path, outcome)
     }
 }
 

@@ -689,7 +689,20 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
         a.heartbeat_changed_at = Some(now);
     }
     let mark = progress_mark(obs, info);
-    if mark.is_some() && a.progress_mark != mark {
+    // Between runs (the probes, the wait before a restart in place) the
+    // workload is not running: no progress is due, and the stall counts
+    // from when it runs again.
+    let probing = obs
+        .heartbeat
+        .as_ref()
+        .filter(|h| h.job_id == info.id && h.restarts == info.restarts)
+        .is_some_and(|h| h.phase == crate::records::Phase::Probing);
+    if probing {
+        if mark.is_some() {
+            a.progress_mark = mark;
+        }
+        a.progress_changed_at = Some(now);
+    } else if mark.is_some() && a.progress_mark != mark {
         a.progress_mark = mark;
         a.progress_changed_at = Some(now);
     }

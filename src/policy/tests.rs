@@ -412,6 +412,35 @@ fn stalled_progress_is_the_workloads_hang() {
     assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
 }
 
+#[test]
+fn the_stall_does_not_count_while_the_wrapper_probes_or_waits_to_restart() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.progress_stall = Some(Duration::from_secs(60));
+    s.tick(0, Observation::nothing()).accept(0, 1);
+    s.tick(10, seen(job(1, JobState::Running, 0)));
+    let mut hb = heartbeat(1, 0, 1);
+    hb.output_bytes = Some(100);
+    // Probing (or waiting before a restart in place) for 200 s, then running
+    // with no progress: the stall counts from the last probing heartbeat.
+    let mut seq = 0;
+    for at in (20..=200).step_by(20).chain([230, 259, 262]) {
+        seq += 1;
+        hb.seq = seq;
+        hb.phase = if at <= 200 {
+            Phase::Probing
+        } else {
+            Phase::Running
+        };
+        let mut o = seen(job(1, JobState::Running, 0));
+        o.heartbeat = Some(hb.clone());
+        s.tick(at, o);
+        if at < 262 {
+            assert!(s.actions.is_empty(), "at {at}: {:?}", s.actions);
+        }
+    }
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(1) }]);
+}
+
 /// Drives attempt `id` from running to a workload hang (stall 60 s), the
 /// next attempt accepted or not as the policy decides.
 fn hang_of_the_workload(s: &mut Sim, id: u64, from: i64) {

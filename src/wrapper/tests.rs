@@ -744,6 +744,21 @@ impl Fixture {
         fs::read_to_string(self.marker("runs")).map_or(0, |r| r.lines().count())
     }
 
+    /// A workload that fails with a different code each run (`$S/n` counts
+    /// them), restartable in place 3 times: the second restart waits
+    /// `--backoff-base`. `policy` adjusts the run's policy.
+    fn crashing_differently(policy: impl FnOnce(&mut Policy)) -> Fixture {
+        let f = Fixture::new(
+            r#"n=$(cat "$S/n" 2>/dev/null || echo 0); echo $((n + 1)) > "$S/n"; exit $((n + 1))"#,
+            None,
+        );
+        let mut file: SpecFile = atomic::read_json(&f.run_dir.spec(), SPEC_VERSION).unwrap();
+        policy(&mut file.spec.policy);
+        atomic::write_json(&f.run_dir.spec(), &file).unwrap();
+        f.restart_in_place(3, 0);
+        f
+    }
+
     fn outcome_in_place(&self, k: u32) -> Option<Outcome> {
         atomic::read_json(&self.attempt().outcome(JOB, 0, k), OUTCOME_VERSION).ok()
     }
@@ -848,15 +863,7 @@ for i in 0 1; do echo "GPU $i: NVIDIA A100-SXM4-80GB (UUID: GPU-$i)"; done"#,
 
 #[test]
 fn a_stop_during_the_backoff_before_a_restart_ends_the_job() {
-    // Two different crashes: the second restart waits --backoff-base.
-    let f = Fixture::new(
-        r#"n=$(cat "$S/n" 2>/dev/null || echo 0); echo $((n + 1)) > "$S/n"; exit $((n + 1))"#,
-        None,
-    );
-    let mut file: SpecFile = atomic::read_json(&f.run_dir.spec(), SPEC_VERSION).unwrap();
-    file.spec.policy.backoff_base = Duration::from_secs(600);
-    atomic::write_json(&f.run_dir.spec(), &file).unwrap();
-    f.restart_in_place(3, 0);
+    let f = Fixture::crashing_differently(|p| p.backoff_base = Duration::from_secs(600));
     let signals = Signals::new().unwrap();
     std::thread::scope(|s| {
         let run = s.spawn(|| run_attempt(f.context(), &signals));
@@ -934,4 +941,43 @@ fn a_crash_that_leaves_processes_behind_is_not_restarted_in_place() {
     );
     assert_eq!(f.runs(), 1);
     assert!(!f.outcome().restarted_in_place);
+}
+
+#[test]
+fn the_time_limit_warning_before_a_restart_ends_the_job_as_slurm_stops_it() {
+    // The warning comes during the second backoff.
+    let f = Fixture::crashing_differently(|p| {
+        p.backoff_base = Duration::from_secs(3);
+        p.signal_before = Some(Duration::from_secs(600));
+    });
+    let signals = Signals::new().unwrap();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| run_attempt(f.context(), &signals));
+        poll("the second run's outcome", || f.outcome_in_place(1));
+        signals.raise(SIGUSR1);
+        // Past the backoff (the restart would have run by now): the wrapper
+        // holds instead, waiting for Slurm's stop.
+        std::thread::sleep(Duration::from_secs(5));
+        assert_eq!(fs::read_to_string(f.marker("n")).unwrap().trim(), "2");
+        signals.raise(SIGTERM);
+        let finished = join(run);
+        assert_eq!(finished.exit_code, 128 + SIGTERM);
+        let o = f.outcome_in_place(2).unwrap();
+        assert!(o.terminated && o.warned, "{o:?}");
+        assert_eq!(o.verdict, Verdict::Signaled { signal: SIGTERM });
+    });
+    assert_eq!(fs::read_to_string(f.marker("n")).unwrap().trim(), "2");
+}
+
+#[test]
+fn a_crash_whose_outcome_cannot_be_recorded_is_not_restarted_in_place() {
+    let f = Fixture::new(r#"echo x >> "$S/runs"; exit 1"#, None);
+    f.restart_in_place(2, 0);
+    // A directory where the outcome goes: every write of it fails.
+    fs::create_dir_all(f.attempt().outcome(JOB, 0, 0)).unwrap();
+    let finished = run_attempt(f.context(), &Signals::new().unwrap());
+    assert_eq!(finished.exit_code, 1);
+    assert_eq!(f.runs(), 1, "no restart the daemon could not follow");
+    assert!(!finished.outcome.unwrap().restarted_in_place);
+    assert!(f.outcome_in_place(1).is_none());
 }
