@@ -459,25 +459,34 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         // The runs the wrapper restarted in place since the attempt's own
         // (each outcome says so), at most as many as the policy allows; the
         // progress and outcome that matter are the last run's.
-        let mut k = if restarts == a.restarts {
+        let limit = run.spec.policy.restart_in_place;
+        let chain = |restarts, mut k, runs: &mut Vec<Outcome>| {
+            let read = |k| {
+                atomic::read_json::<Outcome>(&dir.outcome(job, restarts, k), OUTCOME_VERSION).ok()
+            };
+            let mut followed = 0;
+            let last = loop {
+                match read(k) {
+                    Some(o) if o.restarted_in_place && followed < limit => {
+                        runs.push(o);
+                        followed += 1;
+                        k += 1;
+                    }
+                    other => break other,
+                }
+            };
+            (last, k)
+        };
+        // Slurm requeued the job since the last tick: the old instance's
+        // runs not followed yet come first, so that each is charged.
+        let from = if restarts == a.restarts {
             a.in_place
         } else {
+            chain(a.restarts, a.in_place, &mut obs.in_place);
             0
         };
-        let read =
-            |k| atomic::read_json::<Outcome>(&dir.outcome(job, restarts, k), OUTCOME_VERSION).ok();
-        obs.outcome = loop {
-            match read(k) {
-                Some(o)
-                    if o.restarted_in_place
-                        && obs.in_place.len() < run.spec.policy.restart_in_place as usize =>
-                {
-                    obs.in_place.push(o);
-                    k += 1;
-                }
-                other => break other,
-            }
-        };
+        let (last, k) = chain(restarts, from, &mut obs.in_place);
+        obs.outcome = last;
         obs.progress =
             atomic::read_json::<Progress>(&dir.progress(job, restarts, k), PROGRESS_VERSION).ok();
         (obs, files)
@@ -778,6 +787,57 @@ mod tests {
             info[0].partition, "a100",
             "the new spec's partition: {info:?}"
         );
+    }
+
+    #[test]
+    fn runs_restarted_in_place_before_a_requeue_are_read_and_charged() {
+        let (_tmp, sd, slurm) = setup(0);
+        slurm.on_start(|_| Behaviour::RunForever);
+        let mut s = spec("r0", slurm.now());
+        s.policy.restart_in_place = 2;
+        sd.create_run(&s, b"#!/bin/bash\n", vec![]).unwrap();
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into());
+        let run = sd.run(&"r0".parse().unwrap());
+        for _ in 0..2 {
+            ticker.tick(slurm.now());
+            slurm.advance(Duration::from_secs(10));
+        }
+        let st = run.load_state().unwrap().unwrap();
+        let job = st.attempts[0].job_id.unwrap();
+        // Between two ticks: the workload crashed and the wrapper restarted
+        // it in place, then the job was requeued.
+        let now = slurm.now();
+        let crashed = Outcome {
+            version: OUTCOME_VERSION,
+            run_id: "r0".parse().unwrap(),
+            attempt: 1,
+            job_id: job,
+            restarts: 0,
+            node: "n1".into(),
+            started_at: now,
+            ended_at: now,
+            verdict: crate::records::Verdict::Exited { code: 1 },
+            probes: vec![],
+            terminated: false,
+            warned: false,
+            stderr_tail: "ValueError: x\n".into(),
+            exit_code: 1,
+            in_place: 0,
+            restarted_in_place: true,
+        };
+        let path = run.attempt(1).outcome(job, 0, 0);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        atomic::write_json(&path, &crashed).unwrap();
+        slurm.requeue(job).unwrap();
+        let r = ticker.tick(slurm.now());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let st = run.load_state().unwrap().unwrap();
+        assert_eq!(st.workload_failures, 1, "{:?}", st.attempts);
+        assert_eq!(
+            st.attempts[0].end.as_ref().map(|e| e.class),
+            Some(crate::policy::state::FailureClass::WorkloadFailure)
+        );
+        assert_eq!(st.attempts.last().unwrap().restarts, 1);
     }
 
     #[test]

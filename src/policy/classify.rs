@@ -131,6 +131,11 @@ fn classify_inner(ev: &EndEvidence<'_>) -> AttemptEnd {
                 Blame::None,
                 "cancelled by Shepherd: keep-alive elapsed",
             ),
+            CancelReason::InPlaceRefused => (
+                FailureClass::CancelledByShepherd,
+                Blame::None,
+                "cancelled by Shepherd: the workload was restarted in place after a failure that must leave the node",
+            ),
             // The wrapper beats from its own thread whatever the workload
             // does: silence means the wrapper or its node is stuck.
             CancelReason::HeartbeatLost => (
@@ -544,6 +549,10 @@ mod tests {
             (CancelReason::Stop, FailureClass::CancelledByShepherd),
             (CancelReason::Restart, FailureClass::CancelledByShepherd),
             (CancelReason::KeepAlive, FailureClass::CancelledByShepherd),
+            (
+                CancelReason::InPlaceRefused,
+                FailureClass::CancelledByShepherd,
+            ),
             (CancelReason::HeartbeatLost, FailureClass::Hang),
             (CancelReason::ProgressStalled, FailureClass::Hang),
         ] {

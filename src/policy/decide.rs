@@ -372,26 +372,34 @@ fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
         let Some(a) = cx.st.live_attempt() else {
             return;
         };
-        // Only the next run of this very instance, in order.
-        if Some(o.job_id) != a.job_id || o.restarts != a.restarts || o.in_place != a.in_place {
+        // Only the next run of this very instance, in order; none once a
+        // restart was refused (that run's outcome decides at the job's end).
+        if Some(o.job_id) != a.job_id
+            || o.restarts != a.restarts
+            || o.in_place != a.in_place
+            || a.cancel == Some(CancelReason::InPlaceRefused)
+        {
             return;
         }
         let signatures = signatures_of(obs);
-        // Judged as the job would be, had the wrapper exited with it.
-        let mut end = classify(&EndEvidence {
-            state: Some(&JobState::Failed),
-            exit: Some(crate::slurm::ExitStatus {
-                code: o.exit_code,
-                signal: 0,
-            }),
-            outcome: Some(o),
-            cancel: None,
-            signatures: Some(&signatures),
-        });
-        if end.class == FailureClass::WorkloadFailure {
-            end.fingerprint = verdicts::fingerprint(o);
-            cx.st.workload_failures += 1;
+        let end = restarted_run_end(o, &signatures);
+        // The wrapper judged with the built-in signatures and the state it
+        // read at the start: where the daemon's judgement differs, the
+        // restart is cancelled and this run ends the attempt as if the
+        // job had ended with it (end_attempt).
+        if let Some(why) = refuse_restart(cx, &end) {
+            let node = a.node.clone().unwrap_or_else(|| o.node.clone());
+            cx.event(
+                "restart_in_place_refused",
+                format!(
+                    "the wrapper restarted the workload in place on {node}, but {why}; cancelling job {}",
+                    o.job_id
+                ),
+            );
+            cancel_live(cx, CancelReason::InPlaceRefused);
+            return;
         }
+        cx.st.workload_failures += 1;
         let now = cx.now;
         let a = cx.st.live_attempt_mut().expect("live attempt");
         let mut next = Attempt::new(a.attempt + 1, a.submitted_at);
@@ -439,6 +447,59 @@ fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
             );
         }
     }
+}
+
+/// How a run the wrapper restarted in place after ended: judged as the job
+/// would be, had the wrapper exited with it.
+fn restarted_run_end(o: &Outcome, signatures: &SignatureSet) -> AttemptEnd {
+    let mut end = classify(&EndEvidence {
+        state: Some(&JobState::Failed),
+        exit: Some(crate::slurm::ExitStatus {
+            code: o.exit_code,
+            signal: 0,
+        }),
+        outcome: Some(o),
+        cancel: None,
+        signatures: Some(signatures),
+    });
+    if end.class == FailureClass::WorkloadFailure {
+        end.fingerprint = verdicts::fingerprint(o);
+    }
+    end
+}
+
+/// Why the daemon would not have restarted in place after a run that ended
+/// with `end` (the live attempt's), or `None` when it agrees with the
+/// wrapper: a plain workload failure that asks for no other node, with
+/// retries left, and not the same failure as on another node.
+fn refuse_restart(cx: &Ctx<'_>, end: &AttemptEnd) -> Option<String> {
+    if end.class != FailureClass::WorkloadFailure || end.blame != Blame::Workload {
+        return Some(format!("the failure may be the node's: {}", end.detail));
+    }
+    if let Some(sig) = end
+        .signature
+        .as_ref()
+        .filter(|s| s.action == crate::policy::signatures::SignatureAction::CountAndRetryElsewhere)
+    {
+        return Some(format!(
+            "signature {} asks for another node: {}",
+            sig.id, end.detail
+        ));
+    }
+    let policy = &cx.spec.policy;
+    if cx.st.workload_failures + 1 > policy.max_retries {
+        return Some(format!(
+            "the run has no retries left (--max-retries {})",
+            policy.max_retries
+        ));
+    }
+    // The same-failure rule over the history with this run ended.
+    let mut st = cx.st.clone();
+    let a = st.live_attempt_mut()?;
+    a.phase = AttemptPhase::Ended;
+    a.end = Some(end.clone());
+    verdicts::code_fault(&st, policy.same_failure_limit)
+        .map(|v| format!("the same failure repeats: {v}"))
 }
 
 /// The fault signatures to judge an ended job's output by.
@@ -797,10 +858,19 @@ fn end_attempt(
     let Some(a) = cx.st.live_attempt() else {
         return;
     };
-    // The wrapper's outcome counts only if it belongs to this job instance.
-    let outcome = outcome.filter(|o| {
+    let mine = |o: &&Outcome| {
         Some(o.job_id) == a.job_id && o.restarts == a.restarts && o.in_place == a.in_place
-    });
+    };
+    // A refused restart in place: the run before it decides, as if the job
+    // had ended with it.
+    if a.cancel == Some(CancelReason::InPlaceRefused)
+        && let Some(o) = obs.in_place.iter().find(mine)
+    {
+        let end = restarted_run_end(o, &signatures_of(obs));
+        return record_end(cx, end, Some(o));
+    }
+    // The wrapper's outcome counts only if it belongs to this job instance.
+    let outcome = outcome.filter(mine);
     let cancel = a.cancel;
     let signatures = signatures_of(obs);
     let reached = verdicts::Reached {
@@ -826,6 +896,11 @@ fn end_attempt(
     ) {
         end.fingerprint = outcome.and_then(verdicts::fingerprint);
     }
+    record_end(cx, end, outcome);
+}
+
+/// Ends the live attempt with `end` and decides what follows.
+fn record_end(cx: &mut Ctx<'_>, end: AttemptEnd, outcome: Option<&Outcome>) {
     let warned = outcome.is_some_and(|o| o.warned);
     let now = cx.now;
     let a = cx.st.live_attempt_mut().expect("live attempt");

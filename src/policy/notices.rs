@@ -406,15 +406,21 @@ fn recovered(
                 avoided.push(n);
             }
         }
-        notice.details.push(format!(
-            "Shepherd resubmitted it as attempt {}{}",
-            a.attempt,
-            if avoided.is_empty() {
-                String::new()
-            } else {
-                format!(", away from {}", avoided.join(", "))
-            }
-        ));
+        notice.details.push(match (a.in_place, a.job_id) {
+            (1.., Some(job)) => format!(
+                "the wrapper restarted it in place as attempt {} (--restart-in-place): same job {job}, no new queue wait",
+                a.attempt
+            ),
+            _ => format!(
+                "Shepherd resubmitted it as attempt {}{}",
+                a.attempt,
+                if avoided.is_empty() {
+                    String::new()
+                } else {
+                    format!(", away from {}", avoided.join(", "))
+                }
+            ),
+        });
         return Some(notice);
     }
     if a.restarts > 0 {
@@ -532,6 +538,23 @@ mod tests {
         );
         // The next step, still running: nothing again.
         assert!(for_run(&spec(), &after, &after, t(500)).is_empty());
+    }
+
+    #[test]
+    fn a_restart_in_place_is_a_recovery_in_the_same_job() {
+        let crashed = ended(1, FailureClass::WorkloadFailure, "gpu-1", 100);
+        let mut again = running(2, "gpu-1", Some(100));
+        again.job_id = crashed.job_id;
+        again.in_place = 1;
+        again.in_job_of = Some(1);
+        let before = state(RunStatus::Running, vec![crashed.clone()]);
+        let after = state(RunStatus::Running, vec![crashed, again]);
+        let n = for_run(&spec(), &before, &after, t(101));
+        assert_eq!(kinds(&n), [NoticeKind::RunRecovered]);
+        let said = n[0].details.last().unwrap();
+        assert!(said.contains("restarted it in place"), "{said}");
+        assert!(said.contains("same job 101"), "{said}");
+        assert!(!said.contains("resubmitted"), "{said}");
     }
 
     #[test]

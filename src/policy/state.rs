@@ -185,6 +185,11 @@ pub enum CancelReason {
     /// no output.
     ProgressStalled,
     KeepAlive,
+    /// The wrapper restarted the workload in place after a failure the
+    /// daemon judges otherwise (a node signature of the user's, the same
+    /// failure on two nodes, no retries left): the job is cancelled, and the
+    /// failed run decides what follows.
+    InPlaceRefused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

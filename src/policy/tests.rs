@@ -1573,3 +1573,141 @@ fn a_requeue_after_restarts_in_place_counts_runs_from_zero_again() {
     s.tick(50, obs);
     assert_eq!(s.status(), RunStatus::Completed);
 }
+
+#[test]
+fn a_restart_in_place_the_users_signatures_blame_on_the_node_is_cancelled() {
+    use crate::policy::signatures::{SignatureBlame, SignatureSet, UserSignature};
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    // The wrapper (built-in signatures) restarted; the user's set calls
+    // this line a fault of the node.
+    let users = SignatureSet::new(&[UserSignature {
+        id: "fabric-down".into(),
+        pattern: "fabric manager not running".into(),
+        blame: SignatureBlame::Node,
+        action: None,
+        meaning: None,
+    }])
+    .unwrap();
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![restarted(7, 0, 1, "error: fabric manager not running")];
+    obs.signatures = Some(std::sync::Arc::new(users));
+    s.tick(20, obs.clone());
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }]);
+    assert_eq!(s.state.attempts.len(), 1, "the restarted run is no attempt");
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.kind == "restart_in_place_refused" && e.message.contains("node's")),
+        "{:?}",
+        s.events
+    );
+    // Until Slurm ends the job: asked again, nothing else.
+    s.tick(22, obs.clone());
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }]);
+    assert_eq!(s.state.attempts.len(), 1);
+    // The job ends cancelled: the crash before the restart decides, a node
+    // fault, not charged; the next attempt is submitted at once.
+    let mut end = obs;
+    end.job = seen(ended(7, JobState::Cancelled, 0)).job;
+    end.outcome = Some(Outcome {
+        in_place: 1,
+        terminated: true,
+        ..outcome(7, 0, Verdict::Signaled { signal: 15 })
+    });
+    s.tick(30, end);
+    let e = s.state.attempts[0].end.as_ref().unwrap();
+    assert_eq!((e.class, e.blame), (FailureClass::NodeFault, Blame::Node));
+    assert_eq!(s.state.workload_failures, 0);
+    assert_eq!(s.actions, [Action::Submit { attempt: 2 }]);
+}
+
+#[test]
+fn a_restart_in_place_past_the_retries_or_after_the_same_failure_elsewhere_ends_the_run() {
+    // No retries left (the wrapper read the state before the last charge).
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.spec.policy.max_retries = 1;
+    s.state.workload_failures = 1;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
+    s.tick(20, obs.clone());
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }]);
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.message.contains("no retries left"))
+    );
+    obs.job = seen(ended(7, JobState::Cancelled, 0)).job;
+    s.tick(30, obs);
+    assert_eq!(s.status(), RunStatus::Failed);
+    assert!(
+        s.state.reason.contains("--max-retries 1"),
+        "{}",
+        s.state.reason
+    );
+    assert!(s.actions.is_empty());
+
+    // The same failure as on two other nodes before: a code fault.
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.spec.policy.max_retries = 9;
+    s.spec.policy.same_failure_limit = 2;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    let mut crashed = seen(JobInfo {
+        nodes: vec!["a100-2".into()],
+        ..ended(7, JobState::Failed, 1)
+    });
+    crashed.outcome = Some(Outcome {
+        node: "a100-2".into(),
+        stderr_tail: "KeyError: 'lr'".into(),
+        ..outcome(7, 0, Verdict::Exited { code: 1 })
+    });
+    s.tick(10, crashed);
+    s.tick(100, Observation::nothing()).accept(100, 8);
+    s.tick(110, seen(job(8, JobState::Running, 0)));
+    let mut obs = seen(job(8, JobState::Running, 0));
+    obs.in_place = vec![restarted(8, 0, 1, "KeyError: 'lr'")];
+    s.tick(120, obs.clone());
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(8) }]);
+    assert!(
+        s.events.iter().any(|e| e.message.contains("same failure")),
+        "{:?}",
+        s.events
+    );
+    obs.job = seen(ended(8, JobState::Cancelled, 0)).job;
+    s.tick(130, obs);
+    assert_eq!(s.status(), RunStatus::Failed, "{}", s.state.reason);
+    assert!(s.events.iter().any(|e| e.kind == "code_fault"));
+}
+
+#[test]
+fn runs_restarted_in_place_just_before_a_requeue_are_still_charged() {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    // Between two ticks: a crash restarted in place, then Slurm requeued
+    // the job (its node failed). The tick reads the old instance's runs
+    // first.
+    let mut obs = seen(job(7, JobState::Pending, 1));
+    obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
+    s.tick(20, obs);
+    let a = &s.state.attempts;
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(
+        a[0].end.as_ref().unwrap().class,
+        FailureClass::WorkloadFailure
+    );
+    // The restarted run is the attempt Slurm requeued: its next instance
+    // counts runs from 0 again, files in the job's attempt directory.
+    assert_eq!(
+        (a[1].in_place, a[1].restarts, a[1].dir_attempt()),
+        (0, 1, 1)
+    );
+    assert_eq!(s.state.workload_failures, 1);
+}
