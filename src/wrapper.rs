@@ -286,7 +286,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
     let signatures = crate::policy::signatures::SignatureSet::builtin();
     let mut k = 0; // restarts in place so far
     let mut started_at = report.started_at;
-    let warned = early.warn;
+    let mut warned = early.warn;
     loop {
         let env = workload_env(&ctx, &run_id, &report.attempt_dir, k);
         let workload = match workload::spawn(&script, &env, Box::new(stderr_copy.clone())) {
@@ -393,7 +393,7 @@ pub fn run_attempt(mut ctx: Context, signals: &Signals) -> Finished {
         k += 1;
         started_at = Timestamp::now();
         heartbeats.restart_in_place(k);
-        match between_runs(&ctx, &spec, signals, wait, warned) {
+        match between_runs(&ctx, &spec, signals, wait, &mut warned) {
             Ok(again) => probes = again,
             Err(end) => {
                 let mut end = *end;
@@ -421,20 +421,20 @@ fn between_runs(
     spec: &crate::model::RunSpec,
     signals: &Signals,
     wait: Duration,
-    warned: bool,
+    warned: &mut bool,
 ) -> Result<Vec<ProbeResult>, Box<Ending>> {
-    let stopped = |pending: signals::Pending| {
+    // A warning no stop followed still counts: the restarted run's outcome
+    // says so (a time limit that comes later than the slack then resubmits
+    // rather than failing the run), and it is not restarted again.
+    let mut stopped = |pending: signals::Pending| {
+        *warned |= pending.warn;
         let terminate = match (pending.terminate, pending.warn) {
             (Some(signal), _) => Some(signal),
             (None, true) => hold_for_time_limit(spec, signals),
             (None, false) => None,
         };
         match terminate {
-            Some(signal) => Err(Box::new(not_started(
-                signal,
-                warned || pending.warn,
-                vec![],
-            ))),
+            Some(signal) => Err(Box::new(not_started(signal, *warned, vec![]))),
             None => Ok(()),
         }
     };

@@ -373,11 +373,11 @@ fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
             return;
         };
         // Only the next run of this very instance, in order; none once a
-        // restart was refused (that run's outcome decides at the job's end).
+        // restart was refused (that run decides at the job's end).
         if Some(o.job_id) != a.job_id
             || o.restarts != a.restarts
             || o.in_place != a.in_place
-            || a.cancel == Some(CancelReason::InPlaceRefused)
+            || a.refused.is_some()
         {
             return;
         }
@@ -386,8 +386,9 @@ fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
         // The wrapper judged with the built-in signatures and the state it
         // read at the start: where the daemon's judgement differs, the
         // restart is cancelled and this run ends the attempt as if the
-        // job had ended with it (end_attempt).
-        if let Some(why) = refuse_restart(cx, &end) {
+        // job had ended with it (end_attempt). Not over the user's own
+        // cancel (a stop, a restart), which decides instead.
+        if let Some(why) = refuse_restart(cx, &end).filter(|_| a.cancel.is_none()) {
             let node = a.node.clone().unwrap_or_else(|| o.node.clone());
             cx.event(
                 "restart_in_place_refused",
@@ -396,56 +397,76 @@ fn follow_restarts_in_place(cx: &mut Ctx<'_>, obs: &Observation) {
                     o.job_id
                 ),
             );
+            let a = cx.st.live_attempt_mut().expect("live attempt");
+            a.refused = Some(crate::policy::state::Refused {
+                end,
+                node: o.node.clone(),
+                restarts: o.restarts,
+                in_place: o.in_place,
+                warned: o.warned,
+            });
             cancel_live(cx, CancelReason::InPlaceRefused);
             return;
         }
+        let restarts = a.restarts;
+        split_in_place(cx, end, &o.node, (restarts, o.in_place + 1));
+    }
+}
+
+/// Ends the live attempt (a run of the workload in its job) with `end`,
+/// charged like any ended job, and starts the next attempt of the same job:
+/// the wrapper's run `next` (Slurm's restart count, run in the job).
+fn split_in_place(cx: &mut Ctx<'_>, end: AttemptEnd, node: &str, next: (u32, u32)) {
+    if end.class == FailureClass::WorkloadFailure {
         cx.st.workload_failures += 1;
-        let now = cx.now;
-        let a = cx.st.live_attempt_mut().expect("live attempt");
-        let mut next = Attempt::new(a.attempt + 1, a.submitted_at);
-        next.phase = AttemptPhase::Running;
-        next.job_id = a.job_id;
-        next.running_since = Some(now);
-        next.partition = a.partition.clone();
-        next.node = a.node.clone().or_else(|| Some(o.node.clone()));
-        next.restarts = a.restarts;
-        next.pending_since = a.pending_since;
-        next.heartbeat_seq = a.heartbeat_seq;
-        next.heartbeat_changed_at = a.heartbeat_changed_at;
-        next.cancel = a.cancel;
-        next.hurried = a.hurried;
-        next.in_place = o.in_place + 1;
-        next.in_job_of = Some(a.dir_attempt());
-        a.phase = AttemptPhase::Ended;
-        a.ended_at = Some(now);
-        a.node.get_or_insert_with(|| o.node.clone());
-        a.end = Some(end.clone());
-        let node = a.node.clone().unwrap_or_default();
-        let blame = match end.blame {
-            Blame::Node => format!(" (blame: node {node})"),
-            Blame::Workload => " (blame: workload)".to_string(),
-            Blame::None => String::new(),
-        };
-        cx.event("attempt_ended", format!("{}{blame}", end.detail));
-        let (number, job) = (next.attempt, o.job_id);
-        cx.st.attempts.push(next);
-        cx.event(
-            "restarted_in_place",
+    }
+    let now = cx.now;
+    let a = cx.st.live_attempt_mut().expect("live attempt");
+    let job = a.job_id.map_or("?".to_string(), |j| j.to_string());
+    let mut attempt = Attempt::new(a.attempt + 1, a.submitted_at);
+    attempt.phase = AttemptPhase::Running;
+    attempt.job_id = a.job_id;
+    attempt.running_since = Some(now);
+    attempt.partition = a.partition.clone();
+    attempt.node = a.node.clone().or_else(|| Some(node.to_string()));
+    attempt.restarts = next.0;
+    attempt.pending_since = a.pending_since;
+    attempt.heartbeat_seq = a.heartbeat_seq;
+    attempt.heartbeat_changed_at = a.heartbeat_changed_at;
+    attempt.cancel = a.cancel.filter(|c| *c != CancelReason::InPlaceRefused);
+    attempt.hurried = a.hurried;
+    attempt.in_place = next.1;
+    attempt.in_job_of = Some(a.dir_attempt());
+    a.phase = AttemptPhase::Ended;
+    a.ended_at = Some(now);
+    a.node.get_or_insert_with(|| node.to_string());
+    a.refused = None;
+    a.end = Some(end.clone());
+    let node = a.node.clone().unwrap_or_default();
+    let blame = match end.blame {
+        Blame::Node => format!(" (blame: node {node})"),
+        Blame::Workload => " (blame: workload)".to_string(),
+        Blame::None => String::new(),
+    };
+    cx.event("attempt_ended", format!("{}{blame}", end.detail));
+    let number = attempt.attempt;
+    cx.st.attempts.push(attempt);
+    cx.event(
+        "restarted_in_place",
+        format!(
+            "the wrapper restarted the workload in place on {node} (restart {} of --restart-in-place {}): attempt {number} runs in job {job}'s allocation, nothing resubmitted",
+            next.1,
+            cx.spec.policy.restart_in_place
+        ),
+    );
+    if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
+        cx.set_status(
+            RunStatus::Running,
             format!(
-                "the wrapper restarted the workload in place on {node} (restart {} of --restart-in-place {}): attempt {number} runs in job {job}'s allocation, nothing resubmitted",
-                o.in_place + 1,
-                cx.spec.policy.restart_in_place
+                "job {job} running on {node} (restarted in place after: {})",
+                end.detail
             ),
         );
-        if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
-            cx.set_status(
-                RunStatus::Running,
-                format!(
-                    "job {job} running on {node} (restarted in place after: {})",
-                    end.detail
-                ),
-            );
-        }
     }
 }
 
@@ -727,6 +748,11 @@ fn observe_job(cx: &mut Ctx<'_>, attempt: &Attempt, info: &JobInfo, obs: &Observ
             a.reconsidered_at = Some(now);
             cx.actions.push(Action::Reconsider { job: info.id });
         }
+        if a.cancel.is_some() {
+            // Cancelled earlier (a scancel that failed, or a requeue that
+            // raced it): ask again until Slurm ends the job.
+            cx.actions.push(Action::Cancel { job: info.id });
+        }
         if !matches!(cx.st.status, RunStatus::Stopping | RunStatus::Expiring) {
             cx.set_status(
                 RunStatus::Pending,
@@ -858,19 +884,27 @@ fn end_attempt(
     let Some(a) = cx.st.live_attempt() else {
         return;
     };
-    let mine = |o: &&Outcome| {
-        Some(o.job_id) == a.job_id && o.restarts == a.restarts && o.in_place == a.in_place
-    };
     // A refused restart in place: the run before it decides, as if the job
-    // had ended with it.
-    if a.cancel == Some(CancelReason::InPlaceRefused)
-        && let Some(o) = obs.in_place.iter().find(mine)
-    {
-        let end = restarted_run_end(o, &signatures_of(obs));
-        return record_end(cx, end, Some(o));
+    // had ended with it; unless the restarted run completed (positive
+    // evidence wins): then the refused run is an attempt of its own, and
+    // the success ends the next.
+    if let Some(r) = a.refused.clone() {
+        let completed = outcome.filter(|o| {
+            state == Some(&JobState::Completed)
+                && Some(o.job_id) == a.job_id
+                && (o.restarts, o.in_place) > (r.restarts, r.in_place)
+                && o.verdict == crate::records::Verdict::Exited { code: 0 }
+        });
+        if let Some(o) = completed {
+            split_in_place(cx, r.end, &r.node, (o.restarts, o.in_place));
+            return end_attempt(cx, state, exit, nodes, reason, obs);
+        }
+        return record_end(cx, r.end, Some(r.node), r.warned);
     }
     // The wrapper's outcome counts only if it belongs to this job instance.
-    let outcome = outcome.filter(mine);
+    let outcome = outcome.filter(|o| {
+        Some(o.job_id) == a.job_id && o.restarts == a.restarts && o.in_place == a.in_place
+    });
     let cancel = a.cancel;
     let signatures = signatures_of(obs);
     let reached = verdicts::Reached {
@@ -896,17 +930,22 @@ fn end_attempt(
     ) {
         end.fingerprint = outcome.and_then(verdicts::fingerprint);
     }
-    record_end(cx, end, outcome);
+    record_end(
+        cx,
+        end,
+        outcome.map(|o| o.node.clone()),
+        outcome.is_some_and(|o| o.warned),
+    );
 }
 
-/// Ends the live attempt with `end` and decides what follows.
-fn record_end(cx: &mut Ctx<'_>, end: AttemptEnd, outcome: Option<&Outcome>) {
-    let warned = outcome.is_some_and(|o| o.warned);
+/// Ends the live attempt with `end` (on `node`, when Slurm did not say;
+/// `warned` by the time-limit signal) and decides what follows.
+fn record_end(cx: &mut Ctx<'_>, end: AttemptEnd, node: Option<String>, warned: bool) {
     let now = cx.now;
     let a = cx.st.live_attempt_mut().expect("live attempt");
     a.phase = AttemptPhase::Ended;
     a.ended_at = Some(now);
-    if let Some(node) = outcome.map(|o| o.node.clone()) {
+    if let Some(node) = node {
         a.node.get_or_insert(node);
     }
     a.end = Some(end.clone());

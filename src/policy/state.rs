@@ -251,6 +251,24 @@ pub struct Attempt {
     /// directory holds its files (`None`: its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_job_of: Option<u32>,
+    /// A restart in place the daemon refused (cancel `InPlaceRefused`): how
+    /// the run before it ended, and the warning flag of its outcome. Kept
+    /// here because that run's file may no longer be read when the job
+    /// ends (a requeue between, a new instance's files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
+}
+
+/// See [`Attempt::refused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub end: AttemptEnd,
+    /// The refused run's node, from its outcome.
+    pub node: String,
+    /// Which run it was: Slurm's restart count, run in the job.
+    pub restarts: u32,
+    pub in_place: u32,
+    pub warned: bool,
 }
 
 impl Attempt {
@@ -284,6 +302,7 @@ impl Attempt {
             waiting: None,
             in_place: 0,
             in_job_of: None,
+            refused: None,
         }
     }
 

@@ -1627,12 +1627,7 @@ fn a_restart_in_place_the_users_signatures_blame_on_the_node_is_cancelled() {
 #[test]
 fn a_restart_in_place_past_the_retries_or_after_the_same_failure_elsewhere_ends_the_run() {
     // No retries left (the wrapper read the state before the last charge).
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
-    s.spec.policy.max_retries = 1;
-    s.state.workload_failures = 1;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut s = refused_for_no_retries();
     let mut obs = seen(job(7, JobState::Running, 0));
     obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
     s.tick(20, obs.clone());
@@ -1710,4 +1705,85 @@ fn runs_restarted_in_place_just_before_a_requeue_are_still_charged() {
         (0, 1, 1)
     );
     assert_eq!(s.state.workload_failures, 1);
+}
+
+/// A run restarted in place with no retries left: the daemon refuses it.
+fn refused_for_no_retries() -> Sim {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = 2;
+    s.spec.policy.max_retries = 1;
+    s.state.workload_failures = 1;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    s
+}
+
+#[test]
+fn a_refused_restart_in_place_decides_after_a_requeue_too() {
+    let mut s = refused_for_no_retries();
+    // The refusal and Slurm's requeue in one tick: the new instance's files
+    // no longer hold the refused run, its verdict is kept on the attempt.
+    let mut obs = seen(job(7, JobState::Pending, 1));
+    obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
+    s.tick(20, obs);
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }]);
+    s.tick(30, seen(job(7, JobState::Pending, 1)));
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }], "asked again");
+    s.tick(
+        40,
+        seen(JobInfo {
+            restarts: 1,
+            ..ended(7, JobState::Cancelled, 0)
+        }),
+    );
+    assert_eq!(s.status(), RunStatus::Failed, "{}", s.state.reason);
+    assert_eq!(s.state.workload_failures, 2);
+    assert!(s.actions.is_empty());
+}
+
+#[test]
+fn a_refused_restart_in_place_that_completes_anyway_is_a_success() {
+    let mut s = refused_for_no_retries();
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
+    s.tick(20, obs.clone());
+    assert_eq!(s.actions, [Action::Cancel { job: JobId(7) }]);
+    // The restarted run finished before the cancel landed.
+    obs.job = seen(ended(7, JobState::Completed, 0)).job;
+    obs.outcome = Some(Outcome {
+        in_place: 1,
+        ..outcome(7, 0, Verdict::Exited { code: 0 })
+    });
+    s.tick(30, obs);
+    assert_eq!(s.status(), RunStatus::Completed, "{}", s.state.reason);
+    let a = &s.state.attempts;
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(
+        a[0].end.as_ref().unwrap().class,
+        FailureClass::WorkloadFailure
+    );
+    assert_eq!(a[1].end.as_ref().unwrap().class, FailureClass::Success);
+    assert_eq!(a[1].in_place, 1);
+}
+
+#[test]
+fn a_restart_in_place_does_not_override_the_users_stop() {
+    let mut s = refused_for_no_retries();
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.controls = vec![Control::Stop];
+    s.tick(15, obs);
+    let mut obs = seen(job(7, JobState::Running, 0));
+    obs.in_place = vec![restarted(7, 0, 1, "ValueError: x")];
+    s.tick(20, obs);
+    assert!(
+        !s.events
+            .iter()
+            .any(|e| e.kind == "restart_in_place_refused"),
+        "{:?}",
+        s.events
+    );
+    let live = s.state.live_attempt().unwrap();
+    assert_eq!(live.cancel, Some(CancelReason::Stop));
+    s.tick(30, seen(ended(7, JobState::Cancelled, 0)));
+    assert_eq!(s.status(), RunStatus::Stopped);
 }
