@@ -248,6 +248,10 @@ impl Table {
 
 /// Width of a cell on screen: characters, not counting colour escapes.
 fn visible_width(s: &str) -> usize {
+    // Plain ASCII, most cells: one byte a column.
+    if s.is_ascii() && !s.as_bytes().contains(&0x1b) {
+        return s.len();
+    }
     let mut width = 0;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

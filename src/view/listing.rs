@@ -118,7 +118,6 @@ pub fn listing(
     // Read before any state: a change noted while this list reads is seen
     // by the next one.
     let changes = sd.changes_noted();
-    let ids = sd.run_ids()?;
     let path = cache_path(sd);
     let rows = std::fs::read_to_string(&path).unwrap_or_default();
     let mut cache = parse(&rows, &header(sd));
@@ -138,9 +137,24 @@ pub fn listing(
         let age = Timestamp::now().duration_since(at);
         !age.is_negative() && age.unsigned_abs() < TRUST_FOR
     };
-    let (trusted, mut cached) = match cache {
-        Some(c) => (c.noted == changes && young(c.written), c.entries),
-        None => (false, Vec::new()),
+    let (trusted, mut cached, others) = match cache {
+        Some(c) => (c.noted == changes && young(c.written), c.entries, c.others),
+        None => (false, Vec::new(), Vec::new()),
+    };
+    // Trusted, the cache knows every run: a run created or removed notes a
+    // change. Otherwise the directory says.
+    let ids = match trusted {
+        true => {
+            let mut ids: Vec<crate::model::RunId> = cached
+                .iter()
+                .map(|c| c.entry.row.run_id.as_str())
+                .chain(others.iter().map(String::as_str))
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            ids.sort();
+            ids
+        }
+        false => sd.run_ids()?,
     };
     let mut dirty = !trusted;
     let mut entries = Vec::with_capacity(ids.len());
@@ -149,18 +163,23 @@ pub fn listing(
     // Both lists are sorted by run id: one pass over each.
     let mut next = cached.drain(..).peekable();
     for id in &ids {
-        while next.peek().is_some_and(|c| c.run_id.as_str() < id.as_str()) {
+        while next
+            .peek()
+            .is_some_and(|c| c.entry.row.run_id.as_str() < id.as_str())
+        {
             next.next();
             dirty = true; // a run removed since
         }
-        let state_file = sd.run(id).state();
-        if let Some(c) = next.next_if(|c| c.run_id.as_str() == id.as_str())
-            && (trusted || stamp(&state_file) == Some(c.stamp))
-        {
-            keep.push((entries.len(), c.stamp));
-            entries.push(c.entry);
-            continue;
+        // Trusted: not even the path of its state is made.
+        match next.next_if(|c| c.entry.row.run_id.as_str() == id.as_str()) {
+            Some(c) if trusted || stamp(&sd.run(id).state()) == Some(c.stamp) => {
+                keep.push((entries.len(), c.stamp));
+                entries.push(c.entry);
+                continue;
+            }
+            _ => {}
         }
+        let state_file = sd.run(id).state();
         // Stamp first: a state written while it is read looks changed next
         // time, never unchanged.
         let before = stamp(&state_file);
@@ -231,7 +250,6 @@ fn stamp(path: &Path) -> Option<Stamp> {
 /// An entry of the cache file.
 #[derive(Debug)]
 struct Cached {
-    run_id: String,
     stamp: Stamp,
     entry: Entry,
 }
@@ -254,6 +272,8 @@ struct CacheFile {
     /// When it was written.
     written: Timestamp,
     entries: Vec<Cached>,
+    /// The ids of the runs it does not hold (active or quarantined then).
+    others: Vec<String>,
 }
 
 /// The cache's first line: its format, the state directory (documents name
@@ -267,7 +287,7 @@ fn header(sd: &StateDir) -> String {
         .and_then(|p| stamp(&p))
         .map_or("-".into(), |(_, size, mtime, _)| format!("{size}@{mtime}"));
     format!(
-        "shepherd list cache 3\t{}\t{exe}\t{}",
+        "shepherd list cache 4\t{}\t{exe}\t{}",
         escape(&sd.root().to_string_lossy()),
         serde_json::to_string(&sample).unwrap_or_default()
     )
@@ -283,12 +303,24 @@ fn write(sd: &StateDir, changes: Option<u64>, listing: &Listing, keep: &[(usize,
     );
     let mut docs = format!("{generation}\n");
     let mut rows = header(sd);
-    let _ = writeln!(
+    let _ = write!(
         rows,
         "\n{}\t{generation}\t{}",
         changes.map_or("-".into(), |c| c.to_string()),
         Timestamp::now().as_nanosecond()
     );
+    // Entries without a document are not written as rows below.
+    let mut kept = keep
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|&i| !listing.json(&listing.entries[i]).is_empty())
+        .peekable();
+    for (i, e) in listing.entries.iter().enumerate() {
+        if kept.next_if_eq(&i).is_none() {
+            let _ = write!(rows, "\t{}", escape(&e.row.run_id));
+        }
+    }
+    rows.push('\n');
     for &(i, (ino, size, mtime, ctime)) in keep {
         let e = &listing.entries[i];
         let json = listing.json(e);
@@ -344,6 +376,8 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
     let mut second = lines.next()?.strip_suffix('\n')?.split('\t');
     let (noted, generation) = (second.next()?, second.next()?);
     let written = Timestamp::from_nanosecond(second.next()?.parse().ok()?).ok()?;
+    // The runs not cached (active, quarantined), by id.
+    let others = second.map(unescape).collect::<Option<Vec<String>>>()?;
     let noted = match noted {
         "-" => None,
         n => Some(n.parse().ok()?),
@@ -356,7 +390,7 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
         let mut f = line.split('\t');
         let mut field = || f.next();
         let run_id = unescape(field()?)?;
-        if entries.last().is_some_and(|p| p.run_id >= run_id) {
+        if entries.last().is_some_and(|p| p.entry.row.run_id >= run_id) {
             return None;
         }
         let stamp = (
@@ -366,7 +400,7 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
             field()?.parse().ok()?,
         );
         let row = Row {
-            run_id: run_id.clone(),
+            run_id,
             status: Word::from(unescape(field()?)?.as_str()),
             mode: field()?.parse().ok()?,
             slurm_job_id: match field()? {
@@ -388,7 +422,6 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
             return None;
         }
         entries.push(Cached {
-            run_id,
             stamp,
             entry: Entry {
                 row,
@@ -401,6 +434,7 @@ fn parse(text: &str, header: &str) -> Option<CacheFile> {
         generation: generation.to_string(),
         written,
         entries,
+        others,
     })
 }
 
@@ -619,7 +653,7 @@ mod tests {
         for bad in [
             "garbage".to_string(),
             String::new(),
-            good.replace("shepherd list cache 3", "shepherd list cache 2"),
+            good.replace("shepherd list cache 4", "shepherd list cache 3"),
             good.lines().take(2).collect::<Vec<_>>().join("\n") + "\ndone\t1\t2\n",
             // Cut short by a writer that died (atomic writes prevent it;
             // a copy by hand may not).
