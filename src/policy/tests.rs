@@ -1434,6 +1434,15 @@ fn files_written_before_the_verdicts_still_read() {
     assert!(a.get("waiting").is_none());
 }
 
+/// A run-once run with `--restart-in-place n`, its job 7 seen running.
+fn running_with_restart_in_place(n: u32) -> Sim {
+    let mut s = Sim::new(Mode::RunOnce);
+    s.spec.policy.restart_in_place = n;
+    s.tick(0, Observation::nothing()).accept(0, 7);
+    s.tick(10, seen(job(7, JobState::Running, 0)));
+    s
+}
+
 /// A run of the workload the wrapper restarted in place after.
 fn restarted(id: u64, k: u32, code: i32, stderr: &str) -> Outcome {
     Outcome {
@@ -1446,10 +1455,7 @@ fn restarted(id: u64, k: u32, code: i32, stderr: &str) -> Outcome {
 
 #[test]
 fn restarts_in_place_are_attempts_of_the_same_job_and_nothing_is_resubmitted() {
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut s = running_with_restart_in_place(2);
     // Two crashes restarted in place between two ticks.
     let mut obs = seen(job(7, JobState::Running, 0));
     obs.in_place = vec![
@@ -1552,10 +1558,7 @@ fn an_outcome_of_another_run_of_the_job_is_not_the_attempts() {
 
 #[test]
 fn a_requeue_after_restarts_in_place_counts_runs_from_zero_again() {
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut s = running_with_restart_in_place(2);
     let mut obs = seen(job(7, JobState::Running, 0));
     obs.in_place = vec![restarted(7, 0, 1, "")];
     s.tick(20, obs);
@@ -1577,10 +1580,7 @@ fn a_requeue_after_restarts_in_place_counts_runs_from_zero_again() {
 #[test]
 fn a_restart_in_place_the_users_signatures_blame_on_the_node_is_cancelled() {
     use crate::policy::signatures::{SignatureBlame, SignatureSet, UserSignature};
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut s = running_with_restart_in_place(2);
     // The wrapper (built-in signatures) restarted; the user's set calls
     // this line a fault of the node.
     let users = SignatureSet::new(&[UserSignature {
@@ -1682,10 +1682,7 @@ fn a_restart_in_place_past_the_retries_or_after_the_same_failure_elsewhere_ends_
 
 #[test]
 fn runs_restarted_in_place_just_before_a_requeue_are_still_charged() {
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
+    let mut s = running_with_restart_in_place(2);
     // Between two ticks: a crash restarted in place, then Slurm requeued
     // the job (its node failed). The tick reads the old instance's runs
     // first.
@@ -1709,12 +1706,9 @@ fn runs_restarted_in_place_just_before_a_requeue_are_still_charged() {
 
 /// A run restarted in place with no retries left: the daemon refuses it.
 fn refused_for_no_retries() -> Sim {
-    let mut s = Sim::new(Mode::RunOnce);
-    s.spec.policy.restart_in_place = 2;
+    let mut s = running_with_restart_in_place(2);
     s.spec.policy.max_retries = 1;
     s.state.workload_failures = 1;
-    s.tick(0, Observation::nothing()).accept(0, 7);
-    s.tick(10, seen(job(7, JobState::Running, 0)));
     s
 }
 
