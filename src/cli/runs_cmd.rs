@@ -118,19 +118,19 @@ pub fn list(global: &GlobalArgs) -> Result<()> {
         "RUN", "STATUS", "MODE", "JOB", "NODE", "ATTEMPTS", "AGE", "REASON",
     ]);
     for Entry { row: r, .. } in entries {
-        t.row(vec![
-            r.run_id.clone(),
-            paint::status(colour, &r.status),
-            snake(&r.mode),
-            r.slurm_job_id.map_or("-".into(), |j| j.to_string()),
-            r.node.clone().unwrap_or_else(|| "-".into()),
-            r.attempts.to_string(),
+        t.row_of(vec![
+            r.run_id.as_str().into(),
+            paint::status(colour, &r.status).into(),
+            snake(&r.mode).into(),
+            r.slurm_job_id.map_or("-".into(), |j| j.to_string().into()),
+            r.node.as_deref().unwrap_or("-").into(),
+            r.attempts.to_string().into(),
             if r.error {
                 "-".into()
             } else {
-                age(r.created_at, now)
+                age(r.created_at, now).into()
             },
-            r.reason.clone(),
+            r.reason.as_str().into(),
         ]);
     }
     print(&terminal_safe(&t.render()));

@@ -18,7 +18,7 @@ use crate::slurm::{JobId, Slurm, SlurmCli, SlurmCliConfig};
 use crate::store::runs::JournalEntry;
 use crate::store::{RunDir, StateDir};
 use crate::view::nodes::{NodesDoc, nodes_doc};
-use crate::view::{RunDoc, UnknownRun, run_doc, run_docs};
+use crate::view::{RunDoc, UnknownRun, run_doc};
 
 /// This login node's runs.
 pub struct Local {
@@ -199,7 +199,7 @@ impl Local {
 
 impl Ops for Local {
     fn list(&self) -> Result<Vec<RunDoc>> {
-        Ok(run_docs(&self.sd, &self.sd.run_ids()?))
+        Ok(crate::view::listing::run_docs(&self.sd)?)
     }
 
     fn status(&self, run: &str) -> Result<RunDoc> {

@@ -215,6 +215,27 @@ pub fn listing(
     Ok(listing)
 }
 
+/// Every run's document, in run id order, the ended ones from the cache
+/// (parsed back from their JSON: ~3 µs a run, where reading a run's files
+/// costs ~15 µs). For the TUI, which lists every 2 seconds.
+pub fn run_docs(sd: &StateDir) -> Result<Vec<RunDoc>, crate::store::atomic::StoreError> {
+    let listing = listing(sd, true)?;
+    Ok(listing
+        .entries
+        .iter()
+        .map(|e| {
+            // A document that does not parse back (it cannot, under the
+            // header's check of the build) is read from the run's files.
+            serde_json::from_str(listing.json(e)).unwrap_or_else(|_| match e.row.run_id.parse() {
+                Ok(id) => run_doc(sd, &id),
+                Err(_) => {
+                    RunDoc::quarantined(&e.row.run_id, "not a valid run id".into(), PathBuf::new())
+                }
+            })
+        })
+        .collect())
+}
+
 /// The documents file of the cache `c`, checked: empty when it is not the
 /// one written with `c`'s rows or a range falls outside it.
 fn read_docs(sd: &StateDir, c: &CacheFile) -> String {
@@ -454,6 +475,9 @@ fn escape(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return Some(s.to_string());
+    }
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -545,6 +569,17 @@ mod tests {
         let rows = listing(&sd, false).unwrap();
         assert_eq!(rows.entries[1].json, Json::Skipped);
         assert_eq!(rows.entries[0].row, again.entries[0].row);
+        // The TUI's documents, the ended one parsed back from the cache,
+        // are the documents read from the files.
+        let json = |docs: Vec<RunDoc>| -> Vec<String> {
+            docs.iter()
+                .map(|d| serde_json::to_string(d).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            json(super::run_docs(&sd).unwrap()),
+            json(run_docs(&sd, &sd.run_ids().unwrap()))
+        );
     }
 
     #[test]
