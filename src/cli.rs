@@ -2,6 +2,7 @@
 //! and the exit-code contract.
 
 mod args;
+mod daemon_cmd;
 pub mod exit;
 mod logs_cmd;
 mod nodes_cmd;
@@ -102,7 +103,7 @@ pub fn main() -> ExitCode {
             output::print(&String::from_utf8_lossy(&out));
             Ok(())
         }
-        Some(Command::Daemon(cmd)) => runs_cmd::daemon(&cli.global, cmd),
+        Some(Command::Daemon(cmd)) => daemon_cmd::daemon(&cli.global, cmd),
         Some(Command::Nodes { command }) => nodes_cmd::run(&cli.global, command),
         Some(Command::Gpus { interactive, every }) => {
             nodes_cmd::gpus(&cli.global, interactive, every)

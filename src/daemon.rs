@@ -6,11 +6,14 @@
 //! - [`health`]: strikes, bans and switch incidents from runs' failures.
 //! - [`attempt`]: the batch script and sbatch arguments of an attempt.
 //! - [`lease`]: one daemon per state directory, across login nodes.
-//! - [`service`]: the process: run loop, start, stop, status.
+//! - [`service`]: the process: run loop, start, stop, status, ensure.
+//! - [`install`]: the crontab block that runs `daemon ensure` at boot and
+//!   every few minutes.
 
 pub mod attempt;
 mod cluster;
 mod health;
+pub mod install;
 pub mod lease;
 mod placing;
 pub mod service;

@@ -2,6 +2,7 @@
 //! partition looks like to the user, built from the store and Slurm's answers.
 //! Rendering (tables, JSON, widgets) lives with each interface.
 
+pub mod daemon;
 pub mod gpus;
 pub mod listing;
 pub mod nodes;

@@ -279,10 +279,32 @@ pub enum DaemonCommand {
     Start(PollArgs),
     /// Stop the daemon
     Stop,
-    /// Show whether a daemon runs, where, and since when
+    /// Show whether a daemon runs, where, since when, what started it, and what brings it back
     Status,
     /// Run the daemon in the foreground (for debugging or your own supervisor)
-    Run(PollArgs),
+    Run {
+        #[command(flatten)]
+        poll: PollArgs,
+        /// What started this daemon, shown by `daemon status`
+        #[arg(long, hide = true, default_value = "foreground")]
+        started_by: crate::daemon::lease::StartedBy,
+    },
+    /// Start a daemon unless one holds a fresh lease (from any login node); silent when one does. For cron and timers
+    Ensure(PollArgs),
+    /// Keep the daemon alive: add `daemon ensure` at boot and every few minutes to your crontab
+    Install {
+        /// Minutes between two `daemon ensure` runs (1 to 59)
+        #[arg(long, value_name = "MINUTES", default_value_t = 5,
+              value_parser = clap::value_parser!(u32).range(1..=59))]
+        every: u32,
+        /// Print the crontab block instead of installing it
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        poll: PollArgs,
+    },
+    /// Remove what `daemon install` added to your crontab (a running daemon is left running)
+    Uninstall,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,6 +33,27 @@ pub fn emit<T: Serialize>(json: bool, key: &str, value: &T, human: impl FnOnce(&
     }
 }
 
+/// A JSON document of several top-level fields, in this order after
+/// `schema_version` (for documents that grew a field beside their one key).
+pub fn emit_fields(fields: &[(&str, serde_json::Value)]) {
+    let pretty = io::stdout().is_terminal();
+    let mut out = format!("{{\"schema_version\":{SCHEMA_VERSION}");
+    for (k, v) in fields {
+        let v = if pretty {
+            serde_json::to_string_pretty(v)
+        } else {
+            serde_json::to_string(v)
+        };
+        out.push_str(&format!(
+            ",{}:{}",
+            serde_json::to_string(k).unwrap_or_default(),
+            v.unwrap_or_default()
+        ));
+    }
+    out.push_str("}\n");
+    print(&out);
+}
+
 /// [`emit`]'s JSON for a list of documents already serialized (compact,
 /// by `serde_json::to_string`): the same bytes as `emit` would write for
 /// them, without parsing them back. At a terminal, where `emit` is pretty,

@@ -1,11 +1,10 @@
-//! Commands about runs: run, list, status, events, stop/pause/unpause/restart,
-//! and the daemon's start/stop/status/run.
+//! Commands about runs: run, list, status, events, stop/pause/unpause/restart.
 
 use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use super::args::{DaemonCommand, GlobalArgs, RunArgs};
+use super::args::{GlobalArgs, RunArgs};
 use super::output::{Table, emit, emit_serialized, paint, print, terminal_safe};
 use crate::daemon::service;
 use crate::fail;
@@ -82,14 +81,16 @@ fn colour(global: &GlobalArgs) -> bool {
     global.color.enabled(std::io::stdout().is_terminal())
 }
 
-/// Active runs without a daemon are not watched: say so on stderr (commands
-/// still work; the next `run`, `stop` … starts a daemon).
+/// Active runs without a daemon are not watched: say so on stderr, with
+/// since when (commands still work; the next `run`, `stop` … starts a
+/// daemon).
 fn warn_if_unwatched(sd: &StateDir, active: usize) {
-    if active > 0 && service::status(sd).is_none() {
-        eprintln!(
-            "note: no daemon is running, so {active} active run(s) are not being watched; \
-             start one with `shepherd daemon start`"
-        );
+    if active == 0 {
+        return;
+    }
+    let watch = crate::view::daemon::Watch::of(sd);
+    if let Some(banner) = crate::view::daemon::unwatched(active, &watch, Timestamp::now()) {
+        eprintln!("note: {banner}");
     }
 }
 
@@ -338,53 +339,6 @@ pub fn rm(global: &GlobalArgs, run: &str, force: bool, wait: std::time::Duration
         format!("removed run {id}\n")
     });
     Ok(())
-}
-
-pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
-    let local = local(global)?;
-    let sd = local.state_dir();
-    match cmd {
-        DaemonCommand::Run(poll) => Ok(service::run(&local.slurm(), sd, poll.poll_interval)?),
-        DaemonCommand::Start(poll) => {
-            let (lease, started) = service::start(sd, poll.poll_interval, global.slurm_timeout)?;
-            emit(global.json, "daemon", &lease, |l| {
-                if started {
-                    format!("daemon started ({})\n", l.describe())
-                } else {
-                    format!("daemon already running ({})\n", l.describe())
-                }
-            });
-            Ok(())
-        }
-        DaemonCommand::Stop => {
-            let stopped = service::stop(sd)?;
-            emit(global.json, "stopped", &stopped, |s| match s {
-                Some(l) => format!("daemon stopped (was {})\n", l.describe()),
-                None => "no daemon was running\n".to_string(),
-            });
-            Ok(())
-        }
-        DaemonCommand::Status => {
-            let lease = service::status(sd);
-            emit(global.json, "daemon", &lease, |l| match l {
-                Some(l) => format!(
-                    "daemon running ({}), last tick {}\nlog: {}\n",
-                    l.describe(),
-                    l.heartbeat_at.strftime("%H:%M:%S UTC"),
-                    service::log_path(sd).display()
-                ),
-                None => {
-                    let mut s = "no daemon running; runs are not watched (start one with `shepherd daemon start`)\n"
-                        .to_string();
-                    if let Some(last) = service::last_log_line(sd) {
-                        s.push_str(&format!("the last daemon's last log line: {last}\n"));
-                    }
-                    s
-                }
-            });
-            Ok(())
-        }
-    }
 }
 
 pub fn progress(step: Option<u64>, message: Option<String>) -> Result<()> {

@@ -25,8 +25,69 @@ pub struct Lease {
     pub host: String,
     pub pid: u32,
     pub started_at: Timestamp,
+    /// When the daemon last renewed its lease: the start of its last tick.
     pub heartbeat_at: Timestamp,
     pub poll_interval_secs: u64,
+    /// What started it (absent in the leases of older builds).
+    #[serde(default)]
+    pub started_by: StartedBy,
+}
+
+/// How a daemon came to run, so `daemon status` can say who brings it back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartedBy {
+    /// `shepherd daemon run`: by hand, or under the user's own supervisor.
+    Foreground,
+    /// `shepherd daemon start`.
+    Start,
+    /// A command that needed one (`shepherd SCRIPT`, `stop`, `restart`, …).
+    Command,
+    /// `shepherd daemon ensure`: the crontab entry of `daemon install`, or
+    /// anything else the user runs it from.
+    Ensure,
+    /// An older build's lease, or a word of a newer one.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl StartedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartedBy::Foreground => "foreground",
+            StartedBy::Start => "start",
+            StartedBy::Command => "command",
+            StartedBy::Ensure => "ensure",
+            StartedBy::Unknown => "unknown",
+        }
+    }
+
+    /// In words, for `daemon status`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StartedBy::Foreground => "run in the foreground (`daemon run`)",
+            StartedBy::Start => "started by `daemon start`",
+            StartedBy::Command => "started by a shepherd command",
+            StartedBy::Ensure => "started by `daemon ensure` (cron or your own timer)",
+            StartedBy::Unknown => "started by an older shepherd",
+        }
+    }
+}
+
+impl std::str::FromStr for StartedBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            StartedBy::Foreground,
+            StartedBy::Start,
+            StartedBy::Command,
+            StartedBy::Ensure,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
+        .ok_or_else(|| format!("unknown value {s:?}: foreground, start, command or ensure"))
+    }
 }
 
 impl Lease {
@@ -53,6 +114,13 @@ impl Lease {
             self.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         )
     }
+}
+
+/// How long a stale lease of another host is watched before it is taken
+/// over: two of its polls (capped at 30 s), in which its daemon, were it
+/// alive, would have renewed it.
+pub fn confirm_wait(other: &Lease) -> Duration {
+    Duration::from_secs((other.poll_interval_secs * 2).clamp(1, 30))
 }
 
 pub fn hostname() -> String {
@@ -94,7 +162,24 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn acquire(daemon_dir: &Path, poll: Duration, now: Timestamp) -> Result<Held, LeaseError> {
+    pub fn acquire(
+        daemon_dir: &Path,
+        poll: Duration,
+        now: Timestamp,
+        started_by: StartedBy,
+    ) -> Result<Held, LeaseError> {
+        Self::acquire_with(daemon_dir, poll, now, started_by, confirm_wait)
+    }
+
+    /// [`acquire`](Self::acquire), with the wait before a stale lease of
+    /// another host is taken over chosen by the caller (tests).
+    pub fn acquire_with(
+        daemon_dir: &Path,
+        poll: Duration,
+        now: Timestamp,
+        started_by: StartedBy,
+        confirm: impl Fn(&Lease) -> Duration,
+    ) -> Result<Held, LeaseError> {
         let io = |source| LeaseError::Io {
             path: daemon_dir.to_path_buf(),
             source,
@@ -113,12 +198,27 @@ impl Held {
         let host = hostname();
         let pid = std::process::id();
         if let Some(other) = read_lease(daemon_dir)
-            && other.is_fresh(now)
-            && (other.host != host
-                || is_daemon_process(other.pid, daemon_dir.parent().unwrap_or(daemon_dir)))
             && !(other.host == host && other.pid == pid)
         {
-            return Err(LeaseError::Held(other.describe()));
+            if other.is_fresh(now)
+                && (other.host != host
+                    || is_daemon_process(other.pid, daemon_dir.parent().unwrap_or(daemon_dir)))
+            {
+                return Err(LeaseError::Held(other.describe()));
+            }
+            // Another host's lease that looks stale may only look so: that
+            // host's clock may lag ours, or this host may read a cached
+            // copy (NFS attribute caching). Its daemon is dead only if the
+            // lease stays as it is while it should have been renewed twice.
+            // (On this host the pid says it: no daemon of ours has it.)
+            if other.host != host {
+                std::thread::sleep(confirm(&other));
+                if let Some(again) = read_lease(daemon_dir)
+                    && again != other
+                {
+                    return Err(LeaseError::Held(again.describe()));
+                }
+            }
         }
         let lease = Lease {
             version: LEASE_VERSION,
@@ -127,6 +227,7 @@ impl Held {
             started_at: now,
             heartbeat_at: now,
             poll_interval_secs: poll.as_secs(),
+            started_by,
         };
         atomic::write_json(&lease_path(daemon_dir), &lease)?;
         Ok(Held {
@@ -242,6 +343,17 @@ pub fn lock_is_held(daemon_dir: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// Acquires without the wait before another host's stale lease is taken.
+    fn acq(dir: &Path, now: Timestamp) -> Result<Held, LeaseError> {
+        Held::acquire_with(
+            dir,
+            Duration::from_secs(10),
+            now,
+            StartedBy::Foreground,
+            |_| Duration::ZERO,
+        )
+    }
+
     #[test]
     fn a_lease_from_the_future_is_believed_only_within_the_skew_margin() {
         let now = Timestamp::now();
@@ -252,6 +364,7 @@ mod tests {
             started_at: now,
             heartbeat_at: now + jiff::SignedDuration::from_secs(secs),
             poll_interval_secs: 10,
+            started_by: StartedBy::Start,
         };
         assert!(at(0).is_fresh(now));
         assert!(at(30).is_fresh(now), "a little skew");
@@ -305,19 +418,19 @@ mod tests {
     fn the_lock_probe_sees_a_holder_and_takes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!lock_is_held(dir.path()), "no lock file yet");
-        let held = Held::acquire(dir.path(), Duration::from_secs(10), Timestamp::now()).unwrap();
+        let held = acq(dir.path(), Timestamp::now()).unwrap();
         assert!(lock_is_held(dir.path()));
         drop(held);
         assert!(!lock_is_held(dir.path()));
         // The probe left the lock free.
-        Held::acquire(dir.path(), Duration::from_secs(10), Timestamp::now()).unwrap();
+        acq(dir.path(), Timestamp::now()).unwrap();
     }
 
     #[test]
     fn a_lease_taken_over_is_noticed_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp::now();
-        let held = Held::acquire(dir.path(), Duration::from_secs(10), now).unwrap();
+        let held = acq(dir.path(), now).unwrap();
         assert_eq!(held.taken_over(), None);
         let other = Lease {
             host: "login-2".into(),
@@ -334,15 +447,13 @@ mod tests {
     fn second_acquire_is_refused_and_release_frees() {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp::now();
-        let held = Held::acquire(dir.path(), Duration::from_secs(10), now).unwrap();
+        let held = acq(dir.path(), now).unwrap();
         assert_eq!(read_lease(dir.path()).unwrap().pid, std::process::id());
-        let err = Held::acquire(dir.path(), Duration::from_secs(10), now)
-            .err()
-            .unwrap();
+        let err = acq(dir.path(), now).err().unwrap();
         assert!(err.to_string().contains("already running"), "{err}");
         drop(held);
         assert!(read_lease(dir.path()).is_none());
-        Held::acquire(dir.path(), Duration::from_secs(10), now).unwrap();
+        acq(dir.path(), now).unwrap();
     }
 
     #[test]
@@ -356,14 +467,67 @@ mod tests {
             started_at: now,
             heartbeat_at: now,
             poll_interval_secs: 10,
+            started_by: StartedBy::Start,
         };
         atomic::write_json(&lease_path(dir.path()), &other).unwrap();
-        let err = Held::acquire(dir.path(), Duration::from_secs(10), now)
-            .err()
-            .unwrap();
+        let err = acq(dir.path(), now).err().unwrap();
         assert!(err.to_string().contains("login-2"), "{err}");
         let later = now + jiff::SignedDuration::from_secs(120);
-        Held::acquire(dir.path(), Duration::from_secs(10), later)
-            .expect("stale lease is taken over");
+        acq(dir.path(), later).expect("stale lease is taken over");
+    }
+
+    #[test]
+    fn a_stale_lease_of_another_host_renewed_while_watched_is_not_taken() {
+        // Its host's clock lags ours (or we read a cached copy): it looks
+        // stale, but its daemon renews it while we watch.
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let old = now - jiff::SignedDuration::from_secs(300);
+        let other = Lease {
+            version: 1,
+            host: "login-2".into(),
+            pid: 4242,
+            started_at: old,
+            heartbeat_at: old,
+            poll_interval_secs: 10,
+            started_by: StartedBy::Ensure,
+        };
+        atomic::write_json(&lease_path(dir.path()), &other).unwrap();
+        let path = dir.path().to_path_buf();
+        let renewed = Lease {
+            heartbeat_at: old + jiff::SignedDuration::from_secs(10),
+            ..other.clone()
+        };
+        let err = Held::acquire_with(
+            dir.path(),
+            Duration::from_secs(10),
+            now,
+            StartedBy::Ensure,
+            |seen| {
+                assert_eq!(seen, &other);
+                atomic::write_json(&lease_path(&path), &renewed).unwrap();
+                Duration::ZERO
+            },
+        )
+        .err()
+        .expect("a renewed lease is not taken over");
+        assert!(err.to_string().contains("login-2"), "{err}");
+        assert_eq!(read_lease(dir.path()), Some(renewed.clone()));
+        // Left as it was, it is taken over, and says what started the new one.
+        let held = acq(dir.path(), now).expect("a lease nobody renews is taken over");
+        assert_eq!(held.lease().started_by, StartedBy::Foreground);
+        assert_eq!(confirm_wait(&other), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn an_older_lease_without_started_by_reads_as_unknown() {
+        let json = r#"{"version":1,"host":"h","pid":1,"started_at":"2026-12-01T00:00:00Z","heartbeat_at":"2026-12-01T00:00:00Z","poll_interval_secs":10}"#;
+        let l: Lease = serde_json::from_str(json).unwrap();
+        assert_eq!(l.started_by, StartedBy::Unknown);
+        let l: Lease =
+            serde_json::from_str(&json.replace('}', r#","started_by":"keeper"}"#)).unwrap();
+        assert_eq!(l.started_by, StartedBy::Unknown, "a newer build's word");
+        assert_eq!("ensure".parse::<StartedBy>(), Ok(StartedBy::Ensure));
+        assert!("unknown".parse::<StartedBy>().is_err());
     }
 }

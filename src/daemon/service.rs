@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use jiff::Timestamp;
 
-use super::lease::{self, Held, Lease};
+use super::lease::{self, Held, Lease, StartedBy};
 use super::tick::{TickReport, Ticker};
 use crate::slurm::Slurm;
 use crate::store::StateDir;
@@ -28,14 +28,20 @@ pub fn default_poll_interval() -> Duration {
 }
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT.
-pub fn run(slurm: &dyn Slurm, state_dir: &StateDir, poll: Duration) -> anyhow::Result<()> {
+pub fn run(
+    slurm: &dyn Slurm,
+    state_dir: &StateDir,
+    poll: Duration,
+    started_by: StartedBy,
+) -> anyhow::Result<()> {
     state_dir.ensure_private_root()?;
-    let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now())?;
+    let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now(), started_by)?;
     let log = Log::new(state_dir);
     log.line(&format!(
-        "daemon started ({}), polling every {}",
+        "daemon started ({}), polling every {}; {}",
         held.lease().describe(),
-        crate::duration::format(poll)
+        crate::duration::format(poll),
+        started_by.describe()
     ));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -179,12 +185,39 @@ pub fn status(state_dir: &StateDir) -> Option<Lease> {
     alive.then_some(l)
 }
 
+/// When a daemon of this state directory was last known to act: the
+/// renewal time of a lease its daemon left behind (killed), else the last
+/// line of the daemon log (a daemon that stopped says so last). `None`: no
+/// daemon ever ran here.
+pub fn last_seen(state_dir: &StateDir) -> Option<Timestamp> {
+    if let Some(l) = lease::read_lease(&state_dir.daemon()) {
+        return Some(l.heartbeat_at);
+    }
+    let modified = std::fs::metadata(log_path(state_dir))
+        .and_then(|m| m.modified())
+        .ok()?;
+    Timestamp::try_from(modified).ok()
+}
+
+/// `daemon ensure`: a daemon of this state directory runs afterwards, and
+/// this call started it only if none held a fresh lease. Cheap when one
+/// runs (one file read, on this host a look at /proc; no Slurm call), and
+/// safe to run from several login nodes at once: the lease decides.
+pub fn ensure(
+    state_dir: &StateDir,
+    poll: Duration,
+    slurm_timeout: Duration,
+) -> anyhow::Result<(Lease, bool)> {
+    start(state_dir, poll, slurm_timeout, StartedBy::Ensure)
+}
+
 /// Starts `shepherd daemon run` in the background unless one runs already.
 /// Returns the lease of the running daemon and whether this call started it.
 pub fn start(
     state_dir: &StateDir,
     poll: Duration,
     slurm_timeout: Duration,
+    how: StartedBy,
 ) -> anyhow::Result<(Lease, bool)> {
     if let Some(l) = status(state_dir) {
         return Ok((l, false));
@@ -207,16 +240,28 @@ pub fn start(
         .arg(format!("{}s", slurm_timeout.as_secs().max(1)))
         .args(["daemon", "run", "--poll-interval"])
         .arg(format!("{}s", poll.as_secs().max(1)))
+        .args(["--started-by", how.as_str()])
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
     // Its own session: no terminal, no signals from the user's shell.
     unsafe_setsid(&mut cmd);
     let mut child = cmd.spawn().context("cannot start the daemon")?;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Another host's stale lease is watched before it is taken over.
+    let watch = lease::read_lease(&daemon_dir)
+        .filter(|l| l.host != lease::hostname())
+        .map_or(Duration::ZERO, |l| lease::confirm_wait(&l));
+    let deadline = Instant::now() + Duration::from_secs(15) + watch;
+    // Ours only if the lease names the process we started: another one
+    // (this host's or another login node's, racing us) may win the lease.
+    let (pid, host) = (child.id(), lease::hostname());
+    let ours = |l: &Lease| l.pid == pid && l.host == host;
     loop {
         if let Some(l) = status(state_dir) {
-            return Ok((l, true));
+            // One that lost exits by itself; never waited for here (were
+            // the winner to die now, ours would take over and run on).
+            let started = ours(&l);
+            return Ok((l, started));
         }
         if let Ok(Some(code)) = child.try_wait() {
             // Our daemon lost a race with another one starting at the same
@@ -237,7 +282,8 @@ pub fn start(
         }
         if Instant::now() > deadline {
             bail!(
-                "the daemon did not come up within 15 s; see {}",
+                "the daemon did not come up within {} s; see {}",
+                (Duration::from_secs(15) + watch).as_secs(),
                 out_path.display()
             );
         }

@@ -210,6 +210,12 @@ impl From<crate::config::ConfigError> for Error {
     }
 }
 
+impl From<crate::daemon::install::InstallError> for Error {
+    fn from(e: crate::daemon::install::InstallError) -> Error {
+        Error::new(Kind::Failure, e)
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
         Error::new(Kind::Failure, e)

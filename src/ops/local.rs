@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::{Banned, Context, Created, Ops, Removed, Requested, Result, Unbanned};
+use crate::daemon::lease::StartedBy;
 use crate::daemon::service;
 use crate::fail;
 use crate::model::RunId;
@@ -118,7 +119,8 @@ impl Local {
         crate::notify::channels::for_run(&channels, prepared.spec.notify.as_deref())
             .map_err(|e| anyhow::anyhow!(e))?;
         let run = crate::submit::create(sd, &prepared)?;
-        let (lease, started) = service::start(sd, s.poll, self.slurm_timeout).context(
+        let (lease, started) = service::start(sd, s.poll, self.slurm_timeout, StartedBy::Command)
+            .context(
             "the run was created, but the daemon could not be started; try `shepherd daemon start`",
         )?;
         Ok(Created {
@@ -192,6 +194,7 @@ impl Local {
             &self.sd,
             service::default_poll_interval(),
             self.slurm_timeout,
+            StartedBy::Command,
         )?;
         Ok(lease.pid)
     }

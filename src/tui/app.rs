@@ -175,6 +175,8 @@ pub enum Msg {
     /// The clock moved (and the screen may have been resized).
     Tick(Timestamp),
     Runs(Result<Vec<RunRow>, String>),
+    /// Whether a daemon watches this login node's runs (read with them).
+    Watch(crate::view::daemon::Watch),
     /// One answer of a named remote (`tui --remotes`): its runs, or why
     /// it could not be asked.
     RemoteRuns {
@@ -260,6 +262,8 @@ pub struct App {
     pub selected: Option<String>,
     pub runs_error: Option<String>,
     pub runs_loaded: bool,
+    /// The local daemon, as last read (`None` before the first read).
+    pub watch: Option<crate::view::daemon::Watch>,
     /// When the runs loader's read in progress started (set by the shell
     /// before each draw).
     pub runs_reading_since: Option<Timestamp>,
@@ -313,6 +317,7 @@ impl App {
             selected: None,
             runs_error: None,
             runs_loaded: false,
+            watch: None,
             runs_reading_since: None,
             detail_reading_since: None,
             cluster: None,
@@ -401,6 +406,16 @@ impl App {
     /// be read, a read of the state directory hangs, Slurm is slow or gone.
     pub fn banner(&self) -> Option<String> {
         let mut parts = Vec::new();
+        // This login node's active runs with no daemon: nothing recovers
+        // them until one starts.
+        if let Some(w) = &self.watch {
+            let active = self
+                .runs
+                .iter()
+                .filter(|r| r.remote().is_none() && r.doc.error.is_none() && !r.doc.is_ended())
+                .count();
+            parts.extend(crate::view::daemon::unwatched(active, w, self.now));
+        }
         if let Some(e) = &self.runs_error {
             parts.push(format!("cannot read the runs: {}", first_line(e)));
         }
@@ -681,6 +696,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.rebuild_view();
         }
         Msg::Runs(Err(e)) => app.runs_error = Some(e),
+        Msg::Watch(w) => app.watch = Some(w),
         Msg::RemoteRuns { remote, runs, at } => {
             let Some(status) = app.remotes.iter_mut().find(|r| r.name == remote) else {
                 return vec![];

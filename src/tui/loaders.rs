@@ -144,8 +144,12 @@ pub fn runs_thread(
             loop {
                 reading.start();
                 let runs = load_runs(&sd);
+                let watch = crate::view::daemon::Watch::of(&sd);
                 reading.done();
                 latest.put(runs);
+                if tx.send(Msg::Watch(watch)).is_err() {
+                    return;
+                }
                 // A wake-up, not the list: a few bytes even when the UI is
                 // stuck.
                 if tx.send(Msg::Wake).is_err() {

@@ -338,6 +338,55 @@ fn tui_slurm_banner_and_empty_states() {
 }
 
 #[test]
+fn tui_banner_says_since_when_runs_have_no_daemon() {
+    use crate::view::daemon::Watch;
+    let mut a = app();
+    assert_eq!(a.banner(), None, "not read yet: no claim");
+    update(
+        &mut a,
+        Msg::Watch(Watch {
+            live: None,
+            last_seen: Some(ago(3 * 3600)),
+        }),
+    );
+    let banner = a.banner().unwrap();
+    assert!(
+        banner.starts_with("no daemon since ")
+            && banner.contains("(3h ago): 2 active run(s) not watched"),
+        "{banner}"
+    );
+    insta::assert_snapshot!("tui_unwatched", screen(&a, 120, 8));
+    // A daemon again: the banner goes.
+    update(
+        &mut a,
+        Msg::Watch(Watch {
+            live: Some(crate::daemon::lease::Lease {
+                version: 1,
+                host: "login-1".into(),
+                pid: 7,
+                started_at: ago(5),
+                heartbeat_at: ago(1),
+                poll_interval_secs: 10,
+                started_by: crate::daemon::lease::StartedBy::Ensure,
+            }),
+            last_seen: None,
+        }),
+    );
+    assert_eq!(a.banner(), None);
+    // Only ended runs: nothing to watch, nothing said.
+    let ended: Vec<RunRow> = runs().into_iter().filter(|r| r.doc.is_ended()).collect();
+    update(&mut a, Msg::Runs(Ok(ended)));
+    update(
+        &mut a,
+        Msg::Watch(Watch {
+            live: None,
+            last_seen: None,
+        }),
+    );
+    assert_eq!(a.banner(), None);
+}
+
+#[test]
 fn tui_selection_follows_the_run_across_resorts_and_refreshes() {
     let mut a = app();
     keys(&mut a, "k");

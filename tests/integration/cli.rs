@@ -346,6 +346,7 @@ fn daemon_stop_never_signals_a_process_it_has_not_verified() {
             started_at: heartbeat,
             heartbeat_at: heartbeat,
             poll_interval_secs: 10,
+            started_by: shepherd::daemon::lease::StartedBy::Start,
         };
         std::fs::write(lease_path(&daemon_dir), serde_json::to_vec(&lease).unwrap()).unwrap();
     };

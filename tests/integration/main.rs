@@ -23,3 +23,4 @@ mod security;
 mod tui;
 mod verdicts;
 mod verdicts_daemon;
+mod watcher;
