@@ -40,6 +40,81 @@ pub struct Config {
     /// Where notices go (docs/notifications.md).
     #[serde(default)]
     pub notify: Vec<crate::notify::NotifyConfig>,
+    /// A keeper job inside Slurm when no daemon runs (docs/daemon.md).
+    #[serde(default)]
+    pub keeper: KeeperConfig,
+}
+
+/// `[keeper]`: off unless `enabled = true` (it submits jobs on the user's
+/// behalf, which a site may forbid).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeeperConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long the lease must have gone unrenewed before a run's wrapper
+    /// asks for a keeper (`10m`).
+    pub after: Option<String>,
+    /// The keeper job's partition (Slurm's default partition when unset).
+    pub partition: Option<String>,
+    /// The keeper job's time limit (`4h`); a successor queued behind it
+    /// (`--dependency=singleton`) takes over when it ends.
+    pub time_limit: Option<String>,
+    /// More sbatch arguments for the keeper job (`--qos=…`, `--account=…`).
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+/// The keeper's settings, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keeper {
+    pub after: std::time::Duration,
+    pub partition: Option<String>,
+    pub time_limit: std::time::Duration,
+    pub sbatch_args: Vec<String>,
+}
+
+impl KeeperConfig {
+    /// The keeper's settings, when it is on.
+    pub fn settings(&self) -> Result<Option<Keeper>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let duration = |key: &str, v: &Option<String>, default: u64| {
+            v.as_deref()
+                .map(|s| crate::duration::parse(s).map_err(|e| format!("[keeper] {key}: {e}")))
+                .transpose()
+                .map(|d| d.unwrap_or(std::time::Duration::from_secs(default)))
+        };
+        let after = duration("after", &self.after, 600)?;
+        let time_limit = duration("time_limit", &self.time_limit, 4 * 3600)?;
+        if time_limit < std::time::Duration::from_secs(120) {
+            return Err("[keeper] time_limit: at least 2m".into());
+        }
+        if let Some(bad) = self.sbatch_args.iter().find(|a| {
+            [
+                "--job-name",
+                "--dependency",
+                "--output",
+                "-J",
+                "-d",
+                "-o",
+                "--wrap",
+            ]
+            .iter()
+            .any(|k| a.starts_with(k))
+        }) {
+            return Err(format!(
+                "[keeper] sbatch_args: {bad:?} is Shepherd's to set (the keeper's name, dependency and output)"
+            ));
+        }
+        Ok(Some(Keeper {
+            after,
+            partition: self.partition.clone(),
+            time_limit,
+            sbatch_args: self.sbatch_args.clone(),
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -150,6 +225,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
     config.signatures()?;
     config.node_groups()?;
     config.channels()?;
+    config.keeper.settings()?;
     Ok(config)
 }
 
@@ -231,6 +307,13 @@ nodes = "gpu-[01-04]"
 
 [blacklist]
 shared_dir = "/shared/lab/shepherd"
+
+[keeper]
+enabled = true
+after = "15m"
+partition = "cpu"
+time_limit = "8h"
+sbatch_args = ["--qos=long"]
 "#;
 
     #[test]
@@ -262,6 +345,50 @@ shared_dir = "/shared/lab/shepherd"
             c.blacklist.shared_dir.unwrap(),
             PathBuf::from("/shared/lab/shepherd")
         );
+        assert_eq!(
+            c.keeper.settings().unwrap(),
+            Some(Keeper {
+                after: Duration::from_secs(900),
+                partition: Some("cpu".into()),
+                time_limit: Duration::from_secs(8 * 3600),
+                sbatch_args: vec!["--qos=long".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn the_keeper_is_off_unless_enabled_and_keeps_its_own_arguments() {
+        assert_eq!(parse("").unwrap().keeper.settings().unwrap(), None);
+        assert_eq!(
+            parse("[keeper]\npartition = \"cpu\"\n")
+                .unwrap()
+                .keeper
+                .settings()
+                .unwrap(),
+            None
+        );
+        let on = parse("[keeper]\nenabled = true\n")
+            .unwrap()
+            .keeper
+            .settings()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (on.after, on.time_limit),
+            (Duration::from_secs(600), Duration::from_secs(14400))
+        );
+        for (bad, says) in [
+            ("enabled = true\nafter = \"soon\"", "[keeper] after"),
+            ("enabled = true\ntime_limit = \"1m\"", "at least 2m"),
+            (
+                "enabled = true\nsbatch_args = [\"--dependency=afterok:1\"]",
+                "Shepherd's to set",
+            ),
+            ("enabled = true\nqueue = \"x\"", "unknown field"),
+        ] {
+            let err = parse(&format!("[keeper]\n{bad}\n")).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`attempt`]: the batch script and sbatch arguments of an attempt.
 //! - [`lease`]: one daemon per state directory, across login nodes.
 //! - [`service`]: the process: run loop, start, stop, status, ensure.
+//! - [`keeper`]: the daemon as a job inside Slurm while none runs on a
+//!   login node, and the hand-back through the lease.
 //! - [`install`]: the crontab block that runs `daemon ensure` at boot and
 //!   every few minutes.
 
@@ -14,6 +16,7 @@ pub mod attempt;
 mod cluster;
 mod health;
 pub mod install;
+pub mod keeper;
 pub mod lease;
 mod placing;
 pub mod service;

@@ -7,6 +7,8 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub mod lease;
+
 use crate::model::RunId;
 use crate::slurm::JobId;
 

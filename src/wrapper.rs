@@ -12,6 +12,7 @@
 
 mod heartbeat;
 pub mod in_place;
+pub mod keeper;
 pub mod launch;
 pub mod probe;
 mod signals;
@@ -85,6 +86,18 @@ pub fn wrap(args: &WrapArgs) -> i32 {
         }
     };
     let run_dir = std::path::absolute(&args.run_dir).unwrap_or_else(|_| args.run_dir.clone());
+    // STATE/runs/RUN: the state directory holds the daemon's lease.
+    if let Some(after) = std::env::var(KEEPER_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        && let (Ok(exe), Some(state_root)) = (std::env::current_exe(), run_dir.ancestors().nth(2))
+    {
+        keeper::watch(
+            exe,
+            state_root.to_path_buf(),
+            Duration::from_secs(after.max(1)),
+        );
+    }
     let ctx = Context {
         run_dir: RunDir::at(run_dir),
         attempt: args.attempt,
@@ -176,6 +189,8 @@ mod libc_errno {
 /// Set by the job script to the probes whose circuit breaker is open
 /// ([`crate::policy::breaker`]), comma-separated.
 pub const SKIP_PROBES_ENV: &str = "SHEPHERD_SKIP_PROBES";
+
+pub use keeper::KEEPER_AFTER_ENV;
 
 /// Everything [`run_attempt`] needs, explicitly.
 pub struct Context {

@@ -305,6 +305,8 @@ pub enum DaemonCommand {
     },
     /// Remove what `daemon install` added to your crontab (a running daemon is left running)
     Uninstall,
+    /// Submit a keeper job (the daemon inside Slurm) unless a daemon runs or a keeper is coming; what a run's job does when no daemon renews the lease. Needs `[keeper] enabled = true`
+    Keeper(PollArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ use super::args::{DaemonCommand, GlobalArgs};
 use super::output::{emit, emit_fields, print};
 use super::runs_cmd::local;
 use crate::daemon::install::{self, KEPT_ENV};
+use crate::daemon::keeper::{self, Asked, KeeperCommand, KeeperError};
 use crate::daemon::lease::{Lease, StartedBy};
 use crate::daemon::service;
 use crate::ops::{Context, Result};
@@ -20,6 +21,7 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
             &local.slurm(),
             sd,
             poll.poll_interval,
+            global.slurm_timeout,
             started_by,
         )?),
         DaemonCommand::Start(poll) => {
@@ -62,6 +64,32 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
             Ok(())
         }
         DaemonCommand::Status => status(global, sd),
+        DaemonCommand::Keeper(poll) => {
+            let (config, _) = crate::config::load(sd.root())?;
+            let keeper = config
+                .keeper
+                .settings()
+                .map_err(|e| crate::ops::Error::new(crate::ops::Kind::Failure, anyhow::anyhow!(e)))?
+                .ok_or(KeeperError::Off)?;
+            let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
+            let command = KeeperCommand {
+                exe,
+                poll: poll.poll_interval,
+                slurm_timeout: global.slurm_timeout,
+            };
+            let asked = keeper::ask(&local.slurm(), sd, &keeper, &command, Timestamp::now())?;
+            let job = match &asked {
+                Asked::Submitted(id) => Some(id.0),
+                _ => None,
+            };
+            emit(
+                global.json,
+                "keeper",
+                &json!({"submitted": job, "said": asked.describe()}),
+                |_| format!("{}\n", asked.describe()),
+            );
+            Ok(())
+        }
         DaemonCommand::Install {
             every,
             dry_run,

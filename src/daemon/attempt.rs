@@ -26,6 +26,7 @@ pub fn job_script(
     attempt: u32,
     exe: &Path,
     skip_probes: &[String],
+    keeper_after: Option<std::time::Duration>,
 ) -> String {
     let mut s = String::from("#!/bin/bash\n");
     s.push_str(&format!(
@@ -52,6 +53,15 @@ pub fn job_script(
             "export {}={}\n",
             crate::wrapper::SKIP_PROBES_ENV,
             quote(&skip_probes.join(","))
+        ));
+    }
+    if let Some(after) = keeper_after {
+        // The wrapper asks for a keeper when no daemon renewed the lease
+        // for this long ([keeper] in the configuration).
+        s.push_str(&format!(
+            "export {}={}\n",
+            crate::wrapper::KEEPER_AFTER_ENV,
+            after.as_secs().max(1)
         ));
     }
     s.push_str(&format!(
@@ -199,7 +209,7 @@ mod tests {
     #[test]
     fn job_script_keeps_sbatch_lines_and_runs_the_wrapper() {
         let run = RunDir::at("/state/runs/train");
-        let s = job_script(&spec(), &run, 3, Path::new("/opt/it's/shepherd"), &[]);
+        let s = job_script(&spec(), &run, 3, Path::new("/opt/it's/shepherd"), &[], None);
         assert_eq!(
             s,
             "#!/bin/bash\n\

@@ -13,108 +13,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rustix::fs::{FlockOperation, flock};
-use serde::{Deserialize, Serialize};
 
 use crate::store::atomic::{self, StoreError};
 
-pub const LEASE_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub version: u32,
-    pub host: String,
-    pub pid: u32,
-    pub started_at: Timestamp,
-    /// When the daemon last renewed its lease: the start of its last tick.
-    pub heartbeat_at: Timestamp,
-    pub poll_interval_secs: u64,
-    /// What started it (absent in the leases of older builds).
-    #[serde(default)]
-    pub started_by: StartedBy,
-}
-
-/// How a daemon came to run, so `daemon status` can say who brings it back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartedBy {
-    /// `shepherd daemon run`: by hand, or under the user's own supervisor.
-    Foreground,
-    /// `shepherd daemon start`.
-    Start,
-    /// A command that needed one (`shepherd SCRIPT`, `stop`, `restart`, …).
-    Command,
-    /// `shepherd daemon ensure`: the crontab entry of `daemon install`, or
-    /// anything else the user runs it from.
-    Ensure,
-    /// An older build's lease, or a word of a newer one.
-    #[default]
-    #[serde(other)]
-    Unknown,
-}
-
-impl StartedBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartedBy::Foreground => "foreground",
-            StartedBy::Start => "start",
-            StartedBy::Command => "command",
-            StartedBy::Ensure => "ensure",
-            StartedBy::Unknown => "unknown",
-        }
-    }
-
-    /// In words, for `daemon status`.
-    pub fn describe(self) -> &'static str {
-        match self {
-            StartedBy::Foreground => "run in the foreground (`daemon run`)",
-            StartedBy::Start => "started by `daemon start`",
-            StartedBy::Command => "started by a shepherd command",
-            StartedBy::Ensure => "started by `daemon ensure` (cron or your own timer)",
-            StartedBy::Unknown => "started by an older shepherd",
-        }
-    }
-}
-
-impl std::str::FromStr for StartedBy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            StartedBy::Foreground,
-            StartedBy::Start,
-            StartedBy::Command,
-            StartedBy::Ensure,
-        ]
-        .into_iter()
-        .find(|w| w.as_str() == s)
-        .ok_or_else(|| format!("unknown value {s:?}: foreground, start, command or ensure"))
-    }
-}
-
-impl Lease {
-    /// A lease not renewed for three polls (and at least a minute) is stale.
-    pub fn stale_after(&self) -> Duration {
-        Duration::from_secs((self.poll_interval_secs * 3).max(60))
-    }
-
-    /// Renewed within [`stale_after`](Self::stale_after). A heartbeat from
-    /// the future is accepted up to the same margin (the clocks of two login
-    /// nodes differ a little); beyond it the lease is not believed, or a
-    /// lease written by a host whose clock runs a day ahead would count as
-    /// fresh for a day after its daemon died.
-    pub fn is_fresh(&self, now: Timestamp) -> bool {
-        let age = now.duration_since(self.heartbeat_at);
-        age.unsigned_abs() < self.stale_after()
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "pid {} on {} since {}",
-            self.pid,
-            self.host,
-            self.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        )
-    }
-}
+pub use crate::records::lease::{LEASE_VERSION, Lease, StartedBy};
 
 /// How long a stale lease of another host is watched before it is taken
 /// over: two of its polls (capped at 30 s), in which its daemon, were it
@@ -159,6 +61,8 @@ pub struct Held {
     _lock: File,
     dir: PathBuf,
     lease: Lease,
+    /// Leave the lease behind on drop, to go stale.
+    leave: bool,
 }
 
 impl Held {
@@ -234,6 +138,7 @@ impl Held {
             _lock: lock,
             dir: daemon_dir.to_path_buf(),
             lease,
+            leave: false,
         })
     }
 
@@ -254,11 +159,21 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Releases the lock but leaves the lease to go stale, as a daemon that
+    /// died would: a keeper ending at its time limit is no `daemon stop`,
+    /// and a stale lease is what makes the runs' wrappers ask for another.
+    pub fn leave_stale(mut self) {
+        self.leave = true;
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         // Only remove the lease if it is still ours.
-        if read_lease(&self.dir)
-            .is_some_and(|l| l.pid == self.lease.pid && l.host == self.lease.host)
+        if !self.leave
+            && read_lease(&self.dir)
+                .is_some_and(|l| l.pid == self.lease.pid && l.host == self.lease.host)
         {
             let _ = std::fs::remove_file(lease_path(&self.dir));
         }
@@ -525,7 +440,7 @@ mod tests {
         let l: Lease = serde_json::from_str(json).unwrap();
         assert_eq!(l.started_by, StartedBy::Unknown);
         let l: Lease =
-            serde_json::from_str(&json.replace('}', r#","started_by":"keeper"}"#)).unwrap();
+            serde_json::from_str(&json.replace('}', r#","started_by":"sidecar"}"#)).unwrap();
         assert_eq!(l.started_by, StartedBy::Unknown, "a newer build's word");
         assert_eq!("ensure".parse::<StartedBy>(), Ok(StartedBy::Ensure));
         assert!("unknown".parse::<StartedBy>().is_err());

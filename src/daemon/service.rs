@@ -32,6 +32,7 @@ pub fn run(
     slurm: &dyn Slurm,
     state_dir: &StateDir,
     poll: Duration,
+    slurm_timeout: Duration,
     started_by: StartedBy,
 ) -> anyhow::Result<()> {
     state_dir.ensure_private_root()?;
@@ -53,6 +54,7 @@ pub fn run(
             .context("cannot install signal handlers")?;
     }
     let exe = std::env::current_exe().context("cannot locate the shepherd binary")?;
+    let ticker_exe = exe.clone();
     let (config, config_path) = crate::config::load(state_dir.root())?;
     if let Some(p) = &config_path {
         log.line(&format!("configuration from {}", p.display()));
@@ -69,9 +71,51 @@ pub fn run(
     // Since when the lease could not be renewed, if it cannot now.
     let mut unrenewed: Option<Instant> = None;
     let fence_after = fence_after(held.lease(), poll);
+    let keeper = config.keeper.settings().ok().flatten();
+    let keeper_command = super::keeper::KeeperCommand {
+        exe: ticker_exe.clone(),
+        poll,
+        slurm_timeout,
+    };
+    if started_by == StartedBy::Keeper {
+        // Its successor waits behind it (singleton) to take over at its
+        // time limit; cancelled when the lease is handed back.
+        match &keeper {
+            Some(k) => match super::keeper::submit(slurm, state_dir, k, &keeper_command) {
+                Ok(id) => log.line(&format!("keeper: successor job {id} queued")),
+                Err(e) => log.line(&format!("keeper: cannot queue a successor: {e}")),
+            },
+            None => log.line("keeper: [keeper] is off in the configuration; no successor queued"),
+        }
+    } else {
+        super::keeper::clear_handback(state_dir);
+    }
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let now = Timestamp::now();
+        if started_by == StartedBy::Keeper
+            && let Some(m) = super::keeper::handback_asked(state_dir, held.lease().started_at)
+        {
+            log.line(&format!(
+                "keeper: a daemon on {} (pid {}) asks for the lease; handing it back",
+                m.host, m.pid
+            ));
+            match super::keeper::queued(slurm, state_dir) {
+                Ok(ids) => {
+                    let own = std::env::var("SLURM_JOB_ID").ok();
+                    let others: Vec<_> = ids
+                        .into_iter()
+                        .filter(|j| Some(j.to_string()) != own)
+                        .collect();
+                    if let Err(e) = slurm.cancel(&others) {
+                        log.line(&format!("keeper: cannot cancel its successor: {e}"));
+                    }
+                }
+                Err(e) => log.line(&format!("keeper: cannot find its successor: {e}")),
+            }
+            drop(sender);
+            return Ok(());
+        }
         if let Some(other) = held.taken_over() {
             let why = format!(
                 "another daemon took the lease over ({}); stopping so that no two daemons act",
@@ -113,6 +157,11 @@ pub fn run(
     // Not joined: a delivery in flight may take its whole timeout, and one
     // cut short is sent again by the next daemon (at least once).
     drop(sender);
+    if started_by == StartedBy::Keeper {
+        // Slurm's time limit (or a cancel), not the user's `daemon stop`:
+        // the successor takes the lease, or the wrappers ask again.
+        held.leave_stale();
+    }
     Ok(())
 }
 
@@ -220,7 +269,30 @@ pub fn start(
     how: StartedBy,
 ) -> anyhow::Result<(Lease, bool)> {
     if let Some(l) = status(state_dir) {
-        return Ok((l, false));
+        let keeper_holds = l.started_by == StartedBy::Keeper
+            && how != StartedBy::Keeper
+            && std::env::var_os("SLURM_JOB_ID").is_none();
+        if !keeper_holds {
+            return Ok((l, false));
+        }
+        // A keeper job holds the lease and a login node can run the daemon
+        // again: ask for the lease back and wait until the keeper has let
+        // it go (at the start of its next tick), so the two never act in
+        // the same tick. A keeper that does not answer goes on.
+        super::keeper::ask_for_handback(state_dir, Timestamp::now())?;
+        let deadline = Instant::now() + Duration::from_secs(l.poll_interval_secs * 2 + 15);
+        loop {
+            match status(state_dir) {
+                Some(k) if k.pid == l.pid && k.host == l.host => {
+                    if Instant::now() > deadline {
+                        return Ok((k, false));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(other) => return Ok((other, false)),
+                None => break,
+            }
+        }
     }
     state_dir.ensure_private_root()?;
     let daemon_dir = state_dir.daemon();

@@ -106,6 +106,8 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     /// The circuit breaker on probe blame, when the configuration turns it
     /// on.
     pub(super) breaker: Option<crate::policy::breaker::BreakerRules>,
+    /// `[keeper] after`, when the keeper is on: handed to each job.
+    keeper_after: Option<std::time::Duration>,
 }
 
 pub(super) fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
@@ -128,6 +130,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             channels: Vec::new(),
             outbox: crate::notify::outbox::Outbox::new(state_dir),
             breaker: None,
+            keeper_after: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
         self.cluster.groups = config.node_groups()?;
         self.channels = config.channels()?;
         self.breaker = config.blacklist.breaker_rules()?;
+        self.keeper_after = config.keeper.settings()?.map(|k| k.after);
         Ok(self)
     }
 
@@ -535,6 +539,7 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                 attempt,
                 &self.exe,
                 &self.skipped_probes(now),
+                self.keeper_after,
             )
             .as_bytes(),
         )?;

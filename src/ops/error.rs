@@ -216,6 +216,15 @@ impl From<crate::daemon::install::InstallError> for Error {
     }
 }
 
+impl From<crate::daemon::keeper::KeeperError> for Error {
+    fn from(e: crate::daemon::keeper::KeeperError) -> Error {
+        match e {
+            crate::daemon::keeper::KeeperError::Slurm(e) => e.into(),
+            e => Error::new(Kind::Failure, e),
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
         Error::new(Kind::Failure, e)

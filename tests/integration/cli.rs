@@ -148,7 +148,7 @@ fn runs_are_listed_and_shown_in_human_and_json_mode() {
     // Piped output is plain, and one daemon-less warning goes to stderr.
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(
-        stderr(&list).contains("no daemon is running"),
+        stderr(&list).contains("note: no daemon has run yet: 1 active run(s) not watched"),
         "{}",
         stderr(&list)
     );

@@ -43,21 +43,27 @@ fn as_cron_runs(line: &str) -> Output {
         .expect("run /bin/sh")
 }
 
-#[test]
-fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recovers() {
-    let cluster = TestCluster::start(Mode::NoAccounting);
-    let mut shep = Shepherd::new(&cluster);
-    // Not requeueable: after the node crash Slurm ends the job (NODE_FAIL),
-    // and only a daemon submits the next attempt.
+/// A run whose first attempt runs until its node fails, on `partition`;
+/// not requeueable: after the node crash Slurm ends the job (NODE_FAIL),
+/// and only a daemon submits the next attempt. Returns it running.
+fn run_that_waits_for_a_daemon(shep: &Shepherd, script: &str, partition: &str) -> (String, Value) {
     let run = shep.submit(
-        "overnight.sh",
+        script,
         &format!(
-            "#!/bin/bash\n#SBATCH --partition=cpu --no-requeue\n{FAST}\
+            "#!/bin/bash\n#SBATCH --partition={partition} --no-requeue\n{FAST}\
              if [ \"$SHEPHERD_ATTEMPT\" = 1 ]; then sleep 600; fi\necho fine\n"
         ),
         &[],
     );
     let s = shep.wait_status(&run, &["running"], LONG);
+    (run, s)
+}
+
+#[test]
+fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recovers() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let (run, s) = run_that_waits_for_a_daemon(&shep, "overnight.sh", "cpu");
     let node = s["node"].as_str().unwrap().to_string();
     let job = s["slurm_job_id"].as_u64().unwrap().to_string();
 
@@ -393,4 +399,90 @@ fn install_and_uninstall_edit_the_real_crontab_and_keep_the_users_lines() {
     drop(_restore);
     assert_eq!(text(&crontab(&["-l"], None).stdout), mine);
     let _ = crontab(&["-r"], None);
+}
+
+#[test]
+fn with_no_daemon_a_keeper_inside_slurm_recovers_the_run_and_hands_back_to_a_login_daemon() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    std::fs::create_dir_all(&shep.state).unwrap();
+    std::fs::write(
+        shep.state.join("config.toml"),
+        "[keeper]\nenabled = true\nafter = \"5s\"\npartition = \"cpu\"\ntime_limit = \"10m\"\n",
+    )
+    .unwrap();
+    let keeper_name =
+        shepherd::daemon::keeper::job_name(&shepherd::store::StateDir::new(shep.state.clone()));
+    let keepers = |states: &str| -> Vec<String> {
+        cluster
+            .slurm_ok(
+                "squeue",
+                &["-h", "-n", &keeper_name, "-t", states, "-o", "%i %T"],
+            )
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (run, s) = run_that_waits_for_a_daemon(&shep, "unwatched.sh", "a6000");
+    let node = s["node"].as_str().unwrap().to_string();
+    let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
+    let pid = d["daemon"]["pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+
+    // The run's own job notices the lease going stale and asks for a keeper.
+    let d = poll(LONG, "a keeper job to hold the lease", || {
+        let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
+        match d["daemon"]["started_by"].as_str() {
+            Some("keeper") => Ok(d),
+            _ => Err(d.to_string()),
+        }
+    });
+    assert_ne!(d["daemon"]["pid"].as_u64(), Some(pid));
+    assert_eq!(keepers("RUNNING").len(), 1, "one keeper runs");
+    poll(LONG, "the keeper to queue its successor", || {
+        let pending = keepers("PENDING");
+        match pending.len() {
+            1 => Ok(()),
+            _ => Err(format!("{pending:?}")),
+        }
+    });
+
+    // The node crashes under the run: the keeper recovers it.
+    cluster.inject(&["crash", &node]);
+    let s = shep.wait_status(&run, &["completed"], Duration::from_secs(180));
+    assert_eq!(outcomes(&s), ["node_fault", "success"]);
+    assert_ne!(s["attempts"][1]["node"], node.as_str());
+
+    // A login node can run the daemon again (cron's `daemon ensure`): the
+    // keeper hands the lease back, cancels its successor and ends.
+    let d: Value = serde_json::from_str(&shep.ok(&["daemon", "ensure", "--json"])).unwrap();
+    assert_eq!(d["started"], true, "{d}");
+    assert_eq!(d["daemon"]["started_by"], "ensure", "{d}");
+    poll(LONG, "the keeper and its successor to be gone", || {
+        let left = keepers("PENDING,RUNNING");
+        match left.is_empty() {
+            true => Ok(()),
+            false => Err(format!("{left:?}")),
+        }
+    });
+    // Never two daemons at once: the keeper let go before the login-node
+    // daemon started.
+    let log = std::fs::read_to_string(shep.state.join("daemon/daemon.log")).unwrap();
+    let at = |what: &str| {
+        log.lines()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"))
+    };
+    assert!(
+        at("handing it back") < at("started by `daemon ensure`"),
+        "{log}"
+    );
+    assert!(
+        at("a keeper job inside Slurm") < at("handing it back"),
+        "{log}"
+    );
+    shep.assert_no_duplicates();
 }
