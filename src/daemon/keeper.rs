@@ -38,6 +38,9 @@ pub struct Mark {
     pub at: Timestamp,
     pub host: String,
     pub pid: u32,
+    /// A hand-back that is a `daemon stop`: nobody takes the lease next.
+    #[serde(default)]
+    pub stop: bool,
 }
 
 impl Mark {
@@ -47,6 +50,7 @@ impl Mark {
             at: now,
             host: lease::hostname(),
             pid: std::process::id(),
+            stop: false,
         }
     }
 }
@@ -201,10 +205,14 @@ pub fn submit(
     })?)
 }
 
-/// A login-node daemon asks the keeper for the lease.
-pub fn ask_for_handback(sd: &StateDir, now: Timestamp) -> Result<(), KeeperError> {
-    atomic::write_json(&handback_path(sd), &Mark::now(now))
-        .map_err(|e| KeeperError::Io(e.to_string()))
+/// A login-node daemon asks the keeper for the lease; with `stop`, the
+/// user stops the daemon (`daemon stop`) and nobody takes it.
+pub fn ask_for_handback(sd: &StateDir, now: Timestamp, stop: bool) -> Result<(), KeeperError> {
+    let mark = Mark {
+        stop,
+        ..Mark::now(now)
+    };
+    atomic::write_json(&handback_path(sd), &mark).map_err(|e| KeeperError::Io(e.to_string()))
 }
 
 /// A hand-back asked for after `since` (the keeper's start): who asked.
@@ -316,7 +324,7 @@ mod tests {
         let t0: Timestamp = "2026-12-08T02:00:00Z".parse().unwrap();
         let t1: Timestamp = "2026-12-08T03:00:00Z".parse().unwrap();
         assert_eq!(handback_asked(&sd, t0), None);
-        ask_for_handback(&sd, t1).unwrap();
+        ask_for_handback(&sd, t1, false).unwrap();
         assert_eq!(handback_asked(&sd, t0).map(|m| m.at), Some(t1));
         // A keeper started after that request (an old file) ignores it.
         assert_eq!(handback_asked(&sd, t1), None);

@@ -132,6 +132,9 @@ impl Held {
             heartbeat_at: now,
             poll_interval_secs: poll.as_secs(),
             started_by,
+            slurm_job_id: std::env::var("SLURM_JOB_ID")
+                .ok()
+                .and_then(|j| j.parse().ok()),
         };
         atomic::write_json(&lease_path(daemon_dir), &lease)?;
         Ok(Held {
@@ -280,6 +283,7 @@ mod tests {
             heartbeat_at: now + jiff::SignedDuration::from_secs(secs),
             poll_interval_secs: 10,
             started_by: StartedBy::Start,
+            slurm_job_id: None,
         };
         assert!(at(0).is_fresh(now));
         assert!(at(30).is_fresh(now), "a little skew");
@@ -383,6 +387,7 @@ mod tests {
             heartbeat_at: now,
             poll_interval_secs: 10,
             started_by: StartedBy::Start,
+            slurm_job_id: None,
         };
         atomic::write_json(&lease_path(dir.path()), &other).unwrap();
         let err = acq(dir.path(), now).err().unwrap();
@@ -406,6 +411,7 @@ mod tests {
             heartbeat_at: old,
             poll_interval_secs: 10,
             started_by: StartedBy::Ensure,
+            slurm_job_id: None,
         };
         atomic::write_json(&lease_path(dir.path()), &other).unwrap();
         let path = dir.path().to_path_buf();

@@ -36,7 +36,10 @@ pub fn run(
     started_by: StartedBy,
 ) -> anyhow::Result<()> {
     state_dir.ensure_private_root()?;
-    let mut held = Held::acquire(&state_dir.daemon(), poll, Timestamp::now(), started_by)?;
+    let mut held = match started_by {
+        StartedBy::Keeper => keeper_acquire(state_dir, poll)?,
+        _ => Held::acquire(&state_dir.daemon(), poll, Timestamp::now(), started_by)?,
+    };
     let log = Log::new(state_dir);
     log.line(&format!(
         "daemon started ({}), polling every {}; {}",
@@ -96,10 +99,16 @@ pub fn run(
         if started_by == StartedBy::Keeper
             && let Some(m) = super::keeper::handback_asked(state_dir, held.lease().started_at)
         {
-            log.line(&format!(
-                "keeper: a daemon on {} (pid {}) asks for the lease; handing it back",
-                m.host, m.pid
-            ));
+            log.line(&match m.stop {
+                false => format!(
+                    "keeper: a daemon on {} (pid {}) asks for the lease; handing it back",
+                    m.host, m.pid
+                ),
+                true => format!(
+                    "keeper: `daemon stop` on {} (pid {}); stopping without a successor",
+                    m.host, m.pid
+                ),
+            });
             match super::keeper::queued(slurm, state_dir) {
                 Ok(ids) => {
                     let own = std::env::var("SLURM_JOB_ID").ok();
@@ -163,6 +172,33 @@ pub fn run(
         held.leave_stale();
     }
     Ok(())
+}
+
+/// A keeper takes the lease once the daemon it replaces has let it go
+/// stale: from a compute node the dead daemon's pid cannot be checked, so
+/// its lease counts as live until [`Lease::stale_after`]. The keeper waits
+/// that long (plus the watch before a takeover) rather than give up; a
+/// daemon that renews the lease meanwhile keeps it, and the keeper ends.
+fn keeper_acquire(state_dir: &StateDir, poll: Duration) -> anyhow::Result<Held> {
+    let dir = state_dir.daemon();
+    let first = lease::read_lease(&dir);
+    let give_up = Instant::now()
+        + first.as_ref().map_or(Duration::ZERO, |l| {
+            l.stale_after() + lease::confirm_wait(l) + poll
+        });
+    loop {
+        match Held::acquire(&dir, poll, Timestamp::now(), StartedBy::Keeper) {
+            Err(lease::LeaseError::Held(who)) if Instant::now() < give_up => {
+                // Renewed, or another daemon's now: a live daemon; not ours
+                // to replace.
+                if lease::read_lease(&dir) != first {
+                    return Err(lease::LeaseError::Held(who).into());
+                }
+                std::thread::sleep(poll.max(Duration::from_secs(1)));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// A daemon that must stop acting says why in its log and on stderr
@@ -279,7 +315,7 @@ pub fn start(
         // again: ask for the lease back and wait until the keeper has let
         // it go (at the start of its next tick), so the two never act in
         // the same tick. A keeper that does not answer goes on.
-        super::keeper::ask_for_handback(state_dir, Timestamp::now())?;
+        super::keeper::ask_for_handback(state_dir, Timestamp::now(), false)?;
         let deadline = Instant::now() + Duration::from_secs(l.poll_interval_secs * 2 + 15);
         loop {
             match status(state_dir) {
@@ -379,6 +415,28 @@ pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
     let Some(l) = status(state_dir) else {
         return Ok(None);
     };
+    if l.started_by == StartedBy::Keeper {
+        // A keeper job is stopped through the lease, as it hands back: it
+        // cancels its successor and removes the lease, so no job asks for
+        // another (a `scancel` would look like its time limit).
+        super::keeper::ask_for_handback(state_dir, Timestamp::now(), true)?;
+        let wait = Duration::from_secs(l.poll_interval_secs * 2 + 15);
+        let deadline = Instant::now() + wait;
+        while lease::read_lease(&state_dir.daemon())
+            .is_some_and(|k| k.pid == l.pid && k.host == l.host)
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "the keeper ({}) did not stop within {} s; cancel its job with `scancel{}`",
+                    l.describe(),
+                    wait.as_secs(),
+                    l.slurm_job_id.map_or(String::new(), |j| format!(" {j}"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return Ok(Some(l));
+    }
     if l.host != lease::hostname() {
         bail!(
             "the daemon runs on {} (pid {}); run `shepherd daemon stop` there",

@@ -22,6 +22,9 @@ pub struct Lease {
     /// What started it (absent in the leases of older builds).
     #[serde(default)]
     pub started_by: StartedBy,
+    /// The Slurm job it runs in (a keeper), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job_id: Option<u64>,
 }
 
 /// How a daemon came to run, so `daemon status` can say who brings it back.
@@ -105,9 +108,11 @@ impl Lease {
 
     pub fn describe(&self) -> String {
         format!(
-            "pid {} on {} since {}",
+            "pid {} on {}{} since {}",
             self.pid,
             self.host,
+            self.slurm_job_id
+                .map_or(String::new(), |j| format!(" in job {j}")),
             self.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         )
     }

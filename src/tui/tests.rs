@@ -368,6 +368,7 @@ fn tui_banner_says_since_when_runs_have_no_daemon() {
                 heartbeat_at: ago(1),
                 poll_interval_secs: 10,
                 started_by: crate::daemon::lease::StartedBy::Ensure,
+                slurm_job_id: None,
             }),
             last_seen: None,
         }),

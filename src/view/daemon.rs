@@ -67,6 +67,7 @@ mod tests {
             heartbeat_at: at,
             poll_interval_secs: 10,
             started_by: crate::daemon::lease::StartedBy::Ensure,
+            slurm_job_id: None,
         }
     }
 

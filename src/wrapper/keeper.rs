@@ -105,6 +105,7 @@ mod tests {
             heartbeat_at: now - jiff::SignedDuration::from_secs(mins * 60),
             poll_interval_secs: 10,
             started_by: StartedBy::Command,
+            slurm_job_id: None,
         };
         let after = Duration::from_secs(600);
         assert!(!due(None, now, after, None), "stopped by the user: nothing");

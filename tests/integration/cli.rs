@@ -347,6 +347,7 @@ fn daemon_stop_never_signals_a_process_it_has_not_verified() {
             heartbeat_at: heartbeat,
             poll_interval_secs: 10,
             started_by: shepherd::daemon::lease::StartedBy::Start,
+            slurm_job_id: None,
         };
         std::fs::write(lease_path(&daemon_dir), serde_json::to_vec(&lease).unwrap()).unwrap();
     };

@@ -59,19 +59,14 @@ fn run_that_waits_for_a_daemon(shep: &Shepherd, script: &str, partition: &str) -
     (run, s)
 }
 
-#[test]
-fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recovers() {
-    let cluster = TestCluster::start(Mode::NoAccounting);
-    let mut shep = Shepherd::new(&cluster);
-    let (run, s) = run_that_waits_for_a_daemon(&shep, "overnight.sh", "cpu");
-    let node = s["node"].as_str().unwrap().to_string();
-    let job = s["slurm_job_id"].as_u64().unwrap().to_string();
-
-    // The login node's reaper (or the OOM killer) kills the daemon: no
-    // clean exit, its lease left behind.
+/// SIGKILLs the live daemon, as a login node's reaper or the OOM killer
+/// would (no clean exit: its lease stays); returns its pid and what had
+/// started it, once it is gone.
+fn kill_the_daemon(shep: &Shepherd) -> (u64, String) {
     let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
-    let pid = d["daemon"]["pid"].as_u64().unwrap();
-    assert_eq!(d["daemon"]["started_by"], "command", "{d}");
+    let pid = d["daemon"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no daemon: {d}"));
     Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -82,6 +77,24 @@ fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recover
             false => Ok(()),
         }
     });
+    (
+        pid,
+        d["daemon"]["started_by"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recovers() {
+    let cluster = TestCluster::start(Mode::NoAccounting);
+    let mut shep = Shepherd::new(&cluster);
+    let (run, s) = run_that_waits_for_a_daemon(&shep, "overnight.sh", "cpu");
+    let node = s["node"].as_str().unwrap().to_string();
+    let job = s["slurm_job_id"].as_u64().unwrap().to_string();
+
+    // The login node's reaper (or the OOM killer) kills the daemon: no
+    // clean exit, its lease left behind.
+    let (pid, how) = kill_the_daemon(&shep);
+    assert_eq!(how, "command");
     // Nothing watches the run now, and list says since when.
     let out = shep.run(&["list"]);
     let note = text(&out.stderr);
@@ -215,8 +228,9 @@ fn two_login_nodes_racing_daemon_ensure_leave_one_daemon_and_the_other_host_defe
         1,
         "exactly one started a daemon: {answers:?}"
     );
-    // Both name the one daemon.
-    assert_eq!(answers[0]["daemon"], answers[1]["daemon"], "{answers:?}");
+    // Both name the one daemon (read at different ticks).
+    let who = |a: &Value| (a["daemon"]["host"].clone(), a["daemon"]["pid"].clone());
+    assert_eq!(who(&answers[0]), who(&answers[1]), "{answers:?}");
     let winner = answers[0]["daemon"]["host"].as_str().unwrap().to_string();
     let loser = if winner == "login-1" {
         "login-2"
@@ -425,12 +439,7 @@ fn with_no_daemon_a_keeper_inside_slurm_recovers_the_run_and_hands_back_to_a_log
     };
     let (run, s) = run_that_waits_for_a_daemon(&shep, "unwatched.sh", "a6000");
     let node = s["node"].as_str().unwrap().to_string();
-    let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
-    let pid = d["daemon"]["pid"].as_u64().unwrap();
-    Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    let (pid, _) = kill_the_daemon(&shep);
 
     // The run's own job notices the lease going stale and asks for a keeper.
     let d = poll(LONG, "a keeper job to hold the lease", || {
@@ -485,4 +494,59 @@ fn with_no_daemon_a_keeper_inside_slurm_recovers_the_run_and_hands_back_to_a_log
         "{log}"
     );
     shep.assert_no_duplicates();
+
+    // Killed again, with no run to notice: a keeper asked for by hand, then
+    // `daemon stop` ends it for good (no successor, no lease left to go
+    // stale and make a job ask for another).
+    kill_the_daemon(&shep);
+    let asked: Value = serde_json::from_str(&shep.ok(&["daemon", "keeper", "--json"])).unwrap();
+    let job = asked["keeper"]["submitted"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{asked}"));
+    let d = poll(LONG, "the keeper to hold the lease", || {
+        let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
+        match d["daemon"]["started_by"].as_str() {
+            Some("keeper") => Ok(d),
+            _ => Err(format!(
+                "{d}; keeper {job}: {}; its output: {}",
+                cluster.slurm_ok("scontrol", &["-o", "show", "job", &job.to_string()]),
+                std::fs::read_to_string(shep.state.join(format!("daemon/keeper-{job}.out")))
+                    .unwrap_or_default(),
+            ) + &format!(
+                "; daemon log:\n{}\nprocesses: {}",
+                std::fs::read_to_string(shep.state.join("daemon/daemon.log")).unwrap_or_default(),
+                text(
+                    &Command::new("ps")
+                        .args(["-eo", "pid,ppid,lstart,args"])
+                        .output()
+                        .unwrap()
+                        .stdout
+                )
+                .lines()
+                .filter(|l| l.contains("daemon run"))
+                .collect::<Vec<_>>()
+                .join("\n")
+            )),
+        }
+    });
+    assert_eq!(d["daemon"]["slurm_job_id"].as_u64(), Some(job), "{d}");
+    let out = shep.ok(&["daemon", "stop"]);
+    assert!(out.contains(&format!("in job {job}")), "{out}");
+    poll(
+        LONG,
+        "the stopped keeper and its successor to be gone",
+        || {
+            let left = keepers("PENDING,RUNNING");
+            match left.is_empty() {
+                true => Ok(()),
+                false => Err(format!("{left:?}")),
+            }
+        },
+    );
+    assert!(
+        !shep.state.join("daemon/lease.json").exists(),
+        "no lease left to go stale"
+    );
+    let log = std::fs::read_to_string(shep.state.join("daemon/daemon.log")).unwrap();
+    assert!(log.contains("stopping without a successor"), "{log}");
 }
