@@ -87,6 +87,10 @@ impl KeeperConfig {
                 .map(|d| d.unwrap_or(std::time::Duration::from_secs(default)))
         };
         let after = duration("after", &self.after, 600)?;
+        if after < std::time::Duration::from_secs(5) {
+            // Every job of every run looks at the lease that often.
+            return Err("[keeper] after: at least 5s".into());
+        }
         let time_limit = duration("time_limit", &self.time_limit, 4 * 3600)?;
         if time_limit < std::time::Duration::from_secs(120) {
             return Err("[keeper] time_limit: at least 2m".into());
@@ -380,6 +384,7 @@ sbatch_args = ["--qos=long"]
         for (bad, says) in [
             ("enabled = true\nafter = \"soon\"", "[keeper] after"),
             ("enabled = true\ntime_limit = \"1m\"", "at least 2m"),
+            ("enabled = true\nafter = \"1s\"", "at least 5s"),
             (
                 "enabled = true\nsbatch_args = [\"--dependency=afterok:1\"]",
                 "Shepherd's to set",

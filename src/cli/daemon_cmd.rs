@@ -41,22 +41,39 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
             Ok(())
         }
         DaemonCommand::Ensure(poll) => {
+            use service::Ensured;
             let seen = last_seen_words(sd);
-            let (lease, started) = service::ensure(sd, poll.poll_interval, global.slurm_timeout)?;
+            let ensured = service::ensure(sd, poll.poll_interval, global.slurm_timeout)?;
             if global.json {
-                emit_fields(&[("daemon", json!(lease)), ("started", json!(started))]);
-            } else if started {
-                // Cron mails what a job prints: one line when it acted,
-                // nothing while a daemon runs.
-                print(&format!(
+                let (lease, started, stopped_at) = match &ensured {
+                    Ensured::Running(l) => (Some(l), false, None),
+                    Ensured::Started(l) | Ensured::TookBack(l) => (Some(l), true, None),
+                    Ensured::Stopped(at) => (None, false, Some(*at)),
+                };
+                emit_fields(&[
+                    ("daemon", json!(lease)),
+                    ("started", json!(started)),
+                    ("stopped_at", json!(stopped_at)),
+                ]);
+                return Ok(());
+            }
+            // Cron mails what a job prints: one line when it acted,
+            // nothing otherwise.
+            match ensured {
+                Ensured::Started(l) => print(&format!(
                     "shepherd daemon ensure: no daemon was running (last seen {seen}); started one ({})\n",
-                    lease.describe()
-                ));
+                    l.describe()
+                )),
+                Ensured::TookBack(l) => print(&format!(
+                    "shepherd daemon ensure: took the lease back from the keeper job; daemon started ({})\n",
+                    l.describe()
+                )),
+                Ensured::Running(_) | Ensured::Stopped(_) => {}
             }
             Ok(())
         }
         DaemonCommand::Stop => {
-            let stopped = service::stop(sd)?;
+            let stopped = service::stop(&local.slurm(), sd)?;
             emit(global.json, "stopped", &stopped, |s| match s {
                 Some(l) => format!("daemon stopped (was {})\n", l.describe()),
                 None => "no daemon was running\n".to_string(),
@@ -117,11 +134,12 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
                 }
                 return Ok(());
             }
-            let before = install::read_crontab()
+            let before = install::read_crontab_for_change()
                 .context("cannot read your crontab; `shepherd daemon install --dry-run` prints the lines to add by hand, or run `shepherd daemon ensure` from any scheduler you have")?;
             let after = install::with_block(&before, sd.root(), &block);
             let changed = after != before;
             if changed {
+                save_copy(sd, &before)?;
                 install::write_crontab(&after).context("cannot install the crontab")?;
             }
             let live = service::status(sd);
@@ -150,9 +168,10 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
             Ok(())
         }
         DaemonCommand::Uninstall => {
-            let before = install::read_crontab().context("cannot read your crontab")?;
+            let before = install::read_crontab_for_change().context("cannot read your crontab")?;
             let (after, had) = install::without_block(&before, sd.root());
             if had {
+                save_copy(sd, &before)?;
                 install::write_crontab(&after).context("cannot write your crontab")?;
             }
             emit(global.json, "uninstalled", &had, |had| {
@@ -189,6 +208,7 @@ fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
         emit_fields(&[
             ("daemon", json!(live)),
             ("last_seen", json!(last_seen)),
+            ("stopped_at", json!(keeper::stopped(sd))),
             ("crontab", json!(installed)),
         ]);
         return Ok(());
@@ -196,10 +216,16 @@ fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
     let mut s = match &live {
         Some(l) => running_words(l, sd),
         None => {
-            let mut s = format!(
-                "no daemon running (last seen {}); runs are not watched (start one with `shepherd daemon start`)\n",
-                last_seen_words(sd)
-            );
+            let mut s = match keeper::stopped(sd) {
+                Some(at) => format!(
+                    "no daemon running: stopped with `shepherd daemon stop` at {}; runs are not watched, and neither cron's `daemon ensure` nor a keeper starts one until `shepherd daemon start`\n",
+                    at.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => format!(
+                    "no daemon running (last seen {}); runs are not watched (start one with `shepherd daemon start`)\n",
+                    last_seen_words(sd)
+                ),
+            };
             if let Some(last) = service::last_log_line(sd) {
                 s.push_str(&format!("the last daemon's last log line: {last}\n"));
             }
@@ -230,6 +256,18 @@ fn running_words(l: &Lease, sd: &StateDir) -> String {
         crate::duration::format(std::time::Duration::from_secs(l.poll_interval_secs)),
         service::log_path(sd).display()
     )
+}
+
+/// The crontab as it was, in `STATE/daemon/crontab.before` (private),
+/// before Shepherd changes it.
+fn save_copy(sd: &StateDir, crontab: &str) -> Result<()> {
+    sd.ensure_private_root()?;
+    std::fs::create_dir_all(sd.daemon())
+        .with_context(|| format!("cannot create {}", sd.daemon().display()))?;
+    let path = sd.daemon().join("crontab.before");
+    crate::store::atomic::write_bytes(&path, crontab.as_bytes())
+        .context("cannot save a copy of your crontab before changing it; nothing was changed")?;
+    Ok(())
 }
 
 fn last_seen_words(sd: &StateDir) -> String {

@@ -46,7 +46,9 @@ pub fn command_line(
     poll: Duration,
     slurm_timeout: Duration,
 ) -> Result<String, InstallError> {
-    let mut words = Vec::new();
+    // Through env(1): `VAR=value cmd` is sh syntax, and a crontab's
+    // `SHELL=` line may name csh or tcsh.
+    let mut words = vec!["/usr/bin/env".to_string()];
     for (k, v) in env {
         words.push(format!("{k}={}", quote(v)?));
     }
@@ -152,6 +154,28 @@ fn remove(crontab: &str, state_dir: &Path) -> (String, Option<usize>) {
 /// Whether the crontab holds this state directory's block.
 pub fn has_block(crontab: &str, state_dir: &Path) -> bool {
     without_block(crontab, state_dir).1
+}
+
+/// The user's crontab (empty when there is none), for changing it: read
+/// twice, and refused unless both reads agree and it is text, so that what
+/// is written back holds every line the user had.
+pub fn read_crontab_for_change() -> Result<String, InstallError> {
+    let first = read_crontab()?;
+    if first.contains('\u{fffd}') {
+        return Err(InstallError::Unusable(
+            "your crontab holds bytes that are not UTF-8 text; Shepherd will not rewrite it \
+             (`shepherd daemon install --dry-run` prints the lines to add by hand)"
+                .into(),
+        ));
+    }
+    if read_crontab()? != first {
+        return Err(InstallError::Unusable(
+            "your crontab changed while it was read (or `crontab -l` answers differently each time); \
+             nothing was changed: try again"
+                .into(),
+        ));
+    }
+    Ok(first)
 }
 
 /// The user's crontab (empty when there is none).
@@ -285,7 +309,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             line,
-            "PATH=/opt/slurm/bin:/usr/bin:/bin SLURM_CONF=/etc/slurm/slurm.conf \
+            "/usr/bin/env PATH=/opt/slurm/bin:/usr/bin:/bin SLURM_CONF=/etc/slurm/slurm.conf \
              '/opt/my tools/shepherd' --state-dir '/home/u/100\\%/state' --slurm-timeout 30s \
              daemon ensure --poll-interval 10s"
         );

@@ -75,11 +75,40 @@ fn handback_path(sd: &StateDir) -> std::path::PathBuf {
     sd.daemon().join("handback")
 }
 
+fn stopped_path(sd: &StateDir) -> std::path::PathBuf {
+    sd.daemon().join(crate::records::lease::STOPPED_FILE)
+}
+
+/// `daemon stop` was asked (see [`crate::records::lease::STOPPED_FILE`]).
+pub fn mark_stopped(sd: &StateDir, now: Timestamp) -> Result<(), KeeperError> {
+    std::fs::create_dir_all(sd.daemon()).map_err(|e| KeeperError::Io(e.to_string()))?;
+    atomic::write_json(&stopped_path(sd), &Mark::now(now))
+        .map_err(|e| KeeperError::Io(e.to_string()))
+}
+
+/// When `daemon stop` was asked, if the daemon is still off by choice. A
+/// mark that cannot be read counts as there: nothing is started on a
+/// doubt.
+pub fn stopped(sd: &StateDir) -> Option<Timestamp> {
+    match atomic::read_json::<Mark>(&stopped_path(sd), MARK_VERSION) {
+        Ok(m) => Some(m.at),
+        Err(e) if e.is_not_found() => None,
+        Err(_) => Some(Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// A daemon the user started: the choice to stop is over.
+pub fn clear_stopped(sd: &StateDir) {
+    let _ = std::fs::remove_file(stopped_path(sd));
+}
+
 /// What [`ask`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Asked {
     /// A daemon holds a fresh lease: nothing to do.
     DaemonRuns(Lease),
+    /// `daemon stop` turned the daemon off: nothing brings it back.
+    Stopped(Timestamp),
     /// Another wrapper asked at this time, lately: left to it.
     AskedLately(Timestamp),
     /// A keeper job is queued or running already.
@@ -91,6 +120,10 @@ impl Asked {
     pub fn describe(&self) -> String {
         match self {
             Asked::DaemonRuns(l) => format!("a daemon runs ({}); no keeper needed", l.describe()),
+            Asked::Stopped(at) => format!(
+                "the daemon was stopped with `shepherd daemon stop` at {}; no keeper until `shepherd daemon start`",
+                at.strftime("%Y-%m-%d %H:%M:%S UTC")
+            ),
             Asked::AskedLately(at) => format!(
                 "a keeper was asked for at {}; left to that request",
                 at.strftime("%H:%M:%S UTC")
@@ -120,6 +153,9 @@ pub fn ask(
     command: &KeeperCommand,
     now: Timestamp,
 ) -> Result<Asked, KeeperError> {
+    if let Some(at) = stopped(sd) {
+        return Ok(Asked::Stopped(at));
+    }
     if let Some(l) = super::service::status(sd) {
         return Ok(Asked::DaemonRuns(l));
     }
@@ -206,13 +242,24 @@ pub fn submit(
 }
 
 /// A login-node daemon asks the keeper for the lease; with `stop`, the
-/// user stops the daemon (`daemon stop`) and nobody takes it.
-pub fn ask_for_handback(sd: &StateDir, now: Timestamp, stop: bool) -> Result<(), KeeperError> {
+/// user stops the daemon (`daemon stop`) and nobody takes it. Returns the
+/// request, to [`withdraw_handback`] it.
+pub fn ask_for_handback(sd: &StateDir, now: Timestamp, stop: bool) -> Result<Mark, KeeperError> {
     let mark = Mark {
         stop,
         ..Mark::now(now)
     };
-    atomic::write_json(&handback_path(sd), &mark).map_err(|e| KeeperError::Io(e.to_string()))
+    atomic::write_json(&handback_path(sd), &mark).map_err(|e| KeeperError::Io(e.to_string()))?;
+    Ok(mark)
+}
+
+/// A request nobody answered in time is taken back (if it is still this
+/// one), so a keeper does not answer it later, when nobody is waiting to
+/// take the lease.
+pub fn withdraw_handback(sd: &StateDir, mark: &Mark) {
+    if atomic::read_json::<Mark>(&handback_path(sd), MARK_VERSION).is_ok_and(|m| &m == mark) {
+        let _ = std::fs::remove_file(handback_path(sd));
+    }
 }
 
 /// A hand-back asked for after `since` (the keeper's start): who asked.

@@ -41,6 +41,18 @@ pub fn read_lease(daemon_dir: &Path) -> Option<Lease> {
     atomic::read_json(&lease_path(daemon_dir), LEASE_VERSION).ok()
 }
 
+/// The current lease: `Ok(None)` only when there is none. One that is
+/// there but cannot be read (a stale NFS handle, a newer build's format,
+/// damage) is an error, never taken for "no daemon" where a takeover
+/// depends on it.
+pub fn read_lease_checked(daemon_dir: &Path) -> Result<Option<Lease>, StoreError> {
+    match atomic::read_json(&lease_path(daemon_dir), LEASE_VERSION) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("a Shepherd daemon is already running for this state directory ({0})")]
@@ -101,7 +113,8 @@ impl Held {
         }
         let host = hostname();
         let pid = std::process::id();
-        if let Some(other) = read_lease(daemon_dir)
+        let mut now = now;
+        if let Some(other) = read_lease_checked(daemon_dir)?
             && !(other.host == host && other.pid == pid)
         {
             if other.is_fresh(now)
@@ -117,11 +130,14 @@ impl Held {
             // (On this host the pid says it: no daemon of ours has it.)
             if other.host != host {
                 std::thread::sleep(confirm(&other));
-                if let Some(again) = read_lease(daemon_dir)
+                if let Some(again) = read_lease_checked(daemon_dir)?
                     && again != other
                 {
                     return Err(LeaseError::Held(again.describe()));
                 }
+                // The lease written below is renewed as of now, not as of
+                // before the watch.
+                now = Timestamp::now();
             }
         }
         let lease = Lease {

@@ -36,6 +36,16 @@ pub fn run(
     started_by: StartedBy,
 ) -> anyhow::Result<()> {
     state_dir.ensure_private_root()?;
+    // Off by the user's choice (`daemon stop`): automation leaves it off.
+    if matches!(started_by, StartedBy::Keeper | StartedBy::Ensure)
+        && let Some(at) = super::keeper::stopped(state_dir)
+    {
+        eprintln!(
+            "the daemon was stopped with `shepherd daemon stop` at {}; not starting (`shepherd daemon start` starts it again)",
+            at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        );
+        return Ok(());
+    }
     let mut held = match started_by {
         StartedBy::Keeper => keeper_acquire(state_dir, poll)?,
         _ => Held::acquire(&state_dir.daemon(), poll, Timestamp::now(), started_by)?,
@@ -80,17 +90,35 @@ pub fn run(
         poll,
         slurm_timeout,
     };
+    let own_job = std::env::var("SLURM_JOB_ID").ok();
+    let other_keepers = |ids: Vec<crate::slurm::JobId>| -> Vec<crate::slurm::JobId> {
+        ids.into_iter()
+            .filter(|j| Some(j.to_string()) != own_job)
+            .collect()
+    };
     if started_by == StartedBy::Keeper {
         // Its successor waits behind it (singleton) to take over at its
-        // time limit; cancelled when the lease is handed back.
-        match &keeper {
-            Some(k) => match super::keeper::submit(slurm, state_dir, k, &keeper_command) {
+        // time limit; cancelled when the lease is handed back. One queued
+        // already (a wrapper's request that raced) is the successor.
+        match (
+            &keeper,
+            super::keeper::queued(slurm, state_dir).map(other_keepers),
+        ) {
+            (None, _) => {
+                log.line("keeper: [keeper] is off in the configuration; no successor queued")
+            }
+            (Some(_), Ok(ids)) if !ids.is_empty() => {
+                log.line(&format!("keeper: successor job {} queued already", ids[0]))
+            }
+            (Some(k), _) => match super::keeper::submit(slurm, state_dir, k, &keeper_command) {
                 Ok(id) => log.line(&format!("keeper: successor job {id} queued")),
                 Err(e) => log.line(&format!("keeper: cannot queue a successor: {e}")),
             },
-            None => log.line("keeper: [keeper] is off in the configuration; no successor queued"),
         }
     } else {
+        // A daemon the user (or cron, checked above) started: the choice
+        // to stop is over, and a request for the lease is answered.
+        super::keeper::clear_stopped(state_dir);
         super::keeper::clear_handback(state_dir);
     }
     while !stop.load(Ordering::Relaxed) {
@@ -109,18 +137,20 @@ pub fn run(
                     m.host, m.pid
                 ),
             });
+            // The lease first, before any Slurm call (which may take its
+            // whole timeout): the daemon waiting for it starts at once.
+            drop(held);
             match super::keeper::queued(slurm, state_dir) {
                 Ok(ids) => {
-                    let own = std::env::var("SLURM_JOB_ID").ok();
-                    let others: Vec<_> = ids
-                        .into_iter()
-                        .filter(|j| Some(j.to_string()) != own)
-                        .collect();
-                    if let Err(e) = slurm.cancel(&others) {
-                        log.line(&format!("keeper: cannot cancel its successor: {e}"));
+                    if let Err(e) = slurm.cancel(&other_keepers(ids)) {
+                        log.line(&format!(
+                            "keeper: cannot cancel its successor: {e} (it will find the daemon and end)"
+                        ));
                     }
                 }
-                Err(e) => log.line(&format!("keeper: cannot find its successor: {e}")),
+                Err(e) => log.line(&format!(
+                    "keeper: cannot find its successor: {e} (it will find the daemon and end)"
+                )),
             }
             drop(sender);
             return Ok(());
@@ -288,12 +318,37 @@ pub fn last_seen(state_dir: &StateDir) -> Option<Timestamp> {
 /// this call started it only if none held a fresh lease. Cheap when one
 /// runs (one file read, on this host a look at /proc; no Slurm call), and
 /// safe to run from several login nodes at once: the lease decides.
+/// A daemon the user stopped (`daemon stop`) stays stopped: cron does not
+/// undo it.
 pub fn ensure(
     state_dir: &StateDir,
     poll: Duration,
     slurm_timeout: Duration,
-) -> anyhow::Result<(Lease, bool)> {
-    start(state_dir, poll, slurm_timeout, StartedBy::Ensure)
+) -> anyhow::Result<Ensured> {
+    if let Some(at) = super::keeper::stopped(state_dir) {
+        return Ok(Ensured::Stopped(at));
+    }
+    let took_back = status(state_dir).is_some_and(|l| l.started_by == StartedBy::Keeper);
+    let (lease, started) = start(state_dir, poll, slurm_timeout, StartedBy::Ensure)?;
+    Ok(match (started, took_back) {
+        (false, _) => Ensured::Running(lease),
+        (true, false) => Ensured::Started(lease),
+        (true, true) => Ensured::TookBack(lease),
+    })
+}
+
+/// What [`ensure`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensured {
+    /// A daemon holds a fresh lease (on this login node or another).
+    Running(Lease),
+    /// None did: this call started one.
+    Started(Lease),
+    /// A keeper job held the lease: it handed it back to the daemon this
+    /// call started.
+    TookBack(Lease),
+    /// Stopped with `daemon stop` at this time: left stopped.
+    Stopped(Timestamp),
 }
 
 /// Starts `shepherd daemon run` in the background unless one runs already.
@@ -315,12 +370,14 @@ pub fn start(
         // again: ask for the lease back and wait until the keeper has let
         // it go (at the start of its next tick), so the two never act in
         // the same tick. A keeper that does not answer goes on.
-        super::keeper::ask_for_handback(state_dir, Timestamp::now(), false)?;
+        let asked = super::keeper::ask_for_handback(state_dir, Timestamp::now(), false)?;
         let deadline = Instant::now() + Duration::from_secs(l.poll_interval_secs * 2 + 15);
         loop {
             match status(state_dir) {
                 Some(k) if k.pid == l.pid && k.host == l.host => {
                     if Instant::now() > deadline {
+                        // Nobody will be waiting when it answers later.
+                        super::keeper::withdraw_handback(state_dir, &asked);
                         return Ok((k, false));
                     }
                     std::thread::sleep(Duration::from_millis(200));
@@ -374,7 +431,8 @@ pub fn start(
         if let Ok(Some(code)) = child.try_wait() {
             // Our daemon lost a race with another one starting at the same
             // time: wait a moment for the winner's lease before giving up.
-            let grace = Instant::now() + Duration::from_secs(5);
+            // (The winner may be watching another host's stale lease.)
+            let grace = Instant::now() + Duration::from_secs(5) + watch;
             while Instant::now() < grace {
                 if let Some(l) = status(state_dir) {
                     return Ok((l, false));
@@ -411,27 +469,38 @@ fn unsafe_setsid(cmd: &mut Command) {
 }
 
 /// Stops the daemon of this state directory (it must run on this host).
-pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
+///
+/// The daemon stays off by the user's choice (`STATE/daemon/stopped`) until
+/// a user starts one: cron's `daemon ensure` and keepers leave it off.
+pub fn stop(slurm: &dyn Slurm, state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
     let Some(l) = status(state_dir) else {
+        super::keeper::mark_stopped(state_dir, Timestamp::now())?;
         return Ok(None);
     };
     if l.started_by == StartedBy::Keeper {
         // A keeper job is stopped through the lease, as it hands back: it
-        // cancels its successor and removes the lease, so no job asks for
-        // another (a `scancel` would look like its time limit).
+        // gives up the lease and cancels its successor; the mark keeps any
+        // keeper that starts anyway (a successor not cancelled) from
+        // acting.
+        super::keeper::mark_stopped(state_dir, Timestamp::now())?;
         super::keeper::ask_for_handback(state_dir, Timestamp::now(), true)?;
         let wait = Duration::from_secs(l.poll_interval_secs * 2 + 15);
         let deadline = Instant::now() + wait;
-        while lease::read_lease(&state_dir.daemon())
-            .is_some_and(|k| k.pid == l.pid && k.host == l.host)
-        {
+        let holds = || {
+            lease::read_lease(&state_dir.daemon())
+                .is_some_and(|k| k.pid == l.pid && k.host == l.host && k.is_fresh(Timestamp::now()))
+        };
+        while holds() {
             if Instant::now() > deadline {
-                bail!(
-                    "the keeper ({}) did not stop within {} s; cancel its job with `scancel{}`",
-                    l.describe(),
-                    wait.as_secs(),
-                    l.slurm_job_id.map_or(String::new(), |j| format!(" {j}"))
-                );
+                // It does not answer (hung, or gone at its time limit with
+                // its lease still fresh): its jobs, found by their name
+                // (this user's own), are cancelled instead.
+                let ids = super::keeper::queued(slurm, state_dir)
+                    .context("the keeper did not answer, and its jobs cannot be found")?;
+                slurm
+                    .cancel(&ids)
+                    .context("the keeper did not answer, and its jobs cannot be cancelled")?;
+                break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -456,6 +525,7 @@ pub fn stop(state_dir: &StateDir) -> anyhow::Result<Option<Lease>> {
         );
     }
     let pid = rustix::process::Pid::from_raw(l.pid as i32).context("invalid pid in the lease")?;
+    super::keeper::mark_stopped(state_dir, Timestamp::now())?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
         .with_context(|| format!("cannot signal the daemon (pid {})", l.pid))?;
     let deadline = Instant::now() + Duration::from_secs(30);

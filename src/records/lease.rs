@@ -5,6 +5,13 @@
 
 use std::time::Duration;
 
+/// `STATE/daemon/stopped`: written by `shepherd daemon stop` and removed by
+/// the next daemon a user starts. While it is there, the daemon is off by
+/// the user's choice: neither `daemon ensure` (cron) nor a keeper brings
+/// one back. A lease that is merely gone (a daemon that ended on SIGTERM:
+/// a reboot, a reaper) is no such choice.
+pub const STOPPED_FILE: &str = "stopped";
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 

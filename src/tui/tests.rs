@@ -347,6 +347,7 @@ fn tui_banner_says_since_when_runs_have_no_daemon() {
         Msg::Watch(Watch {
             live: None,
             last_seen: Some(ago(3 * 3600)),
+            stopped: None,
         }),
     );
     let banner = a.banner().unwrap();
@@ -371,6 +372,7 @@ fn tui_banner_says_since_when_runs_have_no_daemon() {
                 slurm_job_id: None,
             }),
             last_seen: None,
+            stopped: None,
         }),
     );
     assert_eq!(a.banner(), None);
@@ -382,6 +384,7 @@ fn tui_banner_says_since_when_runs_have_no_daemon() {
         Msg::Watch(Watch {
             live: None,
             last_seen: None,
+            stopped: None,
         }),
     );
     assert_eq!(a.banner(), None);

@@ -15,6 +15,8 @@ pub struct Watch {
     pub live: Option<Lease>,
     /// When a daemon last acted, if none is live now.
     pub last_seen: Option<Timestamp>,
+    /// When the user stopped it (`daemon stop`), if it is off by choice.
+    pub stopped: Option<Timestamp>,
 }
 
 impl Watch {
@@ -22,11 +24,15 @@ impl Watch {
     /// small file reads, no Slurm call.
     pub fn of(sd: &StateDir) -> Watch {
         let live = service::status(sd);
-        let last_seen = match live {
-            Some(_) => None,
-            None => service::last_seen(sd),
+        let (last_seen, stopped) = match live {
+            Some(_) => (None, None),
+            None => (service::last_seen(sd), crate::daemon::keeper::stopped(sd)),
         };
-        Watch { live, last_seen }
+        Watch {
+            live,
+            last_seen,
+            stopped,
+        }
     }
 }
 
@@ -35,6 +41,13 @@ impl Watch {
 pub fn unwatched(active: usize, w: &Watch, now: Timestamp) -> Option<String> {
     if active == 0 || w.live.is_some() {
         return None;
+    }
+    if let Some(at) = w.stopped {
+        return Some(format!(
+            "the daemon was stopped with `shepherd daemon stop` at {}: {active} active run(s) not watched; \
+             `shepherd daemon start` starts it again",
+            at.strftime("%Y-%m-%d %H:%M UTC")
+        ));
     }
     let since = match w.last_seen {
         Some(t) => {
@@ -78,6 +91,7 @@ mod tests {
         let gone = Watch {
             live: None,
             last_seen: Some(seen),
+            stopped: None,
         };
         assert_eq!(
             unwatched(2, &gone, now).unwrap(),
@@ -88,16 +102,29 @@ mod tests {
         let live = Watch {
             live: Some(lease(now)),
             last_seen: None,
+            stopped: None,
         };
         assert_eq!(unwatched(2, &live, now), None);
         let never = Watch {
             live: None,
             last_seen: None,
+            stopped: None,
         };
         assert!(
             unwatched(1, &never, now)
                 .unwrap()
                 .starts_with("no daemon has run yet: 1 active")
+        );
+        let off = Watch {
+            stopped: Some(seen),
+            ..gone
+        };
+        let said = unwatched(1, &off, now).unwrap();
+        assert!(
+            said.starts_with(
+                "the daemon was stopped with `shepherd daemon stop` at 2026-12-08 02:13 UTC"
+            ),
+            "{said}"
         );
     }
 
@@ -109,7 +136,8 @@ mod tests {
             Watch::of(&sd),
             Watch {
                 live: None,
-                last_seen: None
+                last_seen: None,
+                stopped: None
             }
         );
         std::fs::create_dir_all(sd.daemon()).unwrap();
@@ -125,7 +153,8 @@ mod tests {
             Watch::of(&sd),
             Watch {
                 live: None,
-                last_seen: Some(at)
+                last_seen: Some(at),
+                stopped: None
             }
         );
     }

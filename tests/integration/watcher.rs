@@ -161,6 +161,25 @@ fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recover
     assert_eq!(starts.len(), 2, "{log}");
     assert!(starts[1].contains("`daemon ensure`"), "{log}");
     shep.assert_no_duplicates();
+
+    // Stopped by the user: cron leaves it stopped, silently, until a user
+    // starts one.
+    shep.ok(&["daemon", "stop"]);
+    let quiet = as_cron_runs(line);
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert_eq!(text(&quiet.stdout), "", "{quiet:?}");
+    let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
+    assert_eq!(d["daemon"], Value::Null, "{d}");
+    assert!(d["stopped_at"].is_string(), "{d}");
+    assert!(
+        shep.ok(&["daemon", "status"])
+            .contains("stopped with `shepherd daemon stop`"),
+        "the human status says why"
+    );
+    shep.ok(&["daemon", "start"]);
+    let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
+    assert_eq!(d["daemon"]["started_by"], "start", "{d}");
+    assert_eq!(d["stopped_at"], Value::Null, "{d}");
 }
 
 /// `shepherd ARGS` on a login node called `host` (its own UTS namespace:
@@ -349,7 +368,19 @@ impl Drop for CronDeny {
 fn install_and_uninstall_edit_the_real_crontab_and_keep_the_users_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = binary_for_nobody(tmp.path());
-    let state = Path::new("/tmp/shepherd crontab-test/state");
+    // Owned by `nobody` (install keeps a copy of the crontab there); a
+    // space in its path, to be quoted in the crontab line.
+    let state = tmp.path().join("my state");
+    std::fs::create_dir(&state).unwrap();
+    assert!(
+        Command::new("chown")
+            .args(["nobody:nogroup"])
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let state = state.as_path();
     let shepherd = |args: &[&str]| {
         let mut c = Command::new(&exe);
         c.arg("--state-dir").arg(state).args(args);
@@ -395,6 +426,11 @@ fn install_and_uninstall_edit_the_real_crontab_and_keep_the_users_lines() {
     let out = shepherd(&["daemon", "uninstall"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&crontab(&["-l"], None).stdout), mine);
+    // The crontab as it was before each change is kept, privately.
+    assert_eq!(
+        std::fs::read_to_string(state.join("daemon/crontab.before")).unwrap(),
+        installed
+    );
     let out = shepherd(&["daemon", "uninstall"]);
     assert!(text(&out.stdout).contains("nothing changed"), "{out:?}");
 
