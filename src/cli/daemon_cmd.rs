@@ -232,6 +232,18 @@ fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
             s
         }
     };
+    // The keeper, as the configuration says (what the jobs were told may
+    // differ until they are resubmitted).
+    match crate::config::load(sd.root()).map(|(c, _)| c.keeper.settings()) {
+        Ok(Ok(Some(k))) => s.push_str(&format!(
+            "keeper: on: a job that finds no daemon for {} asks for one on {} (`[keeper]` in the configuration)\n",
+            crate::duration::format(k.after),
+            k.partition.as_deref().unwrap_or("the default partition")
+        )),
+        Ok(Ok(None)) => s.push_str("keeper: off (`[keeper] enabled = true` runs the daemon inside Slurm when none runs)\n"),
+        Ok(Err(e)) => s.push_str(&format!("keeper: the configuration's [keeper] is invalid: {e}\n")),
+        Err(e) => s.push_str(&format!("keeper: unknown: {e}\n")),
+    }
     s.push_str(match installed {
         Some(true) => "kept alive by your crontab (`shepherd daemon ensure`; `shepherd daemon uninstall` removes it)\n",
         Some(false) => "nothing brings a daemon back after a reboot or a kill: `shepherd daemon install` adds `daemon ensure` to your crontab\n",

@@ -190,6 +190,17 @@ pub fn run(
         }
         let report = ticker.tick(now);
         log_report(&log, &report, &mut said, started.elapsed());
+        // A tick longer than the lease lives (Slurm answering slowly, many
+        // submissions) lets another daemon take the lease as stale while
+        // this one still acts; the next tick sees it and stops. Said, so a
+        // site's slow controller shows in the log.
+        if started.elapsed() >= held.lease().stale_after() {
+            log.line(&format!(
+                "this tick took {}, longer than the lease lives ({}): another daemon may take it over",
+                crate::duration::format(started.elapsed()),
+                crate::duration::format(held.lease().stale_after())
+            ));
+        }
         sleep_until(started + poll, &stop);
     }
     log.line("daemon stopping on signal");
@@ -486,9 +497,13 @@ pub fn stop(slurm: &dyn Slurm, state_dir: &StateDir) -> anyhow::Result<Option<Le
         super::keeper::ask_for_handback(state_dir, Timestamp::now(), true)?;
         let wait = Duration::from_secs(l.poll_interval_secs * 2 + 15);
         let deadline = Instant::now() + wait;
-        let holds = || {
-            lease::read_lease(&state_dir.daemon())
-                .is_some_and(|k| k.pid == l.pid && k.host == l.host && k.is_fresh(Timestamp::now()))
+        // A lease that cannot be read is no evidence the keeper let go:
+        // keep waiting (and cancel its jobs at the deadline).
+        let holds = || match lease::read_lease_checked(&state_dir.daemon()) {
+            Ok(k) => k.is_some_and(|k| {
+                k.pid == l.pid && k.host == l.host && k.is_fresh(Timestamp::now())
+            }),
+            Err(_) => true,
         };
         while holds() {
             if Instant::now() > deadline {

@@ -180,6 +180,9 @@ fn a_killed_daemon_comes_back_through_ensure_as_cron_runs_it_and_the_run_recover
     let d: Value = serde_json::from_str(&shep.ok(&["daemon", "status", "--json"])).unwrap();
     assert_eq!(d["daemon"]["started_by"], "start", "{d}");
     assert_eq!(d["stopped_at"], Value::Null, "{d}");
+    let said = shep.ok(&["daemon", "status"]);
+    assert!(said.contains("started by `daemon start`"), "{said}");
+    assert!(said.contains("keeper: off"), "{said}");
 }
 
 /// `shepherd ARGS` on a login node called `host` (its own UTS namespace:
@@ -487,6 +490,12 @@ fn with_no_daemon_a_keeper_inside_slurm_recovers_the_run_and_hands_back_to_a_log
     });
     assert_ne!(d["daemon"]["pid"].as_u64(), Some(pid));
     assert_eq!(keepers("RUNNING").len(), 1, "one keeper runs");
+    let said = shep.ok(&["daemon", "status"]);
+    assert!(
+        said.contains("a keeper job inside Slurm")
+            && said.contains("keeper: on: a job that finds no daemon for 5s asks for one on cpu"),
+        "{said}"
+    );
     poll(LONG, "the keeper to queue its successor", || {
         let pending = keepers("PENDING");
         match pending.len() {
