@@ -179,10 +179,22 @@ impl Held {
 }
 
 impl Held {
-    /// Releases the lock but leaves the lease to go stale, as a daemon that
-    /// died would: a keeper ending at its time limit is no `daemon stop`,
-    /// and a stale lease is what makes the runs' wrappers ask for another.
-    pub fn leave_stale(mut self) {
+    /// On drop, releases the lock but leaves the lease to go stale, as a
+    /// daemon that died would: a keeper ending at its time limit is no
+    /// `daemon stop`, and a stale lease is what makes the runs' wrappers
+    /// ask for another.
+    pub fn leave_stale(&mut self) {
+        self.leave = true;
+    }
+
+    /// Gives the lease up now (if it is still ours), before the process
+    /// ends: a daemon waiting for it may take it at once.
+    pub fn release(&mut self) {
+        if read_lease(&self.dir)
+            .is_some_and(|l| l.pid == self.lease.pid && l.host == self.lease.host)
+        {
+            let _ = std::fs::remove_file(lease_path(&self.dir));
+        }
         self.leave = true;
     }
 }

@@ -46,14 +46,14 @@ pub fn run(
         );
         return Ok(());
     }
-    let mut held = match started_by {
+    let held = std::cell::RefCell::new(match started_by {
         StartedBy::Keeper => keeper_acquire(state_dir, poll)?,
         _ => Held::acquire(&state_dir.daemon(), poll, Timestamp::now(), started_by)?,
-    };
+    });
     let log = Log::new(state_dir);
     log.line(&format!(
         "daemon started ({}), polling every {}; {}",
-        held.lease().describe(),
+        held.borrow().lease().describe(),
         crate::duration::format(poll),
         started_by.describe()
     ));
@@ -72,9 +72,29 @@ pub fn run(
     if let Some(p) = &config_path {
         log.line(&format!("configuration from {}", p.display()));
     }
+    // During a long tick (slow Slurm, many submissions) the lease is
+    // renewed between runs, at most once a poll; a tick that finds it
+    // taken over stops acting at once.
+    let renewed = std::cell::Cell::new(Instant::now());
+    let fence = || {
+        if renewed.get().elapsed() < poll {
+            return true;
+        }
+        let mut h = held.borrow_mut();
+        if h.taken_over().is_some() {
+            return false;
+        }
+        // A failed renewal is the loop's to handle (it fences itself
+        // before the lease could go stale).
+        if h.renew(Timestamp::now()).is_ok() {
+            renewed.set(Instant::now());
+        }
+        true
+    };
     let ticker = Ticker::new(slurm, state_dir, exe)
         .with_config(&config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.unwrap_or_default().display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.unwrap_or_default().display()))?
+        .with_fence(fence);
     // Notices are sent on their own thread: a slow endpoint never delays a
     // tick.
     let sender =
@@ -83,7 +103,7 @@ pub fn run(
     let mut said = Said::default();
     // Since when the lease could not be renewed, if it cannot now.
     let mut unrenewed: Option<Instant> = None;
-    let fence_after = fence_after(held.lease(), poll);
+    let fence_after = fence_after(held.borrow().lease(), poll);
     let keeper = config.keeper.settings().ok().flatten();
     let keeper_command = super::keeper::KeeperCommand {
         exe: ticker_exe.clone(),
@@ -125,7 +145,8 @@ pub fn run(
         let started = Instant::now();
         let now = Timestamp::now();
         if started_by == StartedBy::Keeper
-            && let Some(m) = super::keeper::handback_asked(state_dir, held.lease().started_at)
+            && let Some(m) =
+                super::keeper::handback_asked(state_dir, held.borrow().lease().started_at)
         {
             log.line(&match m.stop {
                 false => format!(
@@ -139,7 +160,7 @@ pub fn run(
             });
             // The lease first, before any Slurm call (which may take its
             // whole timeout): the daemon waiting for it starts at once.
-            drop(held);
+            held.borrow_mut().release();
             match super::keeper::queued(slurm, state_dir) {
                 Ok(ids) => {
                     if let Err(e) = slurm.cancel(&other_keepers(ids)) {
@@ -155,7 +176,8 @@ pub fn run(
             drop(sender);
             return Ok(());
         }
-        if let Some(other) = held.taken_over() {
+        let taken = held.borrow().taken_over();
+        if let Some(other) = taken {
             let why = format!(
                 "another daemon took the lease over ({}); stopping so that no two daemons act",
                 other.describe()
@@ -166,7 +188,11 @@ pub fn run(
         // cannot renew it (full disk, quota, a read-only remount) stops
         // acting at once, and exits before another daemon could take the
         // lease over as stale: two daemons never act on the same runs.
-        match held.renew(now) {
+        let renewal = held.borrow_mut().renew(now);
+        if renewal.is_ok() {
+            renewed.set(Instant::now());
+        }
+        match renewal {
             Ok(()) => {
                 if unrenewed.take().is_some() {
                     log.line("lease renewed again; acting again");
@@ -191,14 +217,14 @@ pub fn run(
         let report = ticker.tick(now);
         log_report(&log, &report, &mut said, started.elapsed());
         // A tick longer than the lease lives (Slurm answering slowly, many
-        // submissions) lets another daemon take the lease as stale while
-        // this one still acts; the next tick sees it and stops. Said, so a
-        // site's slow controller shows in the log.
-        if started.elapsed() >= held.lease().stale_after() {
+        // submissions) is renewed between runs; said, so a site's slow
+        // controller shows in the log.
+        let stale_after = held.borrow().lease().stale_after();
+        if started.elapsed() >= stale_after {
             log.line(&format!(
-                "this tick took {}, longer than the lease lives ({}): another daemon may take it over",
+                "a slow tick: {} (longer than the lease lives, {}; it was renewed between runs)",
                 crate::duration::format(started.elapsed()),
-                crate::duration::format(held.lease().stale_after())
+                crate::duration::format(stale_after)
             ));
         }
         sleep_until(started + poll, &stop);
@@ -210,7 +236,7 @@ pub fn run(
     if started_by == StartedBy::Keeper {
         // Slurm's time limit (or a cancel), not the user's `daemon stop`:
         // the successor takes the lease, or the wrappers ask again.
-        held.leave_stale();
+        held.borrow_mut().leave_stale();
     }
     Ok(())
 }

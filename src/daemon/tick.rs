@@ -108,7 +108,15 @@ pub struct Ticker<'a, S: Slurm + ?Sized> {
     pub(super) breaker: Option<crate::policy::breaker::BreakerRules>,
     /// `[keeper] after`, when the keeper is on: handed to each job.
     keeper_after: Option<std::time::Duration>,
+    /// Asked before each run's actions: is the lease still this daemon's?
+    /// (The service renews it there during a long tick.) A tick that finds
+    /// it lost stops acting at once: two daemons never act in one tick.
+    fence: Option<Box<dyn Fn() -> bool + 'a>>,
 }
+
+/// The problem a tick reports when it stopped acting on a lost lease.
+pub const LEASE_LOST: &str =
+    "the lease was taken over during this tick; stopped acting (another daemon acts now)";
 
 pub(super) fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -131,7 +139,18 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             outbox: crate::notify::outbox::Outbox::new(state_dir),
             breaker: None,
             keeper_after: None,
+            fence: None,
         }
+    }
+
+    /// See [`Ticker::fence`].
+    pub fn with_fence(mut self, fence: impl Fn() -> bool + 'a) -> Self {
+        self.fence = Some(Box::new(fence));
+        self
+    }
+
+    fn still_ours(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f())
     }
 
     /// Applies the configuration file's catalog, signatures and node groups.
@@ -208,6 +227,11 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             report.slurm_unavailable = Some(e.to_string());
         }
 
+        // Slurm's answers may have taken their whole deadlines.
+        if !self.still_ours() {
+            report.problems.push(LEASE_LOST.to_string());
+            return report;
+        }
         let mut cancels: Vec<(usize, JobId)> = Vec::new();
         let mut start_now: Vec<(usize, JobId)> = Vec::new();
         let mut steps = Vec::new();
@@ -224,6 +248,10 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
             steps.push((i, step, obs.1));
         }
         for (i, step, control_files) in steps {
+            if !self.still_ours() {
+                report.problems.push(LEASE_LOST.to_string());
+                return report;
+            }
             let run = &mut runs[i];
             // Record first: the intent to submit must be on disk before sbatch.
             if let Err(e) = self.record(run, &step.state, &step.events, now) {
@@ -255,6 +283,10 @@ impl<'a, S: Slurm + ?Sized> Ticker<'a, S> {
                     Action::StartNow { job } => start_now.push((i, job)),
                 }
             }
+        }
+        if !self.still_ours() {
+            report.problems.push(LEASE_LOST.to_string());
+            return report;
         }
         if self.blacklist_changed() {
             self.exclude_from_pending(&runs, now);
@@ -647,6 +679,38 @@ mod tests {
         for j in slurm.all_jobs() {
             assert_eq!(slurm.live_jobs_named(&j.info.name).len(), 1);
         }
+    }
+
+    #[test]
+    fn a_tick_that_loses_its_lease_stops_acting_at_once() {
+        let (_tmp, sd, slurm) = setup(3);
+        slurm.on_start(|_| Behaviour::RunForever);
+        // The lease is found taken over before the second run's actions
+        // (after the check once Slurm answered, and the first run's).
+        let asked = std::cell::Cell::new(0);
+        let ticker = Ticker::new(&slurm, &sd, "/bin/shepherd".into()).with_fence(|| {
+            asked.set(asked.get() + 1);
+            asked.get() < 3
+        });
+        let r = ticker.tick(slurm.now());
+        assert_eq!(r.submitted, 1, "{:?}", r.problems);
+        assert_eq!(slurm.calls().submit, 1);
+        assert!(
+            r.problems.iter().any(|p| p == LEASE_LOST),
+            "{:?}",
+            r.problems
+        );
+        // Nothing was recorded for the runs not acted on: the next daemon
+        // finds them as they were.
+        let untouched = (0..3)
+            .filter(|i| {
+                sd.run(&format!("r{i}").parse().unwrap())
+                    .load_state()
+                    .unwrap()
+                    .is_none_or(|st| st.attempts.is_empty())
+            })
+            .count();
+        assert_eq!(untouched, 2);
     }
 
     #[test]
