@@ -141,12 +141,14 @@ pub fn run(
         super::keeper::clear_stopped(state_dir);
         super::keeper::clear_handback(state_dir);
     }
+    // Read once: a borrow in the condition below would live through its
+    // block, where the lease is released (a RefCell panic, found by CI).
+    let since = held.borrow().lease().started_at;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let now = Timestamp::now();
         if started_by == StartedBy::Keeper
-            && let Some(m) =
-                super::keeper::handback_asked(state_dir, held.borrow().lease().started_at)
+            && let Some(m) = super::keeper::handback_asked(state_dir, since)
         {
             log.line(&match m.stop {
                 false => format!(

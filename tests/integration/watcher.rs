@@ -538,6 +538,18 @@ fn with_no_daemon_a_keeper_inside_slurm_recovers_the_run_and_hands_back_to_a_log
         at("a keeper job inside Slurm") < at("handing it back"),
         "{log}"
     );
+    // Every keeper ended as it should: its successor cancelled, not
+    // started; none of them failed (a panic in the hand-back once let the
+    // successor take the lease from the login-node daemon).
+    assert_eq!(log.matches("a keeper job inside Slurm").count(), 1, "{log}");
+    for f in std::fs::read_dir(shep.state.join("daemon")).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("keeper-") && name.ends_with(".out") {
+            let out = std::fs::read_to_string(&f).unwrap();
+            assert!(out.trim().is_empty(), "{}: {out}", f.display());
+        }
+    }
     shep.assert_no_duplicates();
 
     // Killed again, with no run to notice: a keeper asked for by hand, then
