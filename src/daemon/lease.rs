@@ -70,7 +70,8 @@ pub enum LeaseError {
 /// Held while the daemon runs; dropping it releases the lock and removes the
 /// lease.
 pub struct Held {
-    _lock: File,
+    /// The flock; `None` once released.
+    lock: Option<File>,
     dir: PathBuf,
     lease: Lease,
     /// Leave the lease behind on drop, to go stale.
@@ -154,7 +155,7 @@ impl Held {
         };
         atomic::write_json(&lease_path(daemon_dir), &lease)?;
         Ok(Held {
-            _lock: lock,
+            lock: Some(lock),
             dir: daemon_dir.to_path_buf(),
             lease,
             leave: false,
@@ -187,8 +188,10 @@ impl Held {
         self.leave = true;
     }
 
-    /// Gives the lease up now (if it is still ours), before the process
-    /// ends: a daemon waiting for it may take it at once.
+    /// Gives the lease and the lock up now (the lease only if it is still
+    /// ours), before the process ends: a daemon waiting for them may take
+    /// them at once, while this one still finishes (a keeper cancelling its
+    /// successor).
     pub fn release(&mut self) {
         if read_lease(&self.dir)
             .is_some_and(|l| l.pid == self.lease.pid && l.host == self.lease.host)
@@ -196,6 +199,8 @@ impl Held {
             let _ = std::fs::remove_file(lease_path(&self.dir));
         }
         self.leave = true;
+        // Closing the file releases the flock.
+        self.lock = None;
     }
 }
 
@@ -388,6 +393,25 @@ mod tests {
         assert_eq!(held.taken_over(), Some(other.clone()));
         drop(held);
         assert_eq!(read_lease(dir.path()), Some(other), "not removed on drop");
+    }
+
+    #[test]
+    fn a_released_lease_frees_the_lock_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut held = acq(dir.path(), now).unwrap();
+        assert!(lock_is_held(dir.path()));
+        held.release();
+        assert!(!lock_is_held(dir.path()), "the lock goes with the lease");
+        assert!(read_lease(dir.path()).is_none());
+        // Another daemon takes both while the released one still lives.
+        let other = acq(dir.path(), now).expect("free to take");
+        drop(held);
+        assert!(
+            read_lease(dir.path()).is_some(),
+            "the old one's drop touches nothing"
+        );
+        drop(other);
     }
 
     #[test]
