@@ -196,11 +196,11 @@ pub fn daemon(global: &GlobalArgs, cmd: DaemonCommand) -> Result<()> {
 /// its last tick; or since when none has; and whether the crontab brings
 /// one back.
 fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
-    let live = service::status(sd);
-    let last_seen = match live {
-        Some(_) => None,
-        None => service::last_seen(sd),
-    };
+    let crate::view::daemon::Watch {
+        live,
+        last_seen,
+        stopped,
+    } = crate::view::daemon::Watch::of(sd);
     // Whether cron keeps one alive: `None` when the crontab cannot be read.
     let crontab = install::read_crontab().ok();
     let installed = crontab.as_deref().map(|c| install::has_block(c, sd.root()));
@@ -208,7 +208,7 @@ fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
         emit_fields(&[
             ("daemon", json!(live)),
             ("last_seen", json!(last_seen)),
-            ("stopped_at", json!(keeper::stopped(sd))),
+            ("stopped_at", json!(stopped)),
             ("crontab", json!(installed)),
         ]);
         return Ok(());
@@ -216,14 +216,14 @@ fn status(global: &GlobalArgs, sd: &StateDir) -> Result<()> {
     let mut s = match &live {
         Some(l) => running_words(l, sd),
         None => {
-            let mut s = match keeper::stopped(sd) {
+            let mut s = match stopped {
                 Some(at) => format!(
                     "no daemon running: stopped with `shepherd daemon stop` at {}; runs are not watched, and neither cron's `daemon ensure` nor a keeper starts one until `shepherd daemon start`\n",
                     at.strftime("%Y-%m-%d %H:%M:%S UTC")
                 ),
                 None => format!(
                     "no daemon running (last seen {}); runs are not watched (start one with `shepherd daemon start`)\n",
-                    last_seen_words(sd)
+                    seen_words(last_seen)
                 ),
             };
             if let Some(last) = service::last_log_line(sd) {
@@ -283,7 +283,11 @@ fn save_copy(sd: &StateDir, crontab: &str) -> Result<()> {
 }
 
 fn last_seen_words(sd: &StateDir) -> String {
-    match service::last_seen(sd) {
+    seen_words(service::last_seen(sd))
+}
+
+fn seen_words(at: Option<Timestamp>) -> String {
+    match at {
         Some(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
         None => "never".to_string(),
     }

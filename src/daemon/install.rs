@@ -313,23 +313,16 @@ mod tests {
              '/opt/my tools/shepherd' --state-dir '/home/u/100\\%/state' --slurm-timeout 30s \
              daemon ensure --poll-interval 10s"
         );
-        let err = command_line(
-            Path::new("/bin/shepherd"),
-            Path::new("/a\nb"),
-            &[],
-            Duration::from_secs(10),
-            Duration::from_secs(30),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("line break"), "{err}");
-        let err = command_line(
-            Path::new("/bin/shepherd"),
-            Path::new("/a\\b"),
-            &[],
-            Duration::from_secs(10),
-            Duration::from_secs(30),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("backslash"), "{err}");
+        for (dir, says) in [("/a\nb", "line break"), ("/a\\b", "backslash")] {
+            let err = command_line(
+                Path::new("/bin/shepherd"),
+                Path::new(dir),
+                &[],
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 }

@@ -33,7 +33,7 @@ pub fn hostname() -> String {
 }
 
 pub fn lease_path(daemon_dir: &Path) -> PathBuf {
-    daemon_dir.join("lease.json")
+    daemon_dir.join(crate::records::lease::LEASE_FILE)
 }
 
 /// The current lease, if any and readable.

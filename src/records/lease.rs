@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+/// `STATE/daemon/lease.json`: the lease, in the daemon directory.
+pub const LEASE_FILE: &str = "lease.json";
+
 /// `STATE/daemon/stopped`: written by `shepherd daemon stop` and removed by
 /// the next daemon a user starts. While it is there, the daemon is off by
 /// the user's choice: neither `daemon ensure` (cron) nor a keeper brings

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::proc::Invocation;
-use crate::records::lease::{LEASE_VERSION, Lease, STOPPED_FILE};
+use crate::records::lease::{LEASE_FILE, LEASE_VERSION, Lease, STOPPED_FILE};
 use crate::store::atomic;
 
 /// Set by the job script when the keeper is on: seconds without a renewed
@@ -58,7 +58,7 @@ pub fn due(seen: &Seen, now: Timestamp, after: Duration, since_asked: Option<Dur
 /// lease every quarter of `after` (5 s to 1 min) and asks when [`due`].
 pub fn watch(exe: PathBuf, state_root: PathBuf, after: Duration) {
     let every = (after / 4).clamp(Duration::from_secs(5), Duration::from_secs(60));
-    let lease_path = state_root.join("daemon").join("lease.json");
+    let lease_path = state_root.join("daemon").join(LEASE_FILE);
     let stopped_path = state_root.join("daemon").join(STOPPED_FILE);
     let spawned = std::thread::Builder::new()
         .name("keeper-watch".into())
